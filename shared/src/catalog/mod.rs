@@ -1,0 +1,188 @@
+//! The catalog port: what a resync or a live event needs from a Port-compatible catalog, and its adapters.
+//!
+//! - [`port::PortClient`]: the Port REST API (token, bulk upsert with per-entity results, search,
+//!   datasource-entities listing, bulk delete).
+//! - [`embedded::EmbeddedCatalog`]: a local SQLite catalog with the same semantics, for the demo and dry runs.
+//! - [`store::CatalogStore`]: the storage engine with Port's upsert/merge/ownership semantics, shared by the
+//!   embedded adapter and the simulator's catalog server.
+
+pub mod embedded;
+pub mod port;
+pub mod store;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// An entity in the catalog upsert body shape. `None` means "not mapped" (the key is not sent);
+/// `Some(Value::Null)` means "mapped and evaluated to null" (sent as `null`), as Port's framework does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entity {
+    /// A string, or a search query object that the catalog resolves.
+    pub identifier: Value,
+    pub blueprint: String,
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub title: Option<Value>,
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub icon: Option<Value>,
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub team: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relations: Option<Map<String, Value>>,
+}
+
+/// Keeps a present `null` as `Some(Value::Null)` instead of serde's default `None`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl Entity {
+    /// The key reconciliation and diffing use: blueprint plus the identifier's string form.
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(&self.blueprint, &self.identifier)
+    }
+
+    /// True when the identifier, a relation or the team is a search query: such entities cannot be
+    /// diffed or owned by key, so they are always upserted and never deleted by key.
+    pub fn uses_search(&self) -> bool {
+        self.identifier.is_object()
+            || self.team.as_ref().is_some_and(Value::is_object)
+            || self
+                .relations
+                .as_ref()
+                .is_some_and(|r| r.values().any(Value::is_object))
+    }
+}
+
+/// (blueprint, identifier string). Numbers and strings with the same text collide on purpose: the
+/// catalog stores identifiers as strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityKey {
+    pub blueprint: String,
+    pub identifier: String,
+}
+
+impl EntityKey {
+    pub fn new(blueprint: &str, identifier: &Value) -> Self {
+        Self { blueprint: blueprint.to_owned(), identifier: identifier_string(identifier) }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.blueprint, self.identifier)
+    }
+}
+
+/// The string form of an identifier: a string as is, anything else as compact JSON (object keys are
+/// sorted because `serde_json::Map` is a BTreeMap here).
+pub fn identifier_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Why the catalog is being written: sent as `ocean_info_event_type` so the catalog's audit log can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteReason {
+    Resync,
+    LiveEvent,
+}
+
+impl WriteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteReason::Resync => "resync",
+            WriteReason::LiveEvent => "http_request",
+        }
+    }
+}
+
+/// Options of one write, taken from the mapping's top-level flags.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub merge: bool,
+    pub create_missing_related_entities: bool,
+    pub reason: WriteReason,
+    /// Set for resync writes (`ocean_info_resync_id`).
+    pub resync_id: Option<String>,
+}
+
+/// What happened to one entity of an upsert, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertOutcome {
+    Upserted { identifier: String, created: bool },
+    Failed { status: u16, error: String, message: String },
+}
+
+/// One page of this integration's entities, from the ownership listing.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedPage {
+    pub entities: Vec<EntityKey>,
+    pub next: Option<String>,
+}
+
+/// Errors typed by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Credentials were refused; retrying will not help until they change.
+    #[error("catalog refused the credentials: {0}")]
+    Unauthorized(String),
+    /// The request itself is wrong (for example a body over the size limit or an unknown blueprint
+    /// in strict mode); retrying the same request will not help.
+    #[error("catalog rejected the request: {0}")]
+    Invalid(String),
+    /// A timeout, a 429 or a 5xx that outlived the retries: the same request may succeed later.
+    #[error("catalog is unavailable: {0}")]
+    Transient(String),
+    /// Anything else that will not go away by itself (a broken local store, an unparseable answer).
+    #[error("catalog failed: {0}")]
+    Permanent(String),
+}
+
+impl CatalogError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CatalogError::Transient(_))
+    }
+}
+
+/// The catalog port. Implementations chunk as their wire requires (Port: ≤20 entities and ≤1 MiB per
+/// bulk request) and own the ownership tag (Port's `$datasource`), so callers never see either.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Upserts entities of one blueprint. Returns one outcome per entity, in input order. An `Err` means
+    /// nothing can be said about any of them (for example the catalog was unreachable).
+    async fn upsert(
+        &self,
+        blueprint: &str,
+        entities: &[Entity],
+        opts: &WriteOptions,
+    ) -> Result<Vec<UpsertOutcome>, CatalogError>;
+
+    /// The stored copies of the given identifiers of one blueprint that this integration owns, for
+    /// skipping unchanged entities. Missing identifiers are simply absent from the answer.
+    async fn find(&self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>, CatalogError>;
+
+    /// One page of the entities this integration owns whose last update is not after `before`.
+    async fn owned(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<String>,
+    ) -> Result<OwnedPage, CatalogError>;
+
+    /// Deletes entities of one blueprint; returns the identifiers actually deleted.
+    async fn delete(
+        &self,
+        blueprint: &str,
+        identifiers: &[String],
+        delete_dependents: bool,
+        opts: &WriteOptions,
+    ) -> Result<Vec<String>, CatalogError>;
+}

@@ -1,0 +1,1 @@
+//! The Port REST API adapter.

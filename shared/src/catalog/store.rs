@@ -1,0 +1,1 @@
+//! The catalog storage engine with Port's semantics.

@@ -1,0 +1,13 @@
+//! ado-sync's domain library: everything real lives here; the functions and the CLI only wire it.
+//!
+//! - [`config`]: typed settings read once from the environment, secrets wrapped.
+//! - [`ado`]: the Azure DevOps REST client (paging, rate limits, retries) and one module per kind.
+//! - [`mapping`]: the `port-app-config` model and the jq mapping engine.
+//! - [`catalog`]: the catalog port, the Port API client and the embedded catalog.
+//! - [`resync`]: the full pass and the stale-entity plan.
+
+pub mod ado;
+pub mod catalog;
+pub mod config;
+pub mod mapping;
+pub mod resync;

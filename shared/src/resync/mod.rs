@@ -1,0 +1,1 @@
+//! The full resync pass: kinds in config order, page by page, then the stale-entity plan.
