@@ -1,1 +1,216 @@
-fn main() {}
+//! `ado-sync`: one-shot resync (what a team runs from an Azure Pipeline), mapping preview, the built-in
+//! demo, and the local simulator.
+
+mod demo;
+mod map;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shared::config::Settings;
+use shared::resync::{KindReport, Observer};
+use shared::runtime::SyncRuntime;
+
+#[derive(Parser)]
+#[command(name = "ado-sync", version, about = "Keep a software catalog in sync with Azure DevOps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One full resync pass with the settings from the environment (ADO_ORG_URL, ADO_PAT, CATALOG_*…).
+    /// Exits non-zero when anything failed.
+    Resync {
+        /// Print the run report as JSON on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Map raw items with a mapping file and print one entity per line (catalog upsert body shape).
+    Map {
+        /// The port-app-config file (YAML or JSON).
+        #[arg(long)]
+        mapping: std::path::PathBuf,
+        /// The kind whose resource blocks to apply.
+        #[arg(long)]
+        kind: String,
+        /// Raw items: a JSON array or JSON Lines. Standard input when absent.
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// Let the mapping read the environment (env / $ENV).
+        #[arg(long)]
+        allow_env: bool,
+    },
+    /// Start a simulated Azure DevOps organisation, sync it into the embedded catalog, and show the result.
+    Demo {
+        #[arg(long, value_enum, default_value_t = Size::Small)]
+        size: Size,
+        /// Where the embedded catalog is written (a SQLite file you can open with sqlite3).
+        #[arg(long, default_value = ".demo/catalog.db")]
+        db: std::path::PathBuf,
+    },
+    /// Serve the simulated Azure DevOps organisation and catalog API until stopped.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, value_enum, default_value_t = Size::Small)]
+        size: Size,
+        /// Added to every Azure DevOps response.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Share of Azure DevOps requests answered 429 or 503 (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Size {
+    Small,
+    Large,
+}
+
+impl Size {
+    pub(crate) fn spec(self) -> sim::ado::OrgSpec {
+        match self {
+            Size::Small => sim::ado::OrgSpec::small(),
+            Size::Large => sim::ado::OrgSpec::large(),
+        }
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    init_logs();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Resync { json } => resync(json).await,
+            Command::Map { mapping, kind, input, allow_env } => map::run(&mapping, &kind, input.as_deref(), allow_env),
+            Command::Demo { size, db } => demo::run(size, &db).await,
+            Command::Sim { listen, size, latency_ms, fault_rate } => serve_sim(listen, size, latency_ms, fault_rate).await,
+        }
+    })
+}
+
+async fn resync(json: bool) -> ExitCode {
+    let runtime = match Settings::from_env().map_err(|e| e.to_string()).and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string())) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.resync(&Progress::new()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", report.render());
+    }
+    if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn serve_sim(listen: SocketAddr, size: Size, latency_ms: u64, fault_rate: f64) -> ExitCode {
+    if !(0.0..=1.0).contains(&fault_rate) {
+        eprintln!("error: --fault-rate must be between 0 and 1");
+        return ExitCode::from(2);
+    }
+    let opts = sim::ado::AdoSimOptions { latency: Duration::from_millis(latency_ms), fault_rate, ..Default::default() };
+    let server = match sim::start(listen, size.spec(), opts, Default::default()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "ado_org_url": server.ado_org_url(),
+            "catalog_base_url": server.catalog_base_url(),
+            "listen": server.addr.to_string(),
+        })
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    server.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn terminate() {
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        s.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
+/// Progress on stderr: a line per kind, and a running count on a terminal.
+pub(crate) struct Progress {
+    tty: bool,
+    last: Mutex<Instant>,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Self { tty: std::io::stderr().is_terminal(), last: Mutex::new(Instant::now()) }
+    }
+}
+
+impl Observer for Progress {
+    fn kind_started(&self, index: usize, kind: &str) {
+        eprintln!("syncing {kind}[{index}]…");
+    }
+
+    fn page_done(&self, r: &KindReport) {
+        if !self.tty {
+            return;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= Duration::from_millis(200) {
+            *last = Instant::now();
+            eprint!("\r  {}: {} read, {} upserted, {} unchanged   ", r.kind, r.items_read, r.upserted, r.unchanged);
+        }
+    }
+
+    fn kind_finished(&self, r: &KindReport) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!(
+            "  {}[{}]: {} read, {} upserted, {} unchanged, {} failed, {} errors in {:.2}s",
+            r.kind,
+            r.index,
+            r.items_read,
+            r.upserted,
+            r.unchanged,
+            r.failed,
+            r.errors,
+            r.duration.as_secs_f64()
+        );
+    }
+}

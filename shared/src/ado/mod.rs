@@ -1,1 +1,39 @@
 //! The Azure DevOps REST client: organisation URLs, auth, paging, rate limits and retries; one module per kind.
+
+mod client;
+pub mod kinds;
+mod paging;
+mod url;
+
+pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};
+pub use url::{OrgUrl, Service};
+
+/// Errors typed by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoError {
+    /// The PAT was refused (401/403, or the 203 HTML sign-in page ADO answers for a bad or expired PAT).
+    /// Retrying will not help until the credential changes.
+    #[error("Azure DevOps refused the credentials: {0}")]
+    Unauthorized(String),
+    /// The resource does not exist (or the PAT cannot see it).
+    #[error("Azure DevOps has no such resource: {0}")]
+    NotFound(String),
+    /// The request or the configuration is wrong; the same request will fail again.
+    #[error("Azure DevOps rejected the request: {0}")]
+    Invalid(String),
+    /// Throttling, timeouts or 5xx that outlived the retries (or the deadline): may succeed later.
+    #[error("Azure DevOps is unavailable: {0}")]
+    Transient(String),
+    /// Anything else that will not go away by itself (an unparseable answer, a 500).
+    #[error("Azure DevOps failed: {0}")]
+    Permanent(String),
+    /// The consumer of a stream went away (the pass stopped); not a failure of Azure DevOps.
+    #[error("the pass was stopped before this kind finished")]
+    Cancelled,
+}
+
+impl AdoError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AdoError::Transient(_))
+    }
+}

@@ -186,3 +186,4 @@ pub trait Catalog: Send + Sync {
         opts: &WriteOptions,
     ) -> Result<Vec<String>, CatalogError>;
 }
+pub fn datasource(t: &str, v: &str, i: &str) -> String { format!("port-ocean/{t}/{v}/{i}/exporter") }

@@ -1,1 +1,337 @@
-//! The full resync pass: kinds in config order, page by page, then the stale-entity plan.
+//! The full resync pass: kinds in config order, page by page (each page mapped and written while the next
+//! is being listed), then the stale-entity plan, which runs only after an error-free pass.
+
+pub mod plan;
+mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::Value;
+
+pub use report::{DeletionOutcome, KindReport, RunReport};
+
+use crate::ado::AdoClient;
+use crate::ado::kinds::{self, FetchContext, PageSink};
+use crate::catalog::{Catalog, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason};
+use crate::mapping::{CompiledConfig, CompiledResource, ItemOutcome};
+use plan::{DeletionPlan, SeenKeys};
+
+/// Pages a kind may list ahead of the writes: enough to overlap listing and writing, small enough that
+/// memory does not grow with the organisation.
+const PAGES_AHEAD: usize = 2;
+
+/// Progress callbacks for terminals; every method has a no-op default.
+pub trait Observer: Send + Sync {
+    fn kind_started(&self, _index: usize, _kind: &str) {}
+    fn page_done(&self, _progress: &KindReport) {}
+    fn kind_finished(&self, _report: &KindReport) {}
+}
+
+/// Observes nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// One pass over every resource block of the mapping.
+pub struct Resync<'a> {
+    pub ado: &'a AdoClient,
+    pub catalog: &'a dyn Catalog,
+    pub mapping: &'a CompiledConfig,
+    pub excluded_tags: Vec<String>,
+    pub observer: &'a dyn Observer,
+}
+
+impl Resync<'_> {
+    pub async fn run(&self) -> RunReport {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let resync_id = uuid::Uuid::new_v4().to_string();
+        let cfg = self.mapping.config();
+        let write = WriteOptions {
+            merge: cfg.enable_merge_entity,
+            create_missing_related_entities: cfg.create_missing_related_entities,
+            reason: WriteReason::Resync,
+            resync_id: Some(resync_id.clone()),
+        };
+        let ado_before = self.ado.requests_made();
+        let ctx = FetchContext::new(self.ado.clone(), self.excluded_tags.clone());
+        let mut seen = SeenKeys::default();
+        let mut blueprint_owner: HashMap<String, usize> = HashMap::new();
+        let mut kinds = Vec::new();
+        tracing::info!(resync_id = %resync_id, resources = self.mapping.resources().len(), "resync started");
+
+        for resource in self.mapping.resources() {
+            self.observer.kind_started(resource.index(), resource.kind());
+            let report = self.run_resource(resource, &ctx, &write, &mut seen, &mut blueprint_owner).await;
+            tracing::info!(
+                kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
+                unchanged = report.unchanged, failed = report.failed, errors = report.errors,
+                ado_requests = report.ado_requests, secs = report.duration.as_secs_f64(), "kind synced"
+            );
+            self.observer.kind_finished(&report);
+            kinds.push(report);
+        }
+
+        let deletion = if kinds.iter().any(|k| k.errors > 0) {
+            tracing::warn!(resync_id = %resync_id, "the pass had errors: stale entities are kept until a clean pass");
+            DeletionOutcome::SkippedAfterErrors
+        } else {
+            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, &write).await
+        };
+        let report = RunReport {
+            resync_id,
+            started_at,
+            duration: clock.elapsed(),
+            kinds,
+            deletion,
+            ado_requests: self.ado.requests_made() - ado_before,
+        };
+        tracing::info!(resync_id = %report.resync_id, succeeded = report.succeeded(), deletion = %report.deletion.describe(), secs = report.duration.as_secs_f64(), "resync finished");
+        report
+    }
+
+    async fn run_resource(
+        &self,
+        resource: &CompiledResource,
+        ctx: &FetchContext,
+        write: &WriteOptions,
+        seen: &mut SeenKeys,
+        blueprint_owner: &mut HashMap<String, usize>,
+    ) -> KindReport {
+        let clock = Instant::now();
+        let ado_before = self.ado.requests_made();
+        let mut report = KindReport { index: resource.index(), kind: resource.kind().to_owned(), ..Default::default() };
+        let Some(kind) = kinds::find(resource.kind()) else {
+            report.error(format!("kind {:?} is not supported by this version of ado-sync", resource.kind()));
+            return report;
+        };
+        if let Err(e) = kind.check(resource.selector()) {
+            report.error(format!("invalid selector: {e}"));
+            return report;
+        }
+        let (sink, mut pages) = PageSink::channel(PAGES_AHEAD);
+        let mut warnings: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        let producer = async move {
+            let result = kind.fetch(ctx, resource.selector(), &sink).await;
+            drop(sink);
+            result
+        };
+        let consumer = async {
+            while let Some(page) = pages.recv().await {
+                let done = self.process_page(resource, page, write, seen, blueprint_owner, &mut report, &mut warnings).await;
+                self.observer.page_done(&report);
+                if !done {
+                    // The catalog is failing as a whole: stop listing; dropping the receiver cancels the producer.
+                    break;
+                }
+            }
+        };
+        let (listed, ()) = tokio::join!(producer, consumer);
+        match listed {
+            Ok(()) | Err(crate::ado::AdoError::Cancelled) => {}
+            Err(e) => report.error(format!("listing failed: {e}")),
+        }
+        for (field, (count, message)) in warnings {
+            tracing::warn!(kind = %report.kind, index = report.index, field = %field, count, example = %message, "mapping field evaluated to null");
+        }
+        report.ado_requests = self.ado.requests_made() - ado_before;
+        report.duration = clock.elapsed();
+        report
+    }
+
+    /// Maps and writes one page. Returns false when the catalog failed as a whole.
+    #[allow(clippy::too_many_arguments)]
+    async fn process_page(
+        &self,
+        resource: &CompiledResource,
+        page: Vec<Value>,
+        write: &WriteOptions,
+        seen: &mut SeenKeys,
+        blueprint_owner: &mut HashMap<String, usize>,
+        report: &mut KindReport,
+        warnings: &mut BTreeMap<String, (u64, String)>,
+    ) -> bool {
+        // Group by blueprint (the bulk API takes one blueprint per call); a key seen twice keeps the last.
+        let mut groups: BTreeMap<String, Vec<Entity>> = BTreeMap::new();
+        let mut positions: HashMap<EntityKey, (String, usize)> = HashMap::new();
+        for raw in &page {
+            report.items_read += 1;
+            for outcome in resource.map_item(raw, false) {
+                match outcome {
+                    ItemOutcome::Mapped { entity, warnings: w } => {
+                        note_warnings(report, warnings, w);
+                        let key = entity.key();
+                        let group = groups.entry(entity.blueprint.clone()).or_default();
+                        match positions.get(&key) {
+                            Some((_, i)) if !entity.uses_search() => group[*i] = entity,
+                            _ => {
+                                positions.insert(key, (entity.blueprint.clone(), group.len()));
+                                group.push(entity);
+                            }
+                        }
+                    }
+                    ItemOutcome::Filtered { .. } => report.skipped += 1,
+                    ItemOutcome::Dropped { warnings: w } => {
+                        report.skipped += 1;
+                        note_warnings(report, warnings, w);
+                    }
+                    ItemOutcome::SelectorError { message } => report.error(format!("selector: {message}")),
+                    ItemOutcome::ParentSkipped { message } => {
+                        report.skipped += 1;
+                        tracing::warn!(kind = %report.kind, index = report.index, reason = %message, "item skipped by itemsToParse");
+                    }
+                }
+            }
+        }
+        drop(page);
+
+        for (blueprint, entities) in groups {
+            blueprint_owner.entry(blueprint.clone()).or_insert(resource.index());
+            if let Err(message) = self.write_group(&blueprint, entities, write, seen, report).await {
+                report.error(message);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Skips entities the catalog already holds unchanged, upserts the rest, and records every key.
+    async fn write_group(
+        &self,
+        blueprint: &str,
+        entities: Vec<Entity>,
+        write: &WriteOptions,
+        seen: &mut SeenKeys,
+        report: &mut KindReport,
+    ) -> Result<(), String> {
+        let keyed: Vec<String> = entities.iter().filter(|e| !e.uses_search()).map(|e| e.key().identifier).collect();
+        let stored: HashMap<String, Entity> = if keyed.is_empty() {
+            HashMap::new()
+        } else {
+            match self.catalog.find(blueprint, &keyed).await {
+                Ok(found) => found.into_iter().map(|e| (e.key().identifier, e)).collect(),
+                Err(e) => {
+                    // Without the stored copies we cannot skip anything; writing everything is still correct.
+                    tracing::warn!(blueprint, error = %e, "catalog search failed; upserting the whole page");
+                    HashMap::new()
+                }
+            }
+        };
+        let mut to_write = Vec::with_capacity(entities.len());
+        for entity in entities {
+            if entity.uses_search() {
+                to_write.push(entity);
+                continue;
+            }
+            let key = entity.key();
+            if stored.get(&key.identifier).is_some_and(|s| plan::unchanged(&entity, s, write.merge)) {
+                report.unchanged += 1;
+                seen.insert(&key.blueprint, &key.identifier);
+            } else {
+                to_write.push(entity);
+            }
+        }
+        if to_write.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self
+            .catalog
+            .upsert(blueprint, &to_write, write)
+            .await
+            .map_err(|e| {
+                report.failed += to_write.len() as u64;
+                for entity in &to_write {
+                    if !entity.uses_search() {
+                        let key = entity.key();
+                        seen.insert(&key.blueprint, &key.identifier);
+                    }
+                }
+                format!("writing {} {blueprint} entities failed: {e}", to_write.len())
+            })?;
+        for (entity, outcome) in to_write.iter().zip(outcomes) {
+            match outcome {
+                UpsertOutcome::Upserted { identifier, .. } => {
+                    report.upserted += 1;
+                    // A search identifier is resolved by the catalog: the returned one is the real key.
+                    seen.insert(blueprint, &identifier);
+                }
+                UpsertOutcome::Failed { status, error, message } => {
+                    // A failed write must not make the entity look stale: keep its key.
+                    if !entity.uses_search() {
+                        seen.insert(blueprint, &entity.key().identifier);
+                    }
+                    report.failed += 1;
+                    report.error(format!("upsert of {blueprint}/{} failed: {status} {error}: {message}", entity.key().identifier));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(
+        &self,
+        started_at: chrono::DateTime<Utc>,
+        seen: &SeenKeys,
+        blueprint_owner: &HashMap<String, usize>,
+        kinds: &mut [KindReport],
+        write: &WriteOptions,
+    ) -> DeletionOutcome {
+        // Only entities last written before the pass started: a live event that wrote one during the pass
+        // must not make it a candidate.
+        let mut candidates = Vec::new();
+        let mut owned = 0usize;
+        let mut cursor = None;
+        loop {
+            match self.catalog.owned(started_at, cursor.take()).await {
+                Ok(page) => {
+                    owned += page.entities.len();
+                    candidates.extend(page.entities.into_iter().filter(|k| !seen.contains(k)));
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                Err(e) => return DeletionOutcome::Failed { message: format!("listing owned entities failed: {e}"), deleted: 0 },
+            }
+        }
+        let threshold = self.mapping.config().entity_deletion_threshold;
+        let to_delete = match plan::plan_deletions(candidates, owned, threshold) {
+            DeletionPlan::Nothing => return DeletionOutcome::NothingStale { owned },
+            DeletionPlan::OverThreshold { candidates, owned, rate, threshold } => {
+                tracing::warn!(candidates, owned, rate, threshold, "too many stale entities: nothing deleted");
+                return DeletionOutcome::SkippedOverThreshold { candidates, owned, rate, threshold };
+            }
+            DeletionPlan::Delete(keys) => keys,
+        };
+        let total = to_delete.len();
+        let mut by_blueprint: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in to_delete {
+            by_blueprint.entry(key.blueprint).or_default().push(key.identifier);
+        }
+        let mut deleted = 0usize;
+        let dependents = self.mapping.config().delete_dependent_entities;
+        for (blueprint, ids) in by_blueprint {
+            match self.catalog.delete(&blueprint, &ids, dependents, write).await {
+                Ok(gone) => {
+                    deleted += gone.len();
+                    tracing::info!(blueprint = %blueprint, deleted = gone.len(), "stale entities deleted");
+                    let owner = blueprint_owner.get(&blueprint).copied();
+                    if let Some(k) = kinds.iter_mut().find(|k| Some(k.index) == owner) {
+                        k.deleted += gone.len() as u64;
+                    }
+                }
+                Err(e) => return DeletionOutcome::Failed { message: format!("deleting {blueprint} entities failed: {e}"), deleted },
+            }
+        }
+        DeletionOutcome::Deleted { candidates: total, deleted, owned }
+    }
+}
+
+fn note_warnings(report: &mut KindReport, warnings: &mut BTreeMap<String, (u64, String)>, new: Vec<crate::mapping::FieldWarning>) {
+    for w in new {
+        report.field_warnings += 1;
+        let entry = warnings.entry(w.field).or_insert_with(|| (0, format!("{}: {}", w.expression, w.message)));
+        entry.0 += 1;
+    }
+}

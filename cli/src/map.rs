@@ -1,0 +1,93 @@
+//! `ado-sync map`: preview a mapping on raw items, exactly as a resync would map them.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+use shared::mapping::ItemOutcome;
+use shared::runtime::compile_mapping;
+
+pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(mapping) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", mapping.display());
+            return ExitCode::from(2);
+        }
+    };
+    let compiled = match compile_mapping(&text, &mapping.display().to_string(), allow_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let resources: Vec<_> = compiled.resources().iter().filter(|r| r.kind() == kind).collect();
+    if resources.is_empty() {
+        eprintln!("error: the mapping has no resource block of kind {kind:?}");
+        return ExitCode::from(2);
+    }
+    let items = match read_items(input) {
+        Ok(items) => items,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut errors = 0usize;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for resource in resources {
+        for (n, item) in items.iter().enumerate() {
+            for outcome in resource.map_item(item, false) {
+                match outcome {
+                    ItemOutcome::Mapped { entity, warnings } => {
+                        for w in warnings {
+                            eprintln!("warning: resources[{}] item {n}: {} = null ({}: {})", resource.index(), w.field, w.expression, w.message);
+                        }
+                        if let Ok(line) = serde_json::to_string(&entity) {
+                            use std::io::Write;
+                            let _ = writeln!(out, "{line}");
+                        }
+                    }
+                    ItemOutcome::Filtered { .. } => eprintln!("info: resources[{}] item {n}: filtered out by the selector", resource.index()),
+                    ItemOutcome::Dropped { warnings } => {
+                        eprintln!("info: resources[{}] item {n}: dropped (identifier or blueprint is empty)", resource.index());
+                        for w in warnings {
+                            eprintln!("warning: resources[{}] item {n}: {} = null ({}: {})", resource.index(), w.field, w.expression, w.message);
+                        }
+                    }
+                    ItemOutcome::SelectorError { message } => {
+                        errors += 1;
+                        eprintln!("error: resources[{}] item {n}: selector: {message}", resource.index());
+                    }
+                    ItemOutcome::ParentSkipped { message } => eprintln!("warning: resources[{}] item {n}: {message}", resource.index()),
+                }
+            }
+        }
+    }
+    if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// A JSON array, or JSON Lines (one value per line; blank lines ignored).
+fn read_items(input: Option<&Path>) -> Result<Vec<Value>, String> {
+    let mut text = String::new();
+    match input {
+        Some(path) => text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+        }
+    }
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[')
+        && let Ok(Value::Array(items)) = serde_json::from_str(trimmed)
+    {
+        return Ok(items);
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: not JSON: {e}", i + 1)))
+        .collect()
+}

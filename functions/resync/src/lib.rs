@@ -1,0 +1,32 @@
+//! The scheduled resync function: one full pass per invocation (an EventBridge Scheduler or rule event;
+//! the payload itself carries nothing we need).
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+use shared::resync::{Quiet, RunReport};
+use shared::runtime::SyncRuntime;
+
+/// A pass that ran but had errors. Reported as a function error so the schedule's retry policy and
+/// the error alarm see it; the report travels in the message.
+#[derive(Debug)]
+pub struct ResyncFailed(pub RunReport);
+
+impl From<ResyncFailed> for Diagnostic {
+    fn from(e: ResyncFailed) -> Self {
+        Diagnostic {
+            error_type: "ResyncFailed".into(),
+            error_message: format!("resync {} had errors; deletion: {}", e.0.resync_id, e.0.deletion.describe()),
+        }
+    }
+}
+
+/// Runs one pass and returns its report.
+pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<Value>) -> Result<Value, ResyncFailed> {
+    tracing::info!(request_id = %event.context.request_id, source = event.payload.get("source").and_then(Value::as_str).unwrap_or("-"), "scheduled resync");
+    let report = runtime.resync(&Quiet).await;
+    if report.succeeded() {
+        Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
+    } else {
+        Err(ResyncFailed(report))
+    }
+}

@@ -1,0 +1,480 @@
+//! One HTTP client per organisation: PAT auth, an explicit api-version on every call, bounded
+//! concurrency, and retries that honour Azure DevOps' throttling headers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use super::{AdoError, OrgUrl, Service};
+
+/// Settings of one organisation's client.
+#[derive(Clone)]
+pub struct AdoClientConfig {
+    pub org_url: OrgUrl,
+    pub pat: SecretString,
+    /// Sent as `api-version` on every call (ADO picks "latest" when it is missing, and the shapes drift).
+    /// 7.1 on Services; Azure DevOps Server 2022 supports 7.0 at most.
+    pub api_version: String,
+    /// In-flight requests across every task of a pass: ADO's TSTU budget is per identity, so the bound is
+    /// per client, not per kind.
+    pub max_concurrency: usize,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// The longest single wait we accept for a `Retry-After` or a reset time before giving up.
+    pub max_retry_wait: Duration,
+    /// Extra outbound headers (an access proxy in front of an on-prem server). Values may be secrets.
+    pub extra_headers: Vec<(String, SecretString)>,
+    /// Stop retrying when a wait would cross this instant (a Lambda's remaining time).
+    pub deadline: Option<Instant>,
+}
+
+impl AdoClientConfig {
+    pub fn new(org_url: OrgUrl, pat: SecretString) -> Self {
+        Self {
+            org_url,
+            pat,
+            api_version: "7.1".to_owned(),
+            max_concurrency: 16,
+            timeout: Duration::from_secs(30),
+            max_retries: 6,
+            max_retry_wait: Duration::from_secs(60),
+            extra_headers: Vec::new(),
+            deadline: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AdoClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdoClientConfig")
+            .field("org_url", &self.org_url.to_string())
+            .field("pat", &"[redacted]")
+            .field("api_version", &self.api_version)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("extra_headers", &self.extra_headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Which api-version a call sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// The client's configured version.
+    Default,
+    /// `{configured}-preview.{n}`: for APIs that only exist as previews (project properties, graph).
+    Preview(u8),
+    /// A fixed version, for APIs whose shape differs by version.
+    Exact(String),
+}
+
+/// One request; paths start with `/` and are appended to the service's base URL.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub service: Service,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub api_version: ApiVersion,
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            service: Service::Core,
+            path: path.into(),
+            query: Vec::new(),
+            api_version: ApiVersion::Default,
+            body: None,
+        }
+    }
+
+    pub fn post(path: impl Into<String>, body: Value) -> Self {
+        Self { method: Method::POST, body: Some(body), ..Self::get(path) }
+    }
+
+    pub fn service(mut self, service: Service) -> Self {
+        self.service = service;
+        self
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn version(mut self, v: ApiVersion) -> Self {
+        self.api_version = v;
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// A successful answer: the JSON body and the continuation token from the header, if any.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub body: Value,
+    pub continuation: Option<String>,
+}
+
+/// The Azure DevOps client. Cheap to clone; clones share the concurrency bound and the throttle.
+#[derive(Clone)]
+pub struct AdoClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    cfg: AdoClientConfig,
+    auth: SecretString,
+    extra: HeaderMap,
+    permits: Semaphore,
+    /// When ADO says to slow down (429, or `Retry-After` on a success), every request waits until then:
+    /// the budget is shared, so one task's throttle is everyone's.
+    paused_until: Mutex<Option<Instant>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for AdoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdoClient").field("cfg", &self.inner.cfg).finish()
+    }
+}
+
+enum Attempt {
+    Done(Reply),
+    Retry { wait: Option<Duration>, why: String },
+    Fail(AdoError),
+}
+
+impl AdoClient {
+    pub fn new(cfg: AdoClientConfig) -> Result<Self, AdoError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .user_agent(concat!("ado-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AdoError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(":{}", cfg.pat.expose_secret()));
+        let mut extra = HeaderMap::new();
+        for (name, value) in &cfg.extra_headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| AdoError::Invalid(format!("extra header name {name:?} is not a valid header name")))?;
+            let mut value = HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| AdoError::Invalid(format!("extra header {name} has a value that is not a valid header value")))?;
+            value.set_sensitive(true);
+            extra.insert(name, value);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                permits: Semaphore::new(cfg.max_concurrency.max(1)),
+                auth: SecretString::from(format!("Basic {token}")),
+                extra,
+                cfg,
+                paused_until: Mutex::new(None),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn org_url(&self) -> &OrgUrl {
+        &self.inner.cfg.org_url
+    }
+
+    pub fn api_version(&self) -> &str {
+        &self.inner.cfg.api_version
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.inner.cfg.max_concurrency.max(1)
+    }
+
+    /// Requests sent so far (each retry counts).
+    pub fn requests_made(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    pub async fn get(&self, path: impl Into<String>) -> Result<Reply, AdoError> {
+        self.send(&Request::get(path)).await
+    }
+
+    /// Sends a request, retrying throttling, timeouts and 502/503/504 with backoff. Every call we make is a
+    /// read (WIQL is a POST but has no side effect), so retrying is always safe.
+    pub async fn send(&self, req: &Request) -> Result<Reply, AdoError> {
+        let mut attempt: u32 = 0;
+        loop {
+            self.wait_for_throttle().await;
+            let outcome = {
+                let _permit = self.inner.permits.acquire().await.expect("semaphore is never closed");
+                self.inner.requests.fetch_add(1, Ordering::Relaxed);
+                self.attempt(req).await
+            };
+            match outcome {
+                Attempt::Done(reply) => return Ok(reply),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { wait, why } => {
+                    attempt += 1;
+                    if attempt > self.inner.cfg.max_retries {
+                        return Err(AdoError::Transient(format!("{}: {why} (gave up after {} retries)", req.describe(), attempt - 1)));
+                    }
+                    let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    if wait > self.inner.cfg.max_retry_wait {
+                        return Err(AdoError::Transient(format!(
+                            "{}: {why}; asked to wait {}s, more than the {}s allowed",
+                            req.describe(),
+                            wait.as_secs(),
+                            self.inner.cfg.max_retry_wait.as_secs()
+                        )));
+                    }
+                    if let Some(deadline) = self.inner.cfg.deadline
+                        && Instant::now() + wait >= deadline
+                    {
+                        return Err(AdoError::Transient(format!("{}: {why}; no time left before the deadline", req.describe())));
+                    }
+                    tracing::warn!(request = %req.describe(), attempt, wait_ms = wait.as_millis() as u64, reason = %why, "retrying Azure DevOps request");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn wait_for_throttle(&self) {
+        let until = *self.inner.paused_until.lock().await;
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    async fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut guard = self.inner.paused_until.lock().await;
+        // A new throttle can only lengthen the current one.
+        if guard.is_none_or(|current| current < until) {
+            *guard = Some(until);
+        }
+    }
+
+    fn url(&self, req: &Request) -> String {
+        format!("{}{}", self.inner.cfg.org_url.service_base(req.service), req.path)
+    }
+
+    fn version(&self, v: &ApiVersion) -> String {
+        match v {
+            ApiVersion::Default => self.inner.cfg.api_version.clone(),
+            ApiVersion::Preview(n) => format!("{}-preview.{n}", self.inner.cfg.api_version),
+            ApiVersion::Exact(s) => s.clone(),
+        }
+    }
+
+    async fn attempt(&self, req: &Request) -> Attempt {
+        let mut builder = self
+            .inner
+            .http
+            .request(req.method.clone(), self.url(req))
+            .query(&req.query)
+            .query(&[("api-version", self.version(&req.api_version))])
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::AUTHORIZATION, self.inner.auth.expose_secret())
+            .headers(self.inner.extra.clone());
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let resp = match builder.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
+                return Attempt::Retry { wait: None, why: format!("transport error: {}", without_url(&e)) };
+            }
+            Err(e) => return Attempt::Fail(AdoError::Permanent(format!("{}: {}", req.describe(), without_url(&e)))),
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let retry_after = retry_wait(&headers);
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Retry { wait: None, why: format!("reading the body failed: {}", without_url(&e)) },
+        };
+
+        // ADO answers a bad or expired PAT on GET/POST with 203 and an HTML sign-in page, not 401.
+        if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            return Attempt::Fail(AdoError::Unauthorized(format!(
+                "{}: Azure DevOps answered with a sign-in page (HTTP 203): the PAT is invalid or expired",
+                req.describe()
+            )));
+        }
+        if status.is_success() {
+            if let Some(wait) = retry_after {
+                // Retry-After on a success means ADO has started delaying us: slow everyone down now.
+                self.pause(wait.min(self.inner.cfg.max_retry_wait)).await;
+            }
+            let body: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(_) if looks_like_html(&body) => {
+                        return Attempt::Fail(AdoError::Unauthorized(format!(
+                            "{}: Azure DevOps answered with an HTML page instead of JSON: the PAT is invalid or expired",
+                            req.describe()
+                        )));
+                    }
+                    Err(e) => return Attempt::Fail(AdoError::Permanent(format!("{}: the answer is not JSON: {e}", req.describe()))),
+                }
+            };
+            let continuation = headers
+                .get("x-ms-continuationtoken")
+                .and_then(|v| v.to_str().ok())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+            return Attempt::Done(Reply { body, continuation });
+        }
+
+        let message = format!("{}: HTTP {}: {}", req.describe(), status.as_u16(), error_message(&body));
+        match status.as_u16() {
+            429 => {
+                let wait = retry_after.unwrap_or_else(|| Duration::from_secs(5));
+                self.pause(wait.min(self.inner.cfg.max_retry_wait)).await;
+                Attempt::Retry { wait: Some(wait), why: message }
+            }
+            408 | 502 | 503 | 504 => Attempt::Retry { wait: retry_after, why: message },
+            401 | 403 => Attempt::Fail(AdoError::Unauthorized(message)),
+            404 => Attempt::Fail(AdoError::NotFound(message)),
+            400..=499 => Attempt::Fail(AdoError::Invalid(message)),
+            _ => Attempt::Fail(AdoError::Permanent(message)),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, ±25 %.
+fn backoff(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1u64 << attempt.min(6).saturating_sub(1)).min(30_000);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 500) as u64; // 0..500 ‰ of a half
+    let ms = base * (750 + jitter) / 1000;
+    Duration::from_millis(ms.max(1))
+}
+
+/// How long ADO asks us to wait: `Retry-After` (seconds, or an HTTP date), else `X-RateLimit-Reset`
+/// (epoch seconds). Header names arrive lowercase; `HeaderMap` lookups are case-insensitive anyway.
+fn retry_wait(headers: &HeaderMap) -> Option<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Ok(secs) = v.parse::<f64>() {
+            // Some servers send an epoch here; anything that large cannot be a delay in seconds.
+            let secs = if secs > 10_000.0 { secs - now } else { secs };
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
+            return Some(Duration::from_secs_f64((at.timestamp() as f64 - now).max(0.0)));
+        }
+    }
+    let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+    if remaining.is_none_or(|r| r <= 0.0)
+        && let Some(reset) = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
+        && reset > now
+    {
+        return Some(Duration::from_secs_f64(reset - now));
+    }
+    None
+}
+
+fn looks_like_html(body: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
+    let head = head.trim_start();
+    head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<html")
+}
+
+/// ADO error bodies carry `message`; anything else is shortened so logs stay readable.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body)
+        && let Some(m) = v.get("message").and_then(Value::as_str)
+    {
+        return m.to_owned();
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(300).collect();
+    if text.len() > s.len() {
+        s.push('…');
+    }
+    s
+}
+
+/// reqwest errors embed the URL; ours has no secret in it, but a proxy header might be echoed by some
+/// errors, so keep only the error chain text.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), url.path());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_epoch_and_reset_headers_are_understood() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_wait(&h), Some(Duration::from_secs(3)));
+
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_str(&(now + 20).to_string()).unwrap());
+        let w = retry_wait(&h).unwrap();
+        assert!(w <= Duration::from_secs(20) && w >= Duration::from_secs(18), "{w:?}");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now + 10).to_string()).unwrap());
+        let w = retry_wait(&h).unwrap();
+        assert!(w <= Duration::from_secs(10) && w >= Duration::from_secs(8), "{w:?}");
+
+        // A reset time with budget left is no reason to wait.
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("150"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now + 10).to_string()).unwrap());
+        assert_eq!(retry_wait(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(650));
+        assert!(backoff(4) >= Duration::from_millis(3000));
+        assert!(backoff(30) <= Duration::from_millis(30_000 * 1250 / 1000));
+    }
+
+    #[test]
+    fn the_pat_never_appears_in_debug_output() {
+        let cfg = AdoClientConfig::new(
+            OrgUrl::parse("https://dev.azure.com/contoso").unwrap(),
+            SecretString::from("super-secret-pat".to_owned()),
+        );
+        let client = AdoClient::new(cfg).unwrap();
+        let dbg = format!("{client:?}");
+        assert!(!dbg.contains("super-secret-pat"), "{dbg}");
+        assert!(!dbg.contains(&base64::engine::general_purpose::STANDARD.encode(":super-secret-pat")));
+    }
+
+    #[test]
+    fn html_bodies_are_recognised() {
+        assert!(looks_like_html(b"\n<!DOCTYPE html><html><head><title>Sign In</title>"));
+        assert!(!looks_like_html(b"{\"value\":[]}"));
+    }
+}

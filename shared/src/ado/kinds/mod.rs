@@ -1,0 +1,179 @@
+//! One module per resource kind. A kind is a small uniform unit: it reads its selector options, lists its
+//! items page by page through the shared client, adds the enrichment fields the peer adds (so existing
+//! mappings keep working), and sends each page to a [`PageSink`]. Adding a kind = one file + one line in
+//! [`ALL`].
+
+mod pipeline;
+mod project;
+mod pull_request;
+mod repository;
+mod work_item;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+use tokio::sync::{OnceCell, mpsc};
+
+use super::{AdoClient, AdoError, ApiVersion, Request};
+use crate::mapping::Selector;
+
+/// Where a kind delivers its pages. The channel is bounded, so a kind that runs ahead of the catalog
+/// writes waits: memory stays at a few pages whatever the organisation's size.
+#[derive(Clone)]
+pub struct PageSink {
+    tx: mpsc::Sender<Vec<Value>>,
+}
+
+impl PageSink {
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Vec<Value>>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx }, rx)
+    }
+
+    pub async fn send(&self, page: Vec<Value>) -> Result<(), AdoError> {
+        if page.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(page).await.map_err(|_| AdoError::Cancelled)
+    }
+}
+
+/// What every kind of one pass shares: the client, the global filters, and the upstream lists that
+/// several kinds need (fetched once per pass, on first use).
+pub struct FetchContext {
+    pub client: AdoClient,
+    pub excluded_tags: Vec<String>,
+    pub now: DateTime<Utc>,
+    projects: OnceCell<Arc<Vec<Value>>>,
+    repositories: OnceCell<Arc<Vec<Value>>>,
+}
+
+/// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
+/// this only bounds how many per-project streams are open.
+pub(crate) const PROJECT_CONCURRENCY: usize = 4;
+pub(crate) const REPO_CONCURRENCY: usize = 8;
+/// Page size for the list APIs that accept one. ADO caps most lists at 100 or more per page.
+pub(crate) const PAGE_SIZE: u32 = 100;
+
+const TAG_PREFIX: &str = "Microsoft.TeamFoundation.Project.Tag.";
+
+impl FetchContext {
+    pub fn new(client: AdoClient, excluded_tags: Vec<String>) -> Self {
+        Self { client, excluded_tags, now: Utc::now(), projects: OnceCell::new(), repositories: OnceCell::new() }
+    }
+
+    /// The organisation's projects, minus those carrying an excluded tag. Every per-project kind uses this
+    /// list, so a tagged project is skipped everywhere.
+    pub async fn projects(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.projects
+            .get_or_try_init(|| async {
+                let pages: Vec<Vec<Value>> =
+                    self.client.token_pages(Request::get("/_apis/projects"), Some(PAGE_SIZE), "value").try_collect().await?;
+                let all: Vec<Value> = pages.into_iter().flatten().collect();
+                let kept = if self.excluded_tags.is_empty() { all } else { self.without_excluded(all).await };
+                Ok(Arc::new(kept))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn without_excluded(&self, projects: Vec<Value>) -> Vec<Value> {
+        let checks = futures::stream::iter(projects)
+            .map(|p| async move {
+                let id = str_field(&p, "id").to_owned();
+                let req = Request::get(format!("/_apis/projects/{id}/properties"))
+                    .query("keys", format!("{TAG_PREFIX}*"))
+                    .version(ApiVersion::Preview(1));
+                match self.client.send(&req).await {
+                    Ok(reply) => {
+                        let tagged = super::paging::take_items(reply.body, "value").iter().any(|prop| {
+                            prop.get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.strip_prefix(TAG_PREFIX))
+                                .is_some_and(|tag| self.excluded_tags.iter().any(|t| t == tag))
+                        });
+                        if tagged {
+                            tracing::info!(project = %str_field(&p, "name"), "project skipped: it carries an excluded tag");
+                        }
+                        (!tagged).then_some(p)
+                    }
+                    Err(e) => {
+                        // Same choice as the peer: if the tags cannot be read, keep the project rather than
+                        // hide it (hiding it would delete its entities).
+                        tracing::warn!(project = %id, error = %e, "could not read project tags; keeping the project");
+                        Some(p)
+                    }
+                }
+            })
+            .buffered(PROJECT_CONCURRENCY);
+        checks.filter_map(|p| async move { p }).collect().await
+    }
+
+    /// Every repository of the (filtered) projects, fetched once per pass.
+    pub async fn repositories(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.repositories
+            .get_or_try_init(|| async {
+                let projects = self.projects().await?;
+                let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
+                    .map(|p| async move {
+                        let id = str_field(&p, "id");
+                        let reply = self.client.send(&Request::get(format!("/{id}/_apis/git/repositories"))).await?;
+                        Ok::<_, AdoError>(super::paging::take_items(reply.body, "value"))
+                    })
+                    .buffered(PROJECT_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                Ok(Arc::new(per_project.into_iter().flatten().collect()))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// A resource kind.
+#[async_trait]
+pub trait KindSource: Send + Sync {
+    /// The kind name used in `port-app-config` (`project`, `work-item`, …).
+    fn name(&self) -> &'static str;
+
+    /// Checks the selector's kind-specific options, so a bad option fails the pass before any call.
+    fn check(&self, _selector: &Selector) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Lists every item, page by page, into `sink`.
+    async fn fetch(&self, ctx: &FetchContext, selector: &Selector, sink: &PageSink) -> Result<(), AdoError>;
+}
+
+/// Every kind this build serves.
+pub static ALL: &[&dyn KindSource] = &[
+    &project::Project,
+    &repository::Repository,
+    &pull_request::PullRequest,
+    &pipeline::Pipeline,
+    &work_item::WorkItem,
+];
+
+pub fn find(name: &str) -> Option<&'static dyn KindSource> {
+    ALL.iter().copied().find(|k| k.name() == name)
+}
+
+pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A selector option error, reported as an invalid request before any call is made.
+pub(crate) fn option_error(kind: &str, e: impl std::fmt::Display) -> AdoError {
+    AdoError::Invalid(format!("{kind} selector: {e}"))
+}
+
+/// "Healthy" repositories are the ones whose project is live and which are not disabled: the per-repo APIs
+/// fail on the others.
+pub(crate) fn is_healthy_repo(repo: &Value) -> bool {
+    let project_state = repo.pointer("/project/state").and_then(Value::as_str).unwrap_or("wellFormed");
+    let disabled = repo.get("isDisabled").and_then(Value::as_bool).unwrap_or(false);
+    !disabled && !matches!(project_state, "deleted" | "deleting" | "new" | "createPending")
+}
