@@ -135,7 +135,7 @@ impl AdoSim {
         let n = self.fault_seq.fetch_add(1, Ordering::Relaxed);
         let r = mix(self.org.seed ^ mix(n));
         let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
-        (unit < self.opts.fault_rate).then(|| if r % 3 == 0 { 503 } else { 429 })
+        (unit < self.opts.fault_rate).then_some(if r.is_multiple_of(3) { 503 } else { 429 })
     }
 
     fn rate_headers(&self, headers: &mut HeaderMap) {

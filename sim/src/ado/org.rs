@@ -276,7 +276,7 @@ impl Org {
                     name: rname,
                     default_branch: if empty {
                         None
-                    } else if hr % 5 == 0 {
+                    } else if hr.is_multiple_of(5) {
                         Some("refs/heads/master")
                     } else {
                         Some("refs/heads/main")
@@ -289,7 +289,7 @@ impl Org {
             let hp = h(seed, TAG_PROJECT, pu, 1);
             projects.push(Project {
                 team_id: guid(seed, TAG_TEAM, pu, 0),
-                description: (hp % 3 != 0).then(|| format!("The {name} project.")),
+                description: (!hp.is_multiple_of(3)).then(|| format!("The {name} project.")),
                 tags: spec.project_tags.get(p).cloned().unwrap_or_default(),
                 revision: 10 + hp % 400,
                 last_update: anchor - Duration::minutes((hp % (60 * 24 * 200)) as i64),
@@ -584,10 +584,10 @@ impl Org {
             "targetRefName": target,
             "mergeStatus": match pr.status {
                 "abandoned" => "notSet",
-                _ if hp % 9 == 0 => "conflicts",
+                _ if hp.is_multiple_of(9) => "conflicts",
                 _ => "succeeded",
             },
-            "isDraft": pr.status == "active" && hp % 7 == 0,
+            "isDraft": pr.status == "active" && hp.is_multiple_of(7),
             "mergeId": guid(self.seed, TAG_PR, pr.id, 1),
             "lastMergeSourceCommit": commit(1),
             "lastMergeTargetCommit": commit(2),
@@ -624,7 +624,7 @@ impl Org {
             "id": id,
             "revision": revision,
             "name": name,
-            "folder": if k % 2 == 0 { "\\" } else { "\\services" },
+            "folder": if k.is_multiple_of(2) { "\\" } else { "\\services" },
         })
     }
 
@@ -702,13 +702,13 @@ impl Org {
         put("System.Title", json!(self.title(c)));
         put("System.BoardColumn", json!(c.state));
         put("Microsoft.VSTS.Common.Priority", json!(c.priority));
-        if matches!(c.wtype, "User Story" | "Issue") && (c.hash >> 36) % 2 == 0 {
+        if matches!(c.wtype, "User Story" | "Issue") && (c.hash >> 36).is_multiple_of(2) {
             put(
                 "Microsoft.VSTS.Scheduling.Effort",
                 json!(1 + (c.hash >> 37) % 13),
             );
         }
-        if (c.hash >> 44) % 3 == 0 {
+        if (c.hash >> 44).is_multiple_of(3) {
             put(
                 "System.Description",
                 json!(format!(
