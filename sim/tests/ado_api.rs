@@ -932,3 +932,60 @@ async fn the_large_org_is_built_lazily_and_serves_paging_fast() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn single_repository_and_pull_request_gets_match_the_lists() {
+    let (s, app) = sim(OrgSpec::small());
+    let pid = s.project_ids()[0].clone();
+    let repo = s.repository_ids(&pid)[0].clone();
+    let list = get(&app, &format!("/simorg/{pid}/_apis/git/repositories/{repo}/pullrequests?api-version=7.1&searchCriteria.status=all")).await.json();
+    let pr = &list["value"][0];
+    let id = pr["pullRequestId"].as_u64().unwrap();
+    let one = get(
+        &app,
+        &format!("/simorg/_apis/git/pullrequests/{id}?api-version=7.1"),
+    )
+    .await
+    .json();
+    assert_eq!(&one, pr);
+    let r = get(
+        &app,
+        &format!("/simorg/_apis/git/repositories/{repo}?api-version=7.1"),
+    )
+    .await
+    .json();
+    assert_eq!(r["id"], repo.as_str());
+    let r = get(
+        &app,
+        &format!("/simorg/{pid}/_apis/git/repositories/Platform?api-version=7.1"),
+    )
+    .await
+    .json();
+    assert_eq!(r["id"], repo.as_str());
+    s.remove_repository(&repo);
+    let r = get(
+        &app,
+        &format!("/simorg/_apis/git/repositories/{repo}?api-version=7.1"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TF401019")
+    );
+}
+
+#[tokio::test]
+async fn latency_is_added_to_every_response() {
+    let opts = AdoSimOptions {
+        latency: Duration::from_millis(60),
+        ..Default::default()
+    };
+    let (_, app) = sim_with(OrgSpec::small(), opts);
+    let started = Instant::now();
+    let r = get(&app, "/simorg/_apis/projects?api-version=7.1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(60));
+}

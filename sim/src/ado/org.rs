@@ -343,6 +343,33 @@ impl Org {
             .find(|p| p.id.eq_ignore_ascii_case(key) || p.name.eq_ignore_ascii_case(key))
     }
 
+    /// Finds a repository anywhere in the org by id (case-insensitive).
+    pub fn repo_by_id(&self, id: &str) -> Option<&Repo> {
+        self.projects
+            .iter()
+            .flat_map(|p| &p.repos)
+            .find(|r| r.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The repository and pull request an org-wide PR id belongs to (ids encode both).
+    pub fn pull_request_by_id(&self, id: u64) -> Option<(&Repo, PullRequest)> {
+        let n = self.prs_per_repo as u64;
+        if id == 0 || n == 0 {
+            return None;
+        }
+        let global = (id - 1) / n;
+        let repo = self
+            .projects
+            .iter()
+            .flat_map(|p| &p.repos)
+            .find(|r| r.global == global)?;
+        let pr = self
+            .pull_requests(repo)
+            .into_iter()
+            .find(|pr| pr.id == id)?;
+        Some((repo, pr))
+    }
+
     pub fn project_of_work_item(&self, id: u64) -> Option<usize> {
         let i = self
             .projects

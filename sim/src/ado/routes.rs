@@ -53,6 +53,22 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             get(list_pull_requests),
         )
         .route(
+            &format!("{o}/{{project}}/_apis/git/repositories/{{repositoryId}}"),
+            get(get_repository_project),
+        )
+        .route(
+            &format!("{o}/_apis/git/repositories/{{repositoryId}}"),
+            get(get_repository_org),
+        )
+        .route(
+            &format!("{o}/{{project}}/_apis/git/pullrequests/{{pullRequestId}}"),
+            get(get_pull_request_project),
+        )
+        .route(
+            &format!("{o}/_apis/git/pullrequests/{{pullRequestId}}"),
+            get(get_pull_request_org),
+        )
+        .route(
             &format!("{o}/{{project}}/_apis/pipelines"),
             get(list_pipelines),
         )
@@ -319,6 +335,75 @@ async fn list_pull_requests(
         .map(|pr| sim.org.pull_request_json(&base, repo, &pr))
         .collect();
     Ok(Json(list_body(value)))
+}
+
+/// Single-repository GET (webhook re-fetch); removed repositories are gone, disabled ones are listed.
+fn repository(sim: &AdoSim, headers: &HeaderMap, key: &str) -> Result<Json<Value>> {
+    let ov = sim.read_overlay();
+    sim.org
+        .repo_by_id(key)
+        .filter(|r| !ov.removed_repos.contains(&r.id))
+        .map(|r| Json(sim.org.repo_json(&base(sim, headers), r)))
+        .ok_or_else(|| repo_not_found(key))
+}
+
+async fn get_repository_project(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((pkey, rkey)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &pkey)?;
+    // Within a project a repository may also be named.
+    let id = p
+        .repos
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(&rkey))
+        .map_or(rkey.clone(), |r| r.id.clone());
+    repository(&sim, &headers, &id)
+}
+
+async fn get_repository_org(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Json<Value>> {
+    repository(&sim, &headers, &key)
+}
+
+fn pull_request(sim: &AdoSim, headers: &HeaderMap, id: &str) -> Result<Json<Value>> {
+    let missing = || {
+        AdoError::not_found(
+            "GitPullRequestNotFoundException",
+            format!("TF401180: The requested pull request was not found. Pull request id: {id}."),
+        )
+    };
+    let n: u64 = id.parse().map_err(|_| missing())?;
+    let (repo, pr) = sim.org.pull_request_by_id(n).ok_or_else(missing)?;
+    if sim.read_overlay().removed_repos.contains(&repo.id) {
+        return Err(missing());
+    }
+    Ok(Json(sim.org.pull_request_json(
+        &base(sim, headers),
+        repo,
+        &pr,
+    )))
+}
+
+async fn get_pull_request_project(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((pkey, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    project(&sim, &pkey)?;
+    pull_request(&sim, &headers, &id)
+}
+
+async fn get_pull_request_org(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    pull_request(&sim, &headers, &id)
 }
 
 // ---------------------------------------------------------------- pipelines

@@ -726,11 +726,10 @@ impl Query {
             id_min: 0,
             id_max: u64::MAX,
         };
-        let conjuncts: Vec<&Pred> = match &self.pred {
-            None => vec![],
-            Some(Pred::And(v)) => v.iter().collect(),
-            Some(p) => vec![p],
-        };
+        let mut conjuncts = Vec::new();
+        if let Some(p) = &self.pred {
+            collect_conjuncts(p, &mut conjuncts);
+        }
         for c in conjuncts {
             match c {
                 Pred::Cmp(Field::TeamProject, "=", Val::Str(s)) => {
@@ -854,6 +853,14 @@ impl Query {
 pub enum SortKey {
     Int(i64),
     Str(String),
+}
+
+/// Flattens nested ANDs (a user filter in parentheses may hold its own AND chain).
+fn collect_conjuncts<'a>(p: &'a Pred, out: &mut Vec<&'a Pred>) {
+    match p {
+        Pred::And(v) => v.iter().for_each(|c| collect_conjuncts(c, out)),
+        other => out.push(other),
+    }
 }
 
 fn restrict(cur: &mut Option<Vec<String>>, names: Vec<String>) {
@@ -1084,6 +1091,13 @@ mod tests {
             }
         );
         assert_eq!(q.order_is_id(), Some(false));
+        let q = parse(
+            "SELECT [System.Id] FROM WorkItems WHERE ([System.State] = 'New' AND ([System.TeamProject] = 'Platform' AND [System.Id] >= 5))",
+            &ctx(false),
+        )
+        .unwrap();
+        assert_eq!(q.plan().projects, Some(vec!["platform".into()]));
+        assert_eq!(q.plan().id_min, 5);
         // An OR at the top level gives no restriction.
         let q = parse(
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'Platform' OR [System.Id] > 3",
