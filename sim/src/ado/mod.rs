@@ -5,7 +5,7 @@
 mod faults;
 mod org;
 mod routes;
-pub mod wiql;
+mod wiql;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
