@@ -1,0 +1,97 @@
+//! Shared harness: a simulator (Azure DevOps + catalog server) on a free port, and a runtime pointed at it
+//! through the same settings a deployment uses.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lambda_runtime::{Context, LambdaEvent};
+use resync_function::ResyncFailed;
+use serde_json::Value;
+use shared::config::Settings;
+use shared::runtime::{SyncRuntime, compile_mapping};
+use sim::ado::{AdoSimOptions, OrgSpec};
+use sim::RunningSim;
+
+pub const ALL_KINDS: &str = include_str!("../../data/mapping-all-kinds.yaml");
+pub const SCHEDULED_EVENT: &str = include_str!("../../../events/resync/scheduled.json");
+
+pub struct TestOrg {
+    pub sim: RunningSim,
+    pub runtime: SyncRuntime,
+}
+
+pub struct Setup<'a> {
+    pub spec: OrgSpec,
+    pub ado: AdoSimOptions,
+    pub mapping: &'a str,
+    pub env: Vec<(&'a str, String)>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self { spec: OrgSpec::small(), ado: AdoSimOptions::default(), mapping: ALL_KINDS, env: Vec::new() }
+    }
+}
+
+impl Setup<'_> {
+    pub async fn start(self) -> TestOrg {
+        let sim = sim::start("127.0.0.1:0".parse().unwrap(), self.spec, self.ado, Default::default()).await.expect("simulator starts");
+        let runtime = runtime_for(&sim, self.mapping, &self.env);
+        TestOrg { sim, runtime }
+    }
+}
+
+/// A runtime configured exactly as a deployment would be: environment-style settings, the Port API client.
+pub fn runtime_for(sim: &RunningSim, mapping: &str, extra: &[(&str, String)]) -> SyncRuntime {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("ADO_ORG_URL".into(), sim.ado_org_url()),
+        ("ADO_PAT".into(), "test-pat".into()),
+        ("CATALOG_BASE_URL".into(), sim.catalog_base_url()),
+        ("CATALOG_CLIENT_ID".into(), "client".into()),
+        ("CATALOG_CLIENT_SECRET".into(), "secret".into()),
+        ("INTEGRATION_IDENTIFIER".into(), "e2e".into()),
+        ("ADO_MAX_RETRIES".into(), "2".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), v.clone());
+    }
+    let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("settings");
+    let mapping = compile_mapping(mapping, "test mapping", false).expect("mapping compiles");
+    SyncRuntime::with_mapping(settings, mapping).expect("runtime")
+}
+
+impl TestOrg {
+    /// One pass through the resync function's handler, with the sample scheduled event.
+    pub async fn resync(&self) -> Result<Value, ResyncFailed> {
+        let payload: Value = serde_json::from_str(SCHEDULED_EVENT).unwrap();
+        resync_function::handle(&self.runtime, LambdaEvent::new(payload, Context::default())).await
+    }
+
+    /// The identifiers stored in the catalog server for a blueprint.
+    pub fn catalog_ids(&self, blueprint: &str) -> BTreeSet<String> {
+        self.sim.catalog.store().list(blueprint).unwrap().into_iter().map(|e| shared::catalog::identifier_string(&e.entity.identifier)).collect()
+    }
+
+    pub fn catalog_entity(&self, blueprint: &str, identifier: &str) -> Option<shared::catalog::Entity> {
+        self.sim.catalog.store().list(blueprint).unwrap().into_iter().map(|s| s.entity).find(|e| shared::catalog::identifier_string(&e.identifier) == identifier)
+    }
+
+    /// The simulator's work items, as the test mapping identifies them.
+    pub fn expected_work_items(&self) -> BTreeSet<String> {
+        let ado = &self.sim.ado;
+        ado.project_ids().iter().flat_map(|p| ado.work_item_ids(p).into_iter().map(move |id| format!("{p}/{id}"))).collect()
+    }
+
+    pub fn expected_repositories(&self) -> BTreeSet<String> {
+        let ado = &self.sim.ado;
+        ado.project_ids().iter().flat_map(|p| ado.repository_ids(p)).collect()
+    }
+
+    pub fn catalog_requests(&self, route_contains: &str) -> u64 {
+        self.sim.catalog.request_counts().iter().filter(|(k, _)| k.contains(route_contains)).map(|(_, v)| v).sum()
+    }
+}
+
+/// The report a successful handler returned.
+pub fn kind<'a>(report: &'a Value, kind: &str) -> &'a Value {
+    report["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in {report}"))
+}

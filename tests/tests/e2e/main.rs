@@ -1,0 +1,5 @@
+//! End-to-end flows across the functions, the simulator and the catalog server, on real HTTP.
+
+mod helpers;
+mod kinds;
+mod resync;
