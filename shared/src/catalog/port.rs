@@ -1,1 +1,0 @@
-//! The Port REST API adapter.
