@@ -281,3 +281,6 @@ async fn gate(State(sim): State<Arc<CatalogSim>>, req: Request, next: Next) -> R
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests;
