@@ -831,6 +831,8 @@ impl Catalog for PortClient {
             "datasource_prefix": self.owned_prefix,
             "datasource_suffix": self.owned_suffix,
             "limit": OWNED_PAGE,
+            // Truncating to milliseconds moves the cutoff earlier, never later: at worst an entity written in
+            // the same millisecond as the resync start is kept rather than considered for deletion.
             "before": before.to_rfc3339_opts(SecondsFormat::Millis, true),
         });
         if let Some(c) = cursor {
