@@ -25,11 +25,23 @@ pub struct Entity {
     /// A string, or a search query object that the catalog resolves.
     pub identifier: Value,
     pub blueprint: String,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub title: Option<Value>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub icon: Option<Value>,
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub team: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<Map<String, Value>>,
@@ -70,7 +82,10 @@ pub struct EntityKey {
 
 impl EntityKey {
     pub fn new(blueprint: &str, identifier: &Value) -> Self {
-        Self { blueprint: blueprint.to_owned(), identifier: identifier_string(identifier) }
+        Self {
+            blueprint: blueprint.to_owned(),
+            identifier: identifier_string(identifier),
+        }
     }
 }
 
@@ -118,8 +133,15 @@ pub struct WriteOptions {
 /// What happened to one entity of an upsert, in request order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpsertOutcome {
-    Upserted { identifier: String, created: bool },
-    Failed { status: u16, error: String, message: String },
+    Upserted {
+        identifier: String,
+        created: bool,
+    },
+    Failed {
+        status: u16,
+        error: String,
+        message: String,
+    },
 }
 
 /// One page of this integration's entities, from the ownership listing.
@@ -168,7 +190,11 @@ pub trait Catalog: Send + Sync {
 
     /// The stored copies of the given identifiers of one blueprint that this integration owns, for
     /// skipping unchanged entities. Missing identifiers are simply absent from the answer.
-    async fn find(&self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>, CatalogError>;
+    async fn find(
+        &self,
+        blueprint: &str,
+        identifiers: &[String],
+    ) -> Result<Vec<Entity>, CatalogError>;
 
     /// One page of the entities this integration owns whose last update is not after `before`.
     async fn owned(
@@ -186,4 +212,62 @@ pub trait Catalog: Send + Sync {
         opts: &WriteOptions,
     ) -> Result<Vec<String>, CatalogError>;
 }
-pub fn datasource(t: &str, v: &str, i: &str) -> String { format!("port-ocean/{t}/{v}/{i}/exporter") }
+
+/// The ownership tag of this integration's entity writes, in the form Port's Ocean framework sends as
+/// `User-Agent` and Port stores as `$datasource`: `port-ocean/{type}/{version}/{identifier}/exporter`.
+/// Both adapters use it, so an embedded catalog and Port agree on who owns what.
+pub fn datasource(integration_type: &str, version: &str, identifier: &str) -> String {
+    format!(
+        "{}/exporter",
+        user_agent(integration_type, version, identifier)
+    )
+}
+
+/// The `User-Agent` of calls that are not entity writes (integration, blueprints, organization).
+pub fn user_agent(integration_type: &str, version: &str, identifier: &str) -> String {
+    format!("port-ocean/{integration_type}/{version}/{identifier}")
+}
+
+/// The (prefix, suffix) pair that ownership listings match a datasource against. The version sits in
+/// between, so a version upgrade, or the Python integration with the same identifier, keeps ownership.
+/// A datasource that does not have the Ocean shape is matched exactly.
+pub fn ownership_filter(datasource: &str) -> (String, String) {
+    let parts: Vec<&str> = datasource.split('/').collect();
+    if parts.len() >= 5 && parts[0] == "port-ocean" {
+        let n = parts.len();
+        (
+            format!("{}/{}/", parts[0], parts[1]),
+            format!("/{}/{}", parts[n - 2], parts[n - 1]),
+        )
+    } else {
+        (datasource.to_owned(), String::new())
+    }
+}
+
+#[cfg(test)]
+mod datasource_tests {
+    use super::*;
+
+    #[test]
+    fn datasource_has_the_ocean_user_agent_shape() {
+        assert_eq!(
+            datasource("azure-devops", "0.1.0", "ado-prod"),
+            "port-ocean/azure-devops/0.1.0/ado-prod/exporter"
+        );
+        assert_eq!(
+            user_agent("azure-devops", "0.1.0", "ado-prod"),
+            "port-ocean/azure-devops/0.1.0/ado-prod"
+        );
+    }
+
+    #[test]
+    fn ownership_filter_leaves_the_version_out() {
+        let (prefix, suffix) = ownership_filter("port-ocean/azure-devops/0.1.0/ado-prod/exporter");
+        assert_eq!(prefix, "port-ocean/azure-devops/");
+        assert_eq!(suffix, "/ado-prod/exporter");
+        assert_eq!(
+            ownership_filter("custom"),
+            ("custom".to_owned(), String::new())
+        );
+    }
+}

@@ -1,1 +1,0 @@
-//! The catalog storage engine with Port's semantics.

@@ -1,0 +1,286 @@
+//! The simulated catalog API: a local server that speaks the Port catalog contract Ocean-style clients
+//! use (token, integration record, blueprints, entity upsert/search/delete, ownership listing), backed
+//! by the shared [`CatalogStore`] so it has Port's entity semantics. For tests, the demo and benchmarks;
+//! it can host this project's client and the Python peer side by side.
+//!
+//! It records each request's `User-Agent` as the written entities' `$datasource`, as Port does, and
+//! offers fault injection and request counts for tests.
+
+mod handlers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shared::catalog::store::CatalogStore;
+
+pub struct CatalogSimOptions {
+    /// Expected credentials; `None` accepts any.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// How long an access token lives (Port: 3 hours).
+    pub token_ttl: Duration,
+    /// An entity of an undefined blueprint fails (per entity) instead of being stored.
+    pub strict_blueprints: bool,
+    /// A database file to keep the catalog in; `None` keeps it in memory.
+    pub db_path: Option<PathBuf>,
+}
+
+impl Default for CatalogSimOptions {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            token_ttl: Duration::from_secs(3 * 3600),
+            strict_blueprints: false,
+            db_path: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CatalogSimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSimOptions")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("token_ttl", &self.token_ttl)
+            .field("strict_blueprints", &self.strict_blueprints)
+            .field("db_path", &self.db_path)
+            .finish()
+    }
+}
+
+/// An injected failure: requests whose path contains `path_contains` are answered with `status`.
+struct Fault {
+    path_contains: String,
+    status: StatusCode,
+    remaining: Option<u32>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    /// token -> expiry
+    live: HashMap<String, Instant>,
+    /// client id -> its current token: Port hands out the same token until it expires.
+    by_client: HashMap<String, String>,
+}
+
+pub struct CatalogSim {
+    opts: CatalogSimOptions,
+    store: CatalogStore,
+    tokens: Mutex<Tokens>,
+    faults: Mutex<Vec<Fault>>,
+    counts: Mutex<BTreeMap<String, u64>>,
+    total: AtomicU64,
+}
+
+impl std::fmt::Debug for CatalogSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSim")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CatalogSim {
+    pub fn new(opts: CatalogSimOptions) -> anyhow::Result<Arc<Self>> {
+        let store = match &opts.db_path {
+            Some(path) => CatalogStore::open(path)?,
+            None => CatalogStore::in_memory()?,
+        };
+        Ok(Arc::new(Self {
+            opts,
+            store,
+            tokens: Mutex::default(),
+            faults: Mutex::default(),
+            counts: Mutex::default(),
+            total: AtomicU64::new(0),
+        }))
+    }
+
+    /// The API under `/v1/...`, ingest endpoints under `/ingest/...` and a debug dump at
+    /// `/_catalog/entities`. Nest it anywhere; the nest prefix is the catalog base URL.
+    pub fn router(self: &Arc<Self>) -> Router {
+        handlers::routes()
+            .route_layer(middleware::from_fn_with_state(self.clone(), gate))
+            // Bodies over Port's 1 MiB limit must reach the handlers, which answer Port's 413.
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
+            .with_state(self.clone())
+    }
+
+    pub fn store(&self) -> &CatalogStore {
+        &self.store
+    }
+
+    /// Answers requests whose path contains `path_contains` with `status`, `times` times (or until
+    /// [`CatalogSim::clear_faults`]).
+    pub fn fail_requests(&self, path_contains: &str, status: u16, times: Option<u32>) {
+        self.fail_requests_with_headers(path_contains, status, times, &[]);
+    }
+
+    /// As [`CatalogSim::fail_requests`], with headers on the failure (for example `retry-after`).
+    pub fn fail_requests_with_headers(
+        &self,
+        path_contains: &str,
+        status: u16,
+        times: Option<u32>,
+        headers: &[(&str, &str)],
+    ) {
+        let headers = headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(*k).ok()?,
+                    HeaderValue::try_from(*v).ok()?,
+                ))
+            })
+            .collect();
+        lock(&self.faults).push(Fault {
+            path_contains: path_contains.to_owned(),
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            remaining: times,
+            headers,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    /// Requests per `"METHOD /v1/route-template"`, faulted and refused ones included.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.counts).clone()
+    }
+
+    pub fn request_count(&self, key: &str) -> u64 {
+        lock(&self.counts).get(key).copied().unwrap_or(0)
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    fn take_fault(&self, path: &str) -> Option<Response> {
+        let mut faults = lock(&self.faults);
+        let i = faults
+            .iter()
+            .position(|f| path.contains(&f.path_contains) && f.remaining != Some(0))?;
+        let fault = &mut faults[i];
+        if let Some(n) = &mut fault.remaining {
+            *n -= 1;
+        }
+        let mut resp = (
+            fault.status,
+            axum::Json(json!({"ok": false, "error": "injected_fault", "message": "failure injected by the simulator"})),
+        )
+            .into_response();
+        for (k, v) in &fault.headers {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+        Some(resp)
+    }
+
+    /// Issues (or re-issues, while it lives) the token of a credential set; `None` when refused.
+    fn issue_token(&self, client_id: &str, client_secret: &str) -> Option<String> {
+        let id_ok = self
+            .opts
+            .client_id
+            .as_deref()
+            .is_none_or(|want| want == client_id);
+        let secret_ok = self
+            .opts
+            .client_secret
+            .as_deref()
+            .is_none_or(|want| want == client_secret);
+        if !id_ok || !secret_ok {
+            return None;
+        }
+        let mut tokens = lock(&self.tokens);
+        let now = Instant::now();
+        tokens.live.retain(|_, expiry| *expiry > now);
+        if let Some(t) = tokens.by_client.get(client_id)
+            && tokens.live.contains_key(t)
+        {
+            return Some(t.clone());
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        tokens.live.insert(token.clone(), now + self.opts.token_ttl);
+        tokens.by_client.insert(client_id.to_owned(), token.clone());
+        Some(token)
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
+        else {
+            return false;
+        };
+        lock(&self.tokens)
+            .live
+            .get(token)
+            .is_some_and(|expiry| *expiry > Instant::now())
+    }
+}
+
+/// The route template without the nest prefix: `/catalog/v1/x/{id}` → `/v1/x/{id}`.
+fn route_key(template: &str) -> &str {
+    ["/v1/", "/_catalog", "/ingest"]
+        .iter()
+        .filter_map(|p| template.find(p))
+        .min()
+        .map_or(template, |i| &template[i..])
+}
+
+/// Counting, fault injection and authentication, in that order, for every routed request.
+async fn gate(State(sim): State<Arc<CatalogSim>>, req: Request, next: Next) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let route = route_key(&template).to_owned();
+    sim.total.fetch_add(1, Ordering::Relaxed);
+    *lock(&sim.counts)
+        .entry(format!("{} {route}", req.method()))
+        .or_default() += 1;
+
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|o| o.0.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    if let Some(resp) = sim.take_fault(&path) {
+        return resp;
+    }
+    let open = route == "/v1/auth/access_token" || !route.starts_with("/v1/");
+    if !open && !sim.authorized(req.headers()) {
+        return handlers::ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing, unknown or expired token",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests;
