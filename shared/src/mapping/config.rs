@@ -89,7 +89,11 @@ pub struct SearchQuery {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SearchRule {
-    Rule { property: String, operator: String, value: String },
+    Rule {
+        property: String,
+        operator: String,
+        value: String,
+    },
     Query(SearchQuery),
 }
 
@@ -103,7 +107,10 @@ impl PortAppConfig {
     /// Validates an already-parsed document, e.g. the catalog's `integration.config`.
     pub fn from_value(v: Value) -> Result<Self, MappingError> {
         let Value::Object(mut top) = v else {
-            return Err(invalid("(root)", format!("expected an object, got {}", type_name(&v))));
+            return Err(invalid(
+                "(root)",
+                format!("expected an object, got {}", type_name(&v)),
+            ));
         };
         let defaults = Self::default();
         let mut flag = |key: &str, default: bool| -> Result<bool, MappingError> {
@@ -113,10 +120,14 @@ impl PortAppConfig {
             }
         };
         let enable_merge_entity = flag("enableMergeEntity", defaults.enable_merge_entity)?;
-        let delete_dependent_entities =
-            flag("deleteDependentEntities", defaults.delete_dependent_entities)?;
-        let create_missing_related_entities =
-            flag("createMissingRelatedEntities", defaults.create_missing_related_entities)?;
+        let delete_dependent_entities = flag(
+            "deleteDependentEntities",
+            defaults.delete_dependent_entities,
+        )?;
+        let create_missing_related_entities = flag(
+            "createMissingRelatedEntities",
+            defaults.create_missing_related_entities,
+        )?;
 
         let key = "entityDeletionThreshold";
         let entity_deletion_threshold = match top.remove(key) {
@@ -164,7 +175,9 @@ impl ResourceConfig {
         let at = format!("{at} ({kind})");
 
         let mut selector = match obj.remove("selector") {
-            None | Some(Value::Null) => return Err(invalid(format!("{at}.selector"), "is required")),
+            None | Some(Value::Null) => {
+                return Err(invalid(format!("{at}.selector"), "is required"));
+            }
             Some(v) => into_object(v, &format!("{at}.selector"))?,
         };
         let query = match selector.remove("query") {
@@ -173,7 +186,10 @@ impl ResourceConfig {
             }
             Some(v) => jq_text(v, &format!("{at}.selector.query"))?,
         };
-        let selector = Selector { query, options: selector };
+        let selector = Selector {
+            query,
+            options: selector,
+        };
 
         let mut port = match obj.remove("port") {
             None | Some(Value::Null) => return Err(invalid(format!("{at}.port"), "is required")),
@@ -199,13 +215,20 @@ impl ResourceConfig {
             None | Some(Value::Null) => "item".to_owned(),
             Some(Value::String(s)) => s,
             Some(v) => {
-                return Err(invalid(format!("{at}.port.itemsToParseName"), expected("a string", &v)));
+                return Err(invalid(
+                    format!("{at}.port.itemsToParseName"),
+                    expected("a string", &v),
+                ));
             }
         };
-        let items_to_parse_top_level_transform = match port.remove("itemsToParseTopLevelTransform") {
+        let items_to_parse_top_level_transform = match port.remove("itemsToParseTopLevelTransform")
+        {
             None | Some(Value::Null) => true,
             Some(v) => coerce_bool(&v).ok_or_else(|| {
-                invalid(format!("{at}.port.itemsToParseTopLevelTransform"), expected("a boolean", &v))
+                invalid(
+                    format!("{at}.port.itemsToParseTopLevelTransform"),
+                    expected("a boolean", &v),
+                )
             })?,
         };
 
@@ -229,7 +252,8 @@ impl EntityMappingConfig {
             None | Some(Value::Null) => Err(invalid(format!("{at}.{key}"), "is required")),
             Some(v) => Ok(v),
         };
-        let identifier = MappingNode::from_value(required("identifier")?, &format!("{at}.identifier"))?;
+        let identifier =
+            MappingNode::from_value(required("identifier")?, &format!("{at}.identifier"))?;
         let blueprint = jq_text(required("blueprint")?, &format!("{at}.blueprint"))?;
         let mut optional_text = |key: &str| -> Result<Option<String>, MappingError> {
             match obj.remove(key) {
@@ -270,7 +294,15 @@ impl EntityMappingConfig {
             }
         };
         // Other keys (the peer's examples carry a stray `url`) are ignored, as pydantic does.
-        Ok(Self { identifier, blueprint, title, icon, team, properties, relations })
+        Ok(Self {
+            identifier,
+            blueprint,
+            title,
+            icon,
+            team,
+            properties,
+            relations,
+        })
     }
 }
 
@@ -288,7 +320,10 @@ impl SearchQuery {
         let mut obj = into_object(v, at)?;
         let combinator = match obj.remove("combinator") {
             None | Some(Value::Null) => {
-                return Err(invalid(format!("{at}.combinator"), "is required in a search query"));
+                return Err(invalid(
+                    format!("{at}.combinator"),
+                    "is required in a search query",
+                ));
             }
             Some(v) => jq_text(v, &format!("{at}.combinator"))?,
         };
@@ -299,7 +334,10 @@ impl SearchQuery {
                 .map(|(i, rule)| SearchRule::from_value(rule, &format!("{at}.rules[{i}]")))
                 .collect::<Result<_, _>>()?,
             None | Some(Value::Null) => {
-                return Err(invalid(format!("{at}.rules"), "is required in a search query"));
+                return Err(invalid(
+                    format!("{at}.rules"),
+                    "is required in a search query",
+                ));
             }
             Some(v) => return Err(invalid(format!("{at}.rules"), expected("a list", &v))),
         };
@@ -314,10 +352,16 @@ impl SearchRule {
             return SearchQuery::from_value(Value::Object(obj), at).map(Self::Query);
         }
         let mut leaf = |key: &str| match obj.remove(key) {
-            None | Some(Value::Null) => Err(invalid(format!("{at}.{key}"), "is required in a rule")),
+            None | Some(Value::Null) => {
+                Err(invalid(format!("{at}.{key}"), "is required in a rule"))
+            }
             Some(v) => jq_text(v, &format!("{at}.{key}")),
         };
-        Ok(Self::Rule { property: leaf("property")?, operator: leaf("operator")?, value: leaf("value")? })
+        Ok(Self::Rule {
+            property: leaf("property")?,
+            operator: leaf("operator")?,
+            value: leaf("value")?,
+        })
     }
 }
 
@@ -391,8 +435,8 @@ fn coerce_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(f) if f == 1.0 => Some(true),
-            Some(f) if f == 0.0 => Some(false),
+            Some(1.0) => Some(true),
+            Some(0.0) => Some(false),
             _ => None,
         },
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -406,9 +450,11 @@ fn coerce_bool(v: &Value) -> Option<bool> {
 
 fn coerce_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -423,7 +469,10 @@ fn coerce_f64(v: &Value) -> Option<f64> {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> MappingError {
-    MappingError::Invalid { key: key.into(), message: message.into() }
+    MappingError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn expected(what: &str, got: &Value) -> String {
@@ -464,11 +513,18 @@ mod tests {
         let project = &cfg.resources[0];
         assert_eq!(project.kind, "project");
         assert_eq!(project.selector.query, "true");
-        assert_eq!(project.selector.options.get("defaultTeam"), Some(&json!("true")));
+        assert_eq!(
+            project.selector.options.get("defaultTeam"),
+            Some(&json!("true"))
+        );
         assert_eq!(project.port.entity.blueprint, r#""azureDevopsProject""#);
         assert_eq!(project.port.entity.title.as_deref(), Some(".name"));
         assert!(project.port.entity.relations.is_none());
-        let work_item = cfg.resources.iter().find(|r| r.kind == "work-item").unwrap();
+        let work_item = cfg
+            .resources
+            .iter()
+            .find(|r| r.kind == "work-item")
+            .unwrap();
         let column = &work_item.port.entity.relations.as_ref().unwrap()["column"];
         // YAML `>-` folds the two lines into one with a space.
         assert_eq!(
@@ -488,7 +544,10 @@ mod tests {
         assert!(cfg.create_missing_related_entities);
         assert_eq!(cfg.entity_deletion_threshold, 0.9);
         assert!(cfg.resources.is_empty());
-        assert_eq!(PortAppConfig::parse("{}").unwrap(), PortAppConfig::default());
+        assert_eq!(
+            PortAppConfig::parse("{}").unwrap(),
+            PortAppConfig::default()
+        );
     }
 
     #[test]
@@ -530,7 +589,10 @@ mod tests {
             {"identifier": ".id", "blueprint": "\"p\""}}}}]}"#;
         let cfg = PortAppConfig::parse(json_text).unwrap();
         assert!(!cfg.delete_dependent_entities);
-        assert_eq!(cfg.resources[0].port.entity.identifier, MappingNode::Jq(".id".into()));
+        assert_eq!(
+            cfg.resources[0].port.entity.identifier,
+            MappingNode::Jq(".id".into())
+        );
         assert_eq!(cfg.resources[0].port.items_to_parse_name, "item");
         assert!(cfg.resources[0].port.items_to_parse_top_level_transform);
     }
@@ -552,21 +614,35 @@ mod tests {
 
     #[test]
     fn missing_selector_or_query_names_the_resource() {
-        let no_selector = json!({"resources": [{"kind": "board", "port": {"entity": {"mappings": {}}}}]});
+        let no_selector =
+            json!({"resources": [{"kind": "board", "port": {"entity": {"mappings": {}}}}]});
         let err = PortAppConfig::from_value(no_selector).unwrap_err();
-        assert!(err.to_string().contains("resources[0] (board).selector"), "{err}");
+        assert!(
+            err.to_string().contains("resources[0] (board).selector"),
+            "{err}"
+        );
 
         let no_query = minimal(resource_with(json!({"defaultTeam": true}), json!({})));
         let err = PortAppConfig::from_value(no_query).unwrap_err();
-        assert!(err.to_string().contains("resources[0] (project).selector.query"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("resources[0] (project).selector.query"),
+            "{err}"
+        );
     }
 
     #[test]
     fn identifier_and_blueprint_are_required() {
-        let v = minimal(resource_with(json!({"query": "true"}), json!({"identifier": ".id"})));
+        let v = minimal(resource_with(
+            json!({"query": "true"}),
+            json!({"identifier": ".id"}),
+        ));
         let err = PortAppConfig::from_value(v).unwrap_err();
         assert!(err.to_string().contains("mappings.blueprint"), "{err}");
-        let v = minimal(resource_with(json!({"query": "true"}), json!({"blueprint": "\"b\""})));
+        let v = minimal(resource_with(
+            json!({"query": "true"}),
+            json!({"blueprint": "\"b\""}),
+        ));
         let err = PortAppConfig::from_value(v).unwrap_err();
         assert!(err.to_string().contains("mappings.identifier"), "{err}");
     }
@@ -604,7 +680,10 @@ mod tests {
                    "blueprint": "\"b\""}),
         ));
         let err = PortAppConfig::from_value(v).unwrap_err();
-        assert!(err.to_string().contains("identifier.rules[0].value"), "{err}");
+        assert!(
+            err.to_string().contains("identifier.rules[0].value"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -629,12 +708,18 @@ mod tests {
         assert_eq!(sel.int_option("absent", Some(1)).unwrap(), Some(1));
         assert_eq!(sel.str_option("wiql").unwrap().as_deref(), Some("SELECT 1"));
         assert_eq!(sel.str_option("absent").unwrap(), None);
-        assert_eq!(sel.str_list_option("files").unwrap(), ["README.md", "CODEOWNERS"]);
+        assert_eq!(
+            sel.str_list_option("files").unwrap(),
+            ["README.md", "CODEOWNERS"]
+        );
         assert_eq!(sel.str_list_option("one").unwrap(), ["README.md"]);
         assert!(sel.str_list_option("absent").unwrap().is_empty());
 
         let err = sel.bool_option("wiql", false).unwrap_err();
-        assert!(matches!(&err, MappingError::Invalid { key, .. } if key == "selector.wiql"), "{err}");
+        assert!(
+            matches!(&err, MappingError::Invalid { key, .. } if key == "selector.wiql"),
+            "{err}"
+        );
         assert!(sel.int_option("wiql", None).is_err());
         assert!(sel.str_option("bad").is_err());
         assert!(sel.str_list_option("bad").is_err());
@@ -642,7 +727,13 @@ mod tests {
 
     #[test]
     fn unparseable_text_is_a_parse_error() {
-        assert!(matches!(PortAppConfig::parse("resources: [").unwrap_err(), MappingError::Parse(_)));
-        assert!(matches!(PortAppConfig::parse("- a").unwrap_err(), MappingError::Invalid { .. }));
+        assert!(matches!(
+            PortAppConfig::parse("resources: [").unwrap_err(),
+            MappingError::Parse(_)
+        ));
+        assert!(matches!(
+            PortAppConfig::parse("- a").unwrap_err(),
+            MappingError::Invalid { .. }
+        ));
     }
 }

@@ -21,8 +21,14 @@ pub(crate) struct ItemsToParse {
 
 impl ItemsToParse {
     pub(crate) fn new(program: JqProgram, name: String, top_level_transform: bool) -> Self {
-        let delete_path = guess_delete_path(&super::quotes::rewrite_single_quotes(program.source()));
-        Self { program, name, top_level_transform, delete_path }
+        let delete_path =
+            guess_delete_path(&super::quotes::rewrite_single_quotes(program.source()));
+        Self {
+            program,
+            name,
+            top_level_transform,
+            delete_path,
+        }
     }
 
     /// Returns the expanded items, or why the parent is skipped.
@@ -77,7 +83,10 @@ fn delete_path(map: &mut Rc<ValMap>, path: &[String]) -> Result<(), String> {
     match Rc::make_mut(map).get_mut(&key) {
         None | Some(Val::Null) => Ok(()),
         Some(Val::Obj(inner)) => delete_path(inner, rest),
-        Some(other) => Err(format!("`{first}` is {}, not an object", describe(&from_val(other)))),
+        Some(other) => Err(format!(
+            "`{first}` is {}, not an object",
+            describe(&from_val(other))
+        )),
     }
 }
 
@@ -96,7 +105,9 @@ fn describe(v: &serde_json::Value) -> &'static str {
 /// The first simple path (`.a.b`, `.a["b"]`, `."x"`) at the start of the first pipe segment that is
 /// not `. as $x`, after opening parentheses. `[.a[]]` or `map(.a)` give none.
 pub(crate) fn guess_delete_path(expr: &str) -> Option<Vec<String>> {
-    let segment = pipe_segments(expr).into_iter().find(|s| !is_root_binding(s))?;
+    let segment = pipe_segments(expr)
+        .into_iter()
+        .find(|s| !is_root_binding(s))?;
     let mut rest = segment.trim_start_matches(|c: char| c == '(' || c.is_whitespace());
     let mut path = Vec::new();
     loop {
@@ -203,8 +214,11 @@ mod tests {
     use super::*;
 
     fn guess(expr: &str) -> Option<Vec<&'static str>> {
-        guess_delete_path(expr)
-            .map(|p| p.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect())
+        guess_delete_path(expr).map(|p| {
+            p.into_iter()
+                .map(|s| &*Box::leak(s.into_boxed_str()))
+                .collect()
+        })
     }
 
     #[test]
@@ -215,7 +229,10 @@ mod tests {
         assert_eq!(guess(r#".a["b c"].d"#), Some(vec!["a", "b c", "d"]));
         assert_eq!(guess(r#"."System.Tags""#), Some(vec!["System.Tags"]));
         assert_eq!(guess(r#".["x"]"#), Some(vec!["x"]));
-        assert_eq!(guess(". as $root | .items | map(. + {r: $root.id})"), Some(vec!["items"]));
+        assert_eq!(
+            guess(". as $root | .items | map(. + {r: $root.id})"),
+            Some(vec!["items"])
+        );
         assert_eq!(guess(r#".["a|b"] | .c"#), Some(vec!["a|b"]));
         assert_eq!(guess("[.a[]]"), None);
         assert_eq!(guess("map(.a)"), None);

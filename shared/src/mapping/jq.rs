@@ -28,7 +28,9 @@ pub(crate) struct JqProgram {
 
 impl std::fmt::Debug for JqProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JqProgram").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("JqProgram")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,13 @@ impl JqProgram {
         let arena = Arena::default();
         let loader = Loader::new(prelude());
         let modules = loader
-            .load(&arena, File { code: code.as_str(), path: () })
+            .load(
+                &arena,
+                File {
+                    code: code.as_str(),
+                    path: (),
+                },
+            )
             .map_err(|errs| load_errors(&errs))?;
         let filter = Compiler::default()
             .with_funs(natives())
@@ -56,7 +64,11 @@ impl JqProgram {
             .compile(modules)
             .map_err(|errs| compile_errors(&errs))?;
         let lower = code.to_ascii_lowercase();
-        Ok(Self { source: source.to_owned(), filter, uses_env: lower.contains("env") })
+        Ok(Self {
+            source: source.to_owned(),
+            filter,
+            uses_env: lower.contains("env"),
+        })
     }
 
     pub(crate) fn source(&self) -> &str {
@@ -128,7 +140,11 @@ fn compile_errors(errs: &jaq_core::compile::Errors<&str, ()>) -> String {
 /// The start of the unparsed rest of a pattern: enough to locate the problem in a log line.
 fn snippet(rest: &str) -> &str {
     let end = rest.char_indices().nth(20).map_or(rest.len(), |(i, _)| i);
-    if rest.is_empty() { "end of input" } else { &rest[..end] }
+    if rest.is_empty() {
+        "end of input"
+    } else {
+        &rest[..end]
+    }
 }
 
 /// Converts once per item; object key order is kept as serde_json gives it.
@@ -208,7 +224,10 @@ pub(crate) fn env_object(allow_env: bool) -> Map<String, Value> {
     }
     std::env::vars_os()
         .map(|(k, v)| {
-            (k.to_string_lossy().into_owned(), Value::String(v.to_string_lossy().into_owned()))
+            (
+                k.to_string_lossy().into_owned(),
+                Value::String(v.to_string_lossy().into_owned()),
+            )
         })
         .collect()
 }
@@ -242,7 +261,8 @@ mod tests {
 
     #[test]
     fn values_round_trip_through_jaq_unchanged() {
-        let v = json!({"a": [1, -2, 1.5, 18446744073709551615u64, true, null, "s"], "b": {"c": {}}});
+        let v =
+            json!({"a": [1, -2, 1.5, 18446744073709551615u64, true, null, "s"], "b": {"c": {}}});
         assert_eq!(run(".", v.clone()), Ok(v));
     }
 
@@ -266,17 +286,32 @@ mod tests {
         });
         let cases = [
             (r#".id | gsub(" "; "")"#, json!("abc")),
-            (r#".__project.id + "/" + (.n | tostring) | gsub(" "; "")"#, json!("myproject/42")),
+            (
+                r#".__project.id + "/" + (.n | tostring) | gsub(" "; "")"#,
+                json!("myproject/42"),
+            ),
             (r#".fields."System.Title""#, json!("T")),
-            (r#".fields."Microsoft.VSTS.Scheduling.Effort" // -1"#, json!(5)),
+            (
+                r#".fields."Microsoft.VSTS.Scheduling.Effort" // -1"#,
+                json!(5),
+            ),
             (r#".fields.missing // -1"#, json!(-1)),
             (r#".fields.missing // ''"#, json!("")),
             (r#".__includedFiles["README.md"]"#, json!("hi")),
             (".isEnabled and .isBlocking", json!(false)),
-            (r#".type.displayName=="Minimum number of reviewers""#, json!(true)),
+            (
+                r#".type.displayName=="Minimum number of reviewers""#,
+                json!(true),
+            ),
             // `?` is a regex quantifier: the pattern does not match the literal text, as in libjq.
-            (r#"._links.web.href | gsub("_release?releaseId="; "")"#, json!("https://x/_release?releaseId=17")),
-            (r#"._links.web.href | gsub("_release\\?releaseId="; "")"#, json!("https://x/17")),
+            (
+                r#"._links.web.href | gsub("_release?releaseId="; "")"#,
+                json!("https://x/_release?releaseId=17"),
+            ),
+            (
+                r#"._links.web.href | gsub("_release\\?releaseId="; "")"#,
+                json!("https://x/17"),
+            ),
             (".n | tostring", json!("42")),
             ("{a: 1} | tostring", json!("{\"a\":1}")),
             (r#"[1,2,3] | join(",")"#, json!("1,2,3")),
@@ -307,10 +342,24 @@ mod tests {
 
     #[test]
     fn python_truthiness() {
-        for falsy in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
+        for falsy in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(0.0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
             assert!(!truthy(&falsy), "{falsy}");
         }
-        for t in [json!(true), json!(1), json!("0"), json!([0]), json!({"a": null})] {
+        for t in [
+            json!(true),
+            json!(1),
+            json!("0"),
+            json!([0]),
+            json!({"a": null}),
+        ] {
             assert!(truthy(&t), "{t}");
         }
     }

@@ -32,7 +32,10 @@ pub struct MappingOptions {
 /// What mapping one (possibly expanded) item produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemOutcome {
-    Mapped { entity: Entity, warnings: Vec<FieldWarning> },
+    Mapped {
+        entity: Entity,
+        warnings: Vec<FieldWarning>,
+    },
     /// The selector returned `false`. The entity is mapped only when the caller asked for filtered
     /// items (live events: a filtered item is a delete candidate).
     Filtered { entity: Option<Entity> },
