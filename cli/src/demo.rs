@@ -52,11 +52,15 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
     print!("{}", report.render());
     let store = CatalogStore::open(db)?;
     println!("\nCatalog contents ({}):", db.display());
-    for (blueprint, count) in store.count_by_blueprint()? {
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for stored in store.list(None)? {
+        *counts.entry(stored.blueprint).or_default() += 1;
+    }
+    for (blueprint, count) in &counts {
         println!("  {blueprint:<26} {count:>7} entities");
     }
-    if let Some(sample) = store.list("azureDevopsWorkItem")?.into_iter().next() {
-        println!("\nOne of them, as stored:\n{}", serde_json::to_string_pretty(&sample.entity)?);
+    if let Some(sample) = store.list(Some("azureDevopsWorkItem"))?.into_iter().next() {
+        println!("\nOne of them, as stored:\n{}", serde_json::to_string_pretty(&sample.to_json())?);
     }
     println!("\nInspect it with: sqlite3 {} 'select blueprint, identifier, title from entities limit 20'", db.display());
     Ok(report.succeeded())

@@ -11,4 +11,4 @@ pub mod catalog;
 pub mod config;
 pub mod mapping;
 pub mod resync;
-// TEMP pub mod runtime;
+pub mod runtime;

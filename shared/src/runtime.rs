@@ -57,7 +57,7 @@ pub fn compile_mapping(text: &str, origin: &str, allow_env: bool) -> Result<Comp
 pub fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>, SetupError> {
     let datasource = crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
     Ok(match &settings.catalog {
-        CatalogTarget::Embedded { path } => Arc::new(EmbeddedCatalog::open(path, datasource)?) as Arc<dyn Catalog>,
+        CatalogTarget::Embedded { path } => Arc::new(EmbeddedCatalog::open(path, datasource)?),
         CatalogTarget::Port { base_url, client_id, client_secret } => Arc::new(PortClient::new(PortConfig {
             base_url: base_url.clone(),
             client_id: client_id.clone(),

@@ -22,7 +22,8 @@ impl From<ResyncFailed> for Diagnostic {
 
 /// Runs one pass and returns its report.
 pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<Value>) -> Result<Value, ResyncFailed> {
-    tracing::info!(request_id = %event.context.request_id, source = event.payload.get("source").and_then(Value::as_str).unwrap_or("-"), "scheduled resync");
+    let source = event.payload.get("source").and_then(Value::as_str).unwrap_or("-");
+    tracing::info!(request_id = %event.context.request_id, source, "scheduled resync");
     let report = runtime.resync(&Quiet).await;
     if report.succeeded() {
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))

@@ -1,27 +1,70 @@
-//! TEMPORARY stub until the mapping engine lands (replaced on merge).
-use serde_json::{Map, Value};
-#[derive(Debug, thiserror::Error)]
-pub enum MappingError { #[error("{0}")] Invalid(String) }
-#[derive(Debug, Clone, Default)]
-pub struct Selector { pub query: String, pub options: Map<String, Value> }
-impl Selector {
-    pub fn bool_option(&self, key: &str, default: bool) -> Result<bool, MappingError> {
-        match self.options.get(key) { None => Ok(default), Some(Value::Bool(b)) => Ok(*b), Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true), Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false), Some(_) => Err(MappingError::Invalid(key.into())) }
-    }
-    pub fn int_option(&self, key: &str, default: Option<i64>) -> Result<Option<i64>, MappingError> {
-        match self.options.get(key) { None => Ok(default), Some(Value::Number(n)) => Ok(n.as_i64()), Some(Value::String(s)) => s.parse().map(Some).map_err(|_| MappingError::Invalid(key.into())), Some(_) => Err(MappingError::Invalid(key.into())) }
-    }
-    pub fn str_option(&self, key: &str) -> Result<Option<String>, MappingError> {
-        match self.options.get(key) { None | Some(Value::Null) => Ok(None), Some(Value::String(s)) => Ok(Some(s.clone())), Some(_) => Err(MappingError::Invalid(key.into())) }
-    }
+//! The `port-app-config` model and the jq mapping engine (jaq): compile once, evaluate per item.
+//!
+//! - [`PortAppConfig`]: the configuration users bring, parsed and validated like Port's Ocean does.
+//! - [`CompiledConfig`]: every jq expression compiled once; [`CompiledResource::map_item`] turns one
+//!   raw Azure DevOps item into [`ItemOutcome`]s with Ocean's semantics (first output, null plus a
+//!   warning on failure, Python truthiness for identifier and blueprint, itemsToParse expansion).
+
+mod config;
+mod engine;
+mod items;
+mod jq;
+mod quotes;
+mod regex_cache;
+
+pub use config::{
+    EntityMappingConfig, MappingNode, PortAppConfig, PortResourceConfig, ResourceConfig,
+    SearchQuery, SearchRule, Selector,
+};
+pub use engine::{CompiledConfig, CompiledResource};
+pub use quotes::rewrite_single_quotes;
+
+use crate::catalog::Entity;
+
+/// Engine options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MappingOptions {
+    /// Lets mappings read the process environment through `env` / `$ENV`. Off by default: a Lambda's
+    /// environment holds secrets, and a mapping is user-supplied text.
+    pub allow_env: bool,
 }
-pub struct PortAppConfig { pub enable_merge_entity: bool, pub delete_dependent_entities: bool, pub create_missing_related_entities: bool, pub entity_deletion_threshold: f64, pub resources: Vec<ResourceConfig>, pub extra: Map<String, Value> }
-impl PortAppConfig { pub fn parse(_t: &str) -> Result<Self, MappingError> { todo!() } pub fn from_value(_v: Value) -> Result<Self, MappingError> { todo!() } }
-pub struct ResourceConfig { pub kind: String, pub selector: Selector }
-#[derive(Default)] pub struct MappingOptions { pub allow_env: bool }
-pub struct CompiledConfig { c: PortAppConfig, r: Vec<CompiledResource> }
-impl CompiledConfig { pub fn compile(_c: PortAppConfig, _o: &MappingOptions) -> Result<Self, MappingError> { todo!() } pub fn config(&self) -> &PortAppConfig { &self.c } pub fn resources(&self) -> &[CompiledResource] { &self.r } }
-pub struct CompiledResource { s: Selector }
-impl CompiledResource { pub fn index(&self) -> usize { 0 } pub fn kind(&self) -> &str { "" } pub fn selector(&self) -> &Selector { &self.s } pub fn map_item(&self, _raw: &Value, _k: bool) -> Vec<ItemOutcome> { vec![] } }
-pub enum ItemOutcome { Mapped { entity: crate::catalog::Entity, warnings: Vec<FieldWarning> }, Filtered { entity: Option<crate::catalog::Entity> }, Dropped { warnings: Vec<FieldWarning> }, SelectorError { message: String }, ParentSkipped { message: String } }
-pub struct FieldWarning { pub field: String, pub expression: String, pub message: String }
+
+/// What mapping one (possibly expanded) item produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Mapped {
+        entity: Entity,
+        warnings: Vec<FieldWarning>,
+    },
+    /// The selector returned `false`. The entity is mapped only when the caller asked for filtered
+    /// items (live events: a filtered item is a delete candidate).
+    Filtered { entity: Option<Entity> },
+    /// Identifier or blueprint evaluated falsy (null, "", 0, false, [], {}): not an error, not an entity.
+    Dropped { warnings: Vec<FieldWarning> },
+    /// The selector returned a non-boolean, nothing, or failed: an item error, which must block the
+    /// stale-entity deletion of the resync.
+    SelectorError { message: String },
+    /// itemsToParse did not give an array, or its array could not be removed from the parent: a warning.
+    ParentSkipped { message: String },
+}
+
+/// A mapping field that failed (runtime error or no output) and was set to null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldWarning {
+    /// Path inside the mapping, e.g. `properties.url` or `identifier.rules[0].value`.
+    pub field: String,
+    /// The jq expression as written in the config.
+    pub expression: String,
+    pub message: String,
+}
+
+/// Errors of the mapping configuration; all of them mean "fix the config".
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("mapping config is not valid YAML or JSON: {0}")]
+    Parse(#[source] serde_yaml::Error),
+    #[error("mapping config is invalid at {key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("{path}: jq does not compile: {message}")]
+    Compile { path: String, message: String },
+}

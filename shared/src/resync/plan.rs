@@ -55,10 +55,10 @@ pub fn unchanged(new: &Entity, stored: &Entity, merge: bool) -> bool {
     if !same_scalar(&new.title, &stored.title) || !same_scalar(&new.icon, &stored.icon) {
         return false;
     }
-    let same_team = match (&new.team, &stored.team) {
-        (None, s) => merge || s.as_ref().is_none_or(Value::is_null),
-        (Some(Value::Array(a)), Some(Value::Array(b))) => same_multiset(a, b),
-        (Some(n), s) => n == s.as_ref().unwrap_or(&Value::Null),
+    // Catalogs store the team as a list: "a", ["a"] and null vs [] are the same team.
+    let same_team = match &new.team {
+        None => merge || team_list(stored.team.as_ref()).is_empty(),
+        Some(n) => same_multiset(&team_list(Some(n)), &team_list(stored.team.as_ref())),
     };
     same_team
         && same_map(new.properties.as_ref(), stored.properties.as_ref(), merge)
@@ -76,6 +76,14 @@ fn same_map(new: Option<&Map<String, Value>>, stored: Option<&Map<String, Value>
         None => v.is_null(),
     });
     new_matches && (merge || stored.iter().all(|(k, v)| v.is_null() || new.contains_key(k)))
+}
+
+fn team_list(team: Option<&Value>) -> Vec<Value> {
+    match team {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(other) => vec![other.clone()],
+    }
 }
 
 fn same_multiset(a: &[Value], b: &[Value]) -> bool {
@@ -162,6 +170,10 @@ mod tests {
         let stored = entity(json!({"identifier":"a","blueprint":"bp","team":["x","y"]}));
         assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":["y","x"]})), &stored, true));
         assert!(!unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":["x"]})), &stored, true));
+        let stored = entity(json!({"identifier":"a","blueprint":"bp","team":["x"]}));
+        assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":"x"})), &stored, true));
+        let stored = entity(json!({"identifier":"a","blueprint":"bp","team":[]}));
+        assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":null})), &stored, true));
     }
 
     #[test]

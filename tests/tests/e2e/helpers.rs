@@ -68,11 +68,11 @@ impl TestOrg {
 
     /// The identifiers stored in the catalog server for a blueprint.
     pub fn catalog_ids(&self, blueprint: &str) -> BTreeSet<String> {
-        self.sim.catalog.store().list(blueprint).unwrap().into_iter().map(|e| shared::catalog::identifier_string(&e.entity.identifier)).collect()
+        self.sim.catalog.store().list(Some(blueprint)).unwrap().into_iter().map(|e| e.identifier).collect()
     }
 
     pub fn catalog_entity(&self, blueprint: &str, identifier: &str) -> Option<shared::catalog::Entity> {
-        self.sim.catalog.store().list(blueprint).unwrap().into_iter().map(|s| s.entity).find(|e| shared::catalog::identifier_string(&e.identifier) == identifier)
+        self.sim.catalog.store().get(blueprint, identifier).unwrap().map(|s| s.to_entity())
     }
 
     /// The simulator's work items, as the test mapping identifies them.
