@@ -30,14 +30,27 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let server = sim::start("127.0.0.1:0".parse()?, size.spec(), Default::default(), Default::default()).await?;
-    eprintln!("simulated Azure DevOps organisation at {}", server.ado_org_url());
+    let server = sim::start(
+        "127.0.0.1:0".parse()?,
+        size.spec(),
+        Default::default(),
+        Default::default(),
+    )
+    .await?;
+    eprintln!(
+        "simulated Azure DevOps organisation at {}",
+        server.ado_org_url()
+    );
 
     let mut vars: HashMap<&str, String> = HashMap::new();
     vars.insert("ADO_ORG_URL", server.ado_org_url());
     vars.insert("ADO_PAT", "demo-pat".into());
     vars.insert("CATALOG_DB", db.display().to_string());
-    for passthrough in ["MAPPING_FILE", "ADO_EXCLUDED_TAGS", "INTEGRATION_IDENTIFIER"] {
+    for passthrough in [
+        "MAPPING_FILE",
+        "ADO_EXCLUDED_TAGS",
+        "INTEGRATION_IDENTIFIER",
+    ] {
         if let Ok(v) = std::env::var(passthrough) {
             vars.insert(passthrough, v);
         }
@@ -60,8 +73,14 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
         println!("  {blueprint:<26} {count:>7} entities");
     }
     if let Some(sample) = store.list(Some("azureDevopsWorkItem"))?.into_iter().next() {
-        println!("\nOne of them, as stored:\n{}", serde_json::to_string_pretty(&sample.to_json())?);
+        println!(
+            "\nOne of them, as stored:\n{}",
+            serde_json::to_string_pretty(&sample.to_json())?
+        );
     }
-    println!("\nInspect it with: sqlite3 {} 'select blueprint, identifier, title from entities limit 20'", db.display());
+    println!(
+        "\nInspect it with: sqlite3 {} 'select blueprint, identifier, title from entities limit 20'",
+        db.display()
+    );
     Ok(report.succeeded())
 }

@@ -16,7 +16,11 @@ use shared::resync::{KindReport, Observer};
 use shared::runtime::SyncRuntime;
 
 #[derive(Parser)]
-#[command(name = "ado-sync", version, about = "Keep a software catalog in sync with Azure DevOps")]
+#[command(
+    name = "ado-sync",
+    version,
+    about = "Keep a software catalog in sync with Azure DevOps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,8 +89,11 @@ impl Size {
 }
 
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -107,15 +114,28 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Command::Resync { json } => resync(json).await,
-            Command::Map { mapping, kind, input, allow_env } => map::run(&mapping, &kind, input.as_deref(), allow_env),
+            Command::Map {
+                mapping,
+                kind,
+                input,
+                allow_env,
+            } => map::run(&mapping, &kind, input.as_deref(), allow_env),
             Command::Demo { size, db } => demo::run(size, &db).await,
-            Command::Sim { listen, size, latency_ms, fault_rate } => serve_sim(listen, size, latency_ms, fault_rate).await,
+            Command::Sim {
+                listen,
+                size,
+                latency_ms,
+                fault_rate,
+            } => serve_sim(listen, size, latency_ms, fault_rate).await,
         }
     })
 }
 
 async fn resync(json: bool) -> ExitCode {
-    let runtime = match Settings::from_env().map_err(|e| e.to_string()).and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string())) {
+    let runtime = match Settings::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string()))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -124,11 +144,18 @@ async fn resync(json: bool) -> ExitCode {
     };
     let report = runtime.resync(&Progress::new()).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", report.render());
     }
-    if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn serve_sim(listen: SocketAddr, size: Size, latency_ms: u64, fault_rate: f64) -> ExitCode {
@@ -136,7 +163,11 @@ async fn serve_sim(listen: SocketAddr, size: Size, latency_ms: u64, fault_rate: 
         eprintln!("error: --fault-rate must be between 0 and 1");
         return ExitCode::from(2);
     }
-    let opts = sim::ado::AdoSimOptions { latency: Duration::from_millis(latency_ms), fault_rate, ..Default::default() };
+    let opts = sim::ado::AdoSimOptions {
+        latency: Duration::from_millis(latency_ms),
+        fault_rate,
+        ..Default::default()
+    };
     let server = match sim::start(listen, size.spec(), opts, Default::default()).await {
         Ok(s) => s,
         Err(e) => {
@@ -177,7 +208,10 @@ pub(crate) struct Progress {
 
 impl Progress {
     pub(crate) fn new() -> Self {
-        Self { tty: std::io::stderr().is_terminal(), last: Mutex::new(Instant::now()) }
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last: Mutex::new(Instant::now()),
+        }
     }
 }
 
@@ -193,7 +227,10 @@ impl Observer for Progress {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if last.elapsed() >= Duration::from_millis(200) {
             *last = Instant::now();
-            eprint!("\r  {}: {} read, {} upserted, {} unchanged   ", r.kind, r.items_read, r.upserted, r.unchanged);
+            eprint!(
+                "\r  {}: {} read, {} upserted, {} unchanged   ",
+                r.kind, r.items_read, r.upserted, r.unchanged
+            );
         }
     }
 

@@ -23,7 +23,11 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
             return ExitCode::from(2);
         }
     };
-    let resources: Vec<_> = compiled.resources().iter().filter(|r| r.kind() == kind).collect();
+    let resources: Vec<_> = compiled
+        .resources()
+        .iter()
+        .filter(|r| r.kind() == kind)
+        .collect();
     if resources.is_empty() {
         eprintln!("error: the mapping has no resource block of kind {kind:?}");
         return ExitCode::from(2);
@@ -44,39 +48,72 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
                 match outcome {
                     ItemOutcome::Mapped { entity, warnings } => {
                         for w in warnings {
-                            eprintln!("warning: resources[{}] item {n}: {} = null ({}: {})", resource.index(), w.field, w.expression, w.message);
+                            eprintln!(
+                                "warning: resources[{}] item {n}: {} = null ({}: {})",
+                                resource.index(),
+                                w.field,
+                                w.expression,
+                                w.message
+                            );
                         }
                         if let Ok(line) = serde_json::to_string(&entity) {
                             use std::io::Write;
                             let _ = writeln!(out, "{line}");
                         }
                     }
-                    ItemOutcome::Filtered { .. } => eprintln!("info: resources[{}] item {n}: filtered out by the selector", resource.index()),
+                    ItemOutcome::Filtered { .. } => eprintln!(
+                        "info: resources[{}] item {n}: filtered out by the selector",
+                        resource.index()
+                    ),
                     ItemOutcome::Dropped { warnings } => {
-                        eprintln!("info: resources[{}] item {n}: dropped (identifier or blueprint is empty)", resource.index());
+                        eprintln!(
+                            "info: resources[{}] item {n}: dropped (identifier or blueprint is empty)",
+                            resource.index()
+                        );
                         for w in warnings {
-                            eprintln!("warning: resources[{}] item {n}: {} = null ({}: {})", resource.index(), w.field, w.expression, w.message);
+                            eprintln!(
+                                "warning: resources[{}] item {n}: {} = null ({}: {})",
+                                resource.index(),
+                                w.field,
+                                w.expression,
+                                w.message
+                            );
                         }
                     }
                     ItemOutcome::SelectorError { message } => {
                         errors += 1;
-                        eprintln!("error: resources[{}] item {n}: selector: {message}", resource.index());
+                        eprintln!(
+                            "error: resources[{}] item {n}: selector: {message}",
+                            resource.index()
+                        );
                     }
-                    ItemOutcome::ParentSkipped { message } => eprintln!("warning: resources[{}] item {n}: {message}", resource.index()),
+                    ItemOutcome::ParentSkipped { message } => eprintln!(
+                        "warning: resources[{}] item {n}: {message}",
+                        resource.index()
+                    ),
                 }
             }
         }
     }
-    if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// A JSON array, or JSON Lines (one value per line; blank lines ignored).
 fn read_items(input: Option<&Path>) -> Result<Vec<Value>, String> {
     let mut text = String::new();
     match input {
-        Some(path) => text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        Some(path) => {
+            text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
         None => {
-            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
         }
     }
     let trimmed = text.trim_start();

@@ -11,7 +11,10 @@ use crate::ado::{AdoClientConfig, OrgUrl};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("missing setting {name}: {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
@@ -20,7 +23,11 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub enum CatalogTarget {
     /// The Port API (or a compatible server).
-    Port { base_url: url::Url, client_id: String, client_secret: SecretString },
+    Port {
+        base_url: url::Url,
+        client_id: String,
+        client_secret: SecretString,
+    },
     /// The embedded SQLite catalog at this path.
     Embedded { path: PathBuf },
 }
@@ -54,14 +61,23 @@ impl Settings {
             name: "ADO_ORG_URL",
             hint: "the organisation URL, e.g. https://dev.azure.com/contoso",
         })?;
-        let org_url = OrgUrl::parse(&org).map_err(|e| ConfigError::Invalid { name: "ADO_ORG_URL", reason: e.to_string() })?;
-        let pat = get("ADO_PAT").ok_or(ConfigError::Missing { name: "ADO_PAT", hint: "a personal access token with read scopes" })?;
+        let org_url = OrgUrl::parse(&org).map_err(|e| ConfigError::Invalid {
+            name: "ADO_ORG_URL",
+            reason: e.to_string(),
+        })?;
+        let pat = get("ADO_PAT").ok_or(ConfigError::Missing {
+            name: "ADO_PAT",
+            hint: "a personal access token with read scopes",
+        })?;
         let mut ado = AdoClientConfig::new(org_url, SecretString::from(pat));
         // Azure DevOps Server 2022 serves 7.0 at most; Services serves 7.1.
         ado.api_version = match get("ADO_API_VERSION") {
             Some(v) => {
                 if !v.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                    return Err(ConfigError::Invalid { name: "ADO_API_VERSION", reason: format!("{v:?} is not a version like 7.1") });
+                    return Err(ConfigError::Invalid {
+                        name: "ADO_API_VERSION",
+                        reason: format!("{v:?} is not a version like 7.1"),
+                    });
                 }
                 v
             }
@@ -88,15 +104,27 @@ impl Settings {
                     "us" => crate::catalog::port::PORT_US_BASE_URL.to_owned(),
                     _ => base,
                 };
-                let base_url = url::Url::parse(&base)
-                    .map_err(|e| ConfigError::Invalid { name: "CATALOG_BASE_URL", reason: format!("{base:?} is not a URL: {e}") })?;
-                let client_id = get("CATALOG_CLIENT_ID")
-                    .ok_or(ConfigError::Missing { name: "CATALOG_CLIENT_ID", hint: "the catalog API client id" })?;
-                let client_secret = get("CATALOG_CLIENT_SECRET")
-                    .ok_or(ConfigError::Missing { name: "CATALOG_CLIENT_SECRET", hint: "the catalog API client secret" })?;
-                CatalogTarget::Port { base_url, client_id, client_secret: SecretString::from(client_secret) }
+                let base_url = url::Url::parse(&base).map_err(|e| ConfigError::Invalid {
+                    name: "CATALOG_BASE_URL",
+                    reason: format!("{base:?} is not a URL: {e}"),
+                })?;
+                let client_id = get("CATALOG_CLIENT_ID").ok_or(ConfigError::Missing {
+                    name: "CATALOG_CLIENT_ID",
+                    hint: "the catalog API client id",
+                })?;
+                let client_secret = get("CATALOG_CLIENT_SECRET").ok_or(ConfigError::Missing {
+                    name: "CATALOG_CLIENT_SECRET",
+                    hint: "the catalog API client secret",
+                })?;
+                CatalogTarget::Port {
+                    base_url,
+                    client_id,
+                    client_secret: SecretString::from(client_secret),
+                }
             }
-            (None, Some(path)) => CatalogTarget::Embedded { path: PathBuf::from(path) },
+            (None, Some(path)) => CatalogTarget::Embedded {
+                path: PathBuf::from(path),
+            },
             (None, None) => {
                 return Err(ConfigError::Missing {
                     name: "CATALOG_BASE_URL",
@@ -105,14 +133,27 @@ impl Settings {
             }
         };
 
-        let integration_identifier = get("INTEGRATION_IDENTIFIER").unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
+        let integration_identifier = get("INTEGRATION_IDENTIFIER")
+            .unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
         if integration_identifier.contains('/') {
-            return Err(ConfigError::Invalid { name: "INTEGRATION_IDENTIFIER", reason: "must not contain '/'".into() });
+            return Err(ConfigError::Invalid {
+                name: "INTEGRATION_IDENTIFIER",
+                reason: "must not contain '/'".into(),
+            });
         }
-        let mapping_allow_env = match get("MAPPING_ALLOW_ENV").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let mapping_allow_env = match get("MAPPING_ALLOW_ENV")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
-            Some(other) => return Err(ConfigError::Invalid { name: "MAPPING_ALLOW_ENV", reason: format!("{other:?} is not true or false") }),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "MAPPING_ALLOW_ENV",
+                    reason: format!("{other:?} is not true or false"),
+                });
+            }
         };
         Ok(Self {
             ado,
@@ -120,7 +161,9 @@ impl Settings {
             integration_identifier,
             mapping_file: get("MAPPING_FILE").map(PathBuf::from),
             mapping_allow_env,
-            excluded_tags: get("ADO_EXCLUDED_TAGS").map(|t| parse_list(&t)).unwrap_or_default(),
+            excluded_tags: get("ADO_EXCLUDED_TAGS")
+                .map(|t| parse_list(&t))
+                .unwrap_or_default(),
         })
     }
 }
@@ -128,7 +171,10 @@ impl Settings {
 fn parse_num(name: &'static str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     match v.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::Invalid { name, reason: format!("{v:?} is not a whole number from {min} to {max}") }),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{v:?} is not a whole number from {min} to {max}"),
+        }),
     }
 }
 
@@ -137,7 +183,11 @@ fn parse_list(v: &str) -> Vec<String> {
     if let Ok(list) = serde_json::from_str::<Vec<String>>(v) {
         return list;
     }
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `Name: value` per line, as Azure DevOps' own service-hook header input takes them.
@@ -150,7 +200,10 @@ fn parse_headers(v: &str) -> Result<Vec<(String, SecretString)>, ConfigError> {
                 name: "ADO_EXTRA_HEADERS",
                 reason: "each line must be `Name: value`".into(),
             })?;
-            Ok((name.trim().to_owned(), SecretString::from(value.trim().to_owned())))
+            Ok((
+                name.trim().to_owned(),
+                SecretString::from(value.trim().to_owned()),
+            ))
         })
         .collect()
 }
@@ -162,23 +215,43 @@ mod tests {
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
-    const BASE: &[(&str, &str)] = &[("ADO_ORG_URL", "https://dev.azure.com/contoso"), ("ADO_PAT", "pat-value"), ("CATALOG_DB", "/tmp/x.db")];
+    const BASE: &[(&str, &str)] = &[
+        ("ADO_ORG_URL", "https://dev.azure.com/contoso"),
+        ("ADO_PAT", "pat-value"),
+        ("CATALOG_DB", "/tmp/x.db"),
+    ];
 
     #[test]
     fn a_missing_setting_is_named() {
-        let e = settings(&[("ADO_PAT", "x"), ("CATALOG_DB", "y")]).unwrap_err().to_string();
-        assert!(e.contains("ADO_ORG_URL"), "{e}");
-        let e = settings(&[("ADO_ORG_URL", "https://dev.azure.com/c"), ("CATALOG_DB", "y")]).unwrap_err().to_string();
-        assert!(e.contains("ADO_PAT"), "{e}");
-        let e = settings(&[("ADO_ORG_URL", "https://dev.azure.com/c"), ("ADO_PAT", "p")]).unwrap_err().to_string();
-        assert!(e.contains("CATALOG_BASE_URL"), "{e}");
-        let e = settings(&[("ADO_ORG_URL", "https://dev.azure.com/c"), ("ADO_PAT", "p"), ("CATALOG_BASE_URL", "eu")])
+        let e = settings(&[("ADO_PAT", "x"), ("CATALOG_DB", "y")])
             .unwrap_err()
             .to_string();
+        assert!(e.contains("ADO_ORG_URL"), "{e}");
+        let e = settings(&[
+            ("ADO_ORG_URL", "https://dev.azure.com/c"),
+            ("CATALOG_DB", "y"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ADO_PAT"), "{e}");
+        let e = settings(&[("ADO_ORG_URL", "https://dev.azure.com/c"), ("ADO_PAT", "p")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CATALOG_BASE_URL"), "{e}");
+        let e = settings(&[
+            ("ADO_ORG_URL", "https://dev.azure.com/c"),
+            ("ADO_PAT", "p"),
+            ("CATALOG_BASE_URL", "eu"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("CATALOG_CLIENT_ID"), "{e}");
     }
 
@@ -194,9 +267,20 @@ mod tests {
 
     #[test]
     fn server_urls_default_to_api_version_7_0() {
-        let s = settings(&[("ADO_ORG_URL", "https://tfs.local/tfs/Col"), ("ADO_PAT", "p"), ("CATALOG_DB", "x")]).unwrap();
+        let s = settings(&[
+            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
+            ("ADO_PAT", "p"),
+            ("CATALOG_DB", "x"),
+        ])
+        .unwrap();
         assert_eq!(s.ado.api_version, "7.0");
-        let s = settings(&[("ADO_ORG_URL", "https://tfs.local/tfs/Col"), ("ADO_PAT", "p"), ("CATALOG_DB", "x"), ("ADO_API_VERSION", "6.0")]).unwrap();
+        let s = settings(&[
+            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
+            ("ADO_PAT", "p"),
+            ("CATALOG_DB", "x"),
+            ("ADO_API_VERSION", "6.0"),
+        ])
+        .unwrap();
         assert_eq!(s.ado.api_version, "6.0");
     }
 
@@ -212,7 +296,11 @@ mod tests {
         ]);
         let s = settings(&vars).unwrap();
         match &s.catalog {
-            CatalogTarget::Port { base_url, client_id, .. } => {
+            CatalogTarget::Port {
+                base_url,
+                client_id,
+                ..
+            } => {
                 assert_eq!(base_url.as_str(), "https://api.us.getport.io/");
                 assert_eq!(client_id, "id");
             }

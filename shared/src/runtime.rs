@@ -25,9 +25,15 @@ pub const DEFAULT_BLUEPRINTS: &str = include_str!("../defaults/blueprints.json")
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("cannot read the mapping file {path}: {source}")]
-    MappingFile { path: String, source: std::io::Error },
+    MappingFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid mapping ({origin}): {source}")]
-    Mapping { origin: String, source: MappingError },
+    Mapping {
+        origin: String,
+        source: MappingError,
+    },
     #[error(transparent)]
     Ado(#[from] AdoError),
     #[error(transparent)]
@@ -38,8 +44,10 @@ pub enum SetupError {
 pub fn load_mapping(settings: &Settings) -> Result<CompiledConfig, SetupError> {
     let (origin, text) = match &settings.mapping_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| SetupError::MappingFile { path: path.display().to_string(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| SetupError::MappingFile {
+                path: path.display().to_string(),
+                source,
+            })?;
             (path.display().to_string(), text)
         }
         None => ("the default mapping".to_owned(), DEFAULT_MAPPING.to_owned()),
@@ -47,18 +55,30 @@ pub fn load_mapping(settings: &Settings) -> Result<CompiledConfig, SetupError> {
     compile_mapping(&text, &origin, settings.mapping_allow_env)
 }
 
-pub fn compile_mapping(text: &str, origin: &str, allow_env: bool) -> Result<CompiledConfig, SetupError> {
-    let wrap = |source| SetupError::Mapping { origin: origin.to_owned(), source };
+pub fn compile_mapping(
+    text: &str,
+    origin: &str,
+    allow_env: bool,
+) -> Result<CompiledConfig, SetupError> {
+    let wrap = |source| SetupError::Mapping {
+        origin: origin.to_owned(),
+        source,
+    };
     let config = PortAppConfig::parse(text).map_err(wrap)?;
     CompiledConfig::compile(config, &MappingOptions { allow_env }).map_err(wrap)
 }
 
 /// Opens the configured catalog adapter.
 pub fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>, SetupError> {
-    let datasource = crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
+    let datasource =
+        crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
     Ok(match &settings.catalog {
         CatalogTarget::Embedded { path } => Arc::new(EmbeddedCatalog::open(path, datasource)?),
-        CatalogTarget::Port { base_url, client_id, client_secret } => Arc::new(PortClient::new(PortConfig {
+        CatalogTarget::Port {
+            base_url,
+            client_id,
+            client_secret,
+        } => Arc::new(PortClient::new(PortConfig {
             base_url: base_url.clone(),
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),
@@ -88,7 +108,12 @@ impl SyncRuntime {
     pub fn with_mapping(settings: Settings, mapping: CompiledConfig) -> Result<Self, SetupError> {
         let ado = AdoClient::new(settings.ado.clone())?;
         let catalog = open_catalog(&settings)?;
-        Ok(Self { settings, ado, catalog, mapping })
+        Ok(Self {
+            settings,
+            ado,
+            catalog,
+            mapping,
+        })
     }
 
     pub async fn resync(&self, observer: &dyn Observer) -> RunReport {

@@ -74,5 +74,11 @@ pub async fn start(
             tracing::error!(error = %e, "simulator server stopped");
         }
     });
-    Ok(RunningSim { addr, ado, catalog, shutdown: Some(tx), task: Some(task) })
+    Ok(RunningSim {
+        addr,
+        ado,
+        catalog,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
 }

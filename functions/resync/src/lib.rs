@@ -15,14 +15,25 @@ impl From<ResyncFailed> for Diagnostic {
     fn from(e: ResyncFailed) -> Self {
         Diagnostic {
             error_type: "ResyncFailed".into(),
-            error_message: format!("resync {} had errors; deletion: {}", e.0.resync_id, e.0.deletion.describe()),
+            error_message: format!(
+                "resync {} had errors; deletion: {}",
+                e.0.resync_id,
+                e.0.deletion.describe()
+            ),
         }
     }
 }
 
 /// Runs one pass and returns its report.
-pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<Value>) -> Result<Value, ResyncFailed> {
-    let source = event.payload.get("source").and_then(Value::as_str).unwrap_or("-");
+pub async fn handle(
+    runtime: &SyncRuntime,
+    event: LambdaEvent<Value>,
+) -> Result<Value, ResyncFailed> {
+    let source = event
+        .payload
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or("-");
     tracing::info!(request_id = %event.context.request_id, source, "scheduled resync");
     let report = runtime.resync(&Quiet).await;
     if report.succeeded() {

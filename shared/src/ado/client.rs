@@ -61,7 +61,14 @@ impl std::fmt::Debug for AdoClientConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
-            .field("extra_headers", &self.extra_headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field(
+                "extra_headers",
+                &self
+                    .extra_headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -101,7 +108,11 @@ impl Request {
     }
 
     pub fn post(path: impl Into<String>, body: Value) -> Self {
-        Self { method: Method::POST, body: Some(body), ..Self::get(path) }
+        Self {
+            method: Method::POST,
+            body: Some(body),
+            ..Self::get(path)
+        }
     }
 
     pub fn service(mut self, service: Service) -> Self {
@@ -151,7 +162,9 @@ struct Inner {
 
 impl std::fmt::Debug for AdoClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdoClient").field("cfg", &self.inner.cfg).finish()
+        f.debug_struct("AdoClient")
+            .field("cfg", &self.inner.cfg)
+            .finish()
     }
 }
 
@@ -168,13 +181,20 @@ impl AdoClient {
             .user_agent(concat!("ado-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AdoError::Invalid(format!("cannot build the HTTP client: {e}")))?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(":{}", cfg.pat.expose_secret()));
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!(":{}", cfg.pat.expose_secret()));
         let mut extra = HeaderMap::new();
         for (name, value) in &cfg.extra_headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| AdoError::Invalid(format!("extra header name {name:?} is not a valid header name")))?;
-            let mut value = HeaderValue::from_str(value.expose_secret())
-                .map_err(|_| AdoError::Invalid(format!("extra header {name} has a value that is not a valid header value")))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                AdoError::Invalid(format!(
+                    "extra header name {name:?} is not a valid header name"
+                ))
+            })?;
+            let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
+                AdoError::Invalid(format!(
+                    "extra header {name} has a value that is not a valid header value"
+                ))
+            })?;
             value.set_sensitive(true);
             extra.insert(name, value);
         }
@@ -219,7 +239,12 @@ impl AdoClient {
         loop {
             self.wait_for_throttle().await;
             let outcome = {
-                let _permit = self.inner.permits.acquire().await.expect("semaphore is never closed");
+                let _permit = self
+                    .inner
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(req).await
             };
@@ -229,7 +254,11 @@ impl AdoClient {
                 Attempt::Retry { wait, why } => {
                     attempt += 1;
                     if attempt > self.inner.cfg.max_retries {
-                        return Err(AdoError::Transient(format!("{}: {why} (gave up after {} retries)", req.describe(), attempt - 1)));
+                        return Err(AdoError::Transient(format!(
+                            "{}: {why} (gave up after {} retries)",
+                            req.describe(),
+                            attempt - 1
+                        )));
                     }
                     let wait = wait.unwrap_or_else(|| backoff(attempt));
                     if wait > self.inner.cfg.max_retry_wait {
@@ -243,7 +272,10 @@ impl AdoClient {
                     if let Some(deadline) = self.inner.cfg.deadline
                         && Instant::now() + wait >= deadline
                     {
-                        return Err(AdoError::Transient(format!("{}: {why}; no time left before the deadline", req.describe())));
+                        return Err(AdoError::Transient(format!(
+                            "{}: {why}; no time left before the deadline",
+                            req.describe()
+                        )));
                     }
                     tracing::warn!(request = %req.describe(), attempt, wait_ms = wait.as_millis() as u64, reason = %why, "retrying Azure DevOps request");
                     tokio::time::sleep(wait).await;
@@ -271,7 +303,11 @@ impl AdoClient {
     }
 
     fn url(&self, req: &Request) -> String {
-        format!("{}{}", self.inner.cfg.org_url.service_base(req.service), req.path)
+        format!(
+            "{}{}",
+            self.inner.cfg.org_url.service_base(req.service),
+            req.path
+        )
     }
 
     fn version(&self, v: &ApiVersion) -> String {
@@ -290,7 +326,10 @@ impl AdoClient {
             .query(&req.query)
             .query(&[("api-version", self.version(&req.api_version))])
             .header(reqwest::header::ACCEPT, "application/json")
-            .header(reqwest::header::AUTHORIZATION, self.inner.auth.expose_secret())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.inner.auth.expose_secret(),
+            )
             .headers(self.inner.extra.clone());
         if let Some(body) = &req.body {
             builder = builder.json(body);
@@ -298,16 +337,30 @@ impl AdoClient {
         let resp = match builder.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
-                return Attempt::Retry { wait: None, why: format!("transport error: {}", without_url(&e)) };
+                return Attempt::Retry {
+                    wait: None,
+                    why: format!("transport error: {}", without_url(&e)),
+                };
             }
-            Err(e) => return Attempt::Fail(AdoError::Permanent(format!("{}: {}", req.describe(), without_url(&e)))),
+            Err(e) => {
+                return Attempt::Fail(AdoError::Permanent(format!(
+                    "{}: {}",
+                    req.describe(),
+                    without_url(&e)
+                )));
+            }
         };
         let status = resp.status();
         let headers = resp.headers().clone();
         let retry_after = retry_wait(&headers);
         let body = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Attempt::Retry { wait: None, why: format!("reading the body failed: {}", without_url(&e)) },
+            Err(e) => {
+                return Attempt::Retry {
+                    wait: None,
+                    why: format!("reading the body failed: {}", without_url(&e)),
+                };
+            }
         };
 
         // ADO answers a bad or expired PAT on GET/POST with 203 and an HTML sign-in page, not 401.
@@ -333,7 +386,12 @@ impl AdoClient {
                             req.describe()
                         )));
                     }
-                    Err(e) => return Attempt::Fail(AdoError::Permanent(format!("{}: the answer is not JSON: {e}", req.describe()))),
+                    Err(e) => {
+                        return Attempt::Fail(AdoError::Permanent(format!(
+                            "{}: the answer is not JSON: {e}",
+                            req.describe()
+                        )));
+                    }
                 }
             };
             let continuation = headers
@@ -344,14 +402,25 @@ impl AdoClient {
             return Attempt::Done(Reply { body, continuation });
         }
 
-        let message = format!("{}: HTTP {}: {}", req.describe(), status.as_u16(), error_message(&body));
+        let message = format!(
+            "{}: HTTP {}: {}",
+            req.describe(),
+            status.as_u16(),
+            error_message(&body)
+        );
         match status.as_u16() {
             429 => {
                 let wait = retry_after.unwrap_or_else(|| Duration::from_secs(5));
                 self.pause(wait.min(self.inner.cfg.max_retry_wait)).await;
-                Attempt::Retry { wait: Some(wait), why: message }
+                Attempt::Retry {
+                    wait: Some(wait),
+                    why: message,
+                }
             }
-            408 | 502 | 503 | 504 => Attempt::Retry { wait: retry_after, why: message },
+            408 | 502 | 503 | 504 => Attempt::Retry {
+                wait: retry_after,
+                why: message,
+            },
             401 | 403 => Attempt::Fail(AdoError::Unauthorized(message)),
             404 => Attempt::Fail(AdoError::NotFound(message)),
             400..=499 => Attempt::Fail(AdoError::Invalid(message)),
@@ -362,7 +431,9 @@ impl AdoClient {
 
 /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, ±25 %.
 fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1u64 << attempt.min(6).saturating_sub(1)).min(30_000);
+    let base = 500u64
+        .saturating_mul(1u64 << attempt.min(6).saturating_sub(1))
+        .min(30_000);
     let jitter = (uuid::Uuid::new_v4().as_u128() % 500) as u64; // 0..500 ‰ of a half
     let ms = base * (750 + jitter) / 1000;
     Duration::from_millis(ms.max(1))
@@ -371,7 +442,10 @@ fn backoff(attempt: u32) -> Duration {
 /// How long ADO asks us to wait: `Retry-After` (seconds, or an HTTP date), else `X-RateLimit-Reset`
 /// (epoch seconds). Header names arrive lowercase; `HeaderMap` lookups are case-insensitive anyway.
 fn retry_wait(headers: &HeaderMap) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if let Ok(secs) = v.parse::<f64>() {
@@ -380,12 +454,20 @@ fn retry_wait(headers: &HeaderMap) -> Option<Duration> {
             return Some(Duration::from_secs_f64(secs.max(0.0)));
         }
         if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
-            return Some(Duration::from_secs_f64((at.timestamp() as f64 - now).max(0.0)));
+            return Some(Duration::from_secs_f64(
+                (at.timestamp() as f64 - now).max(0.0),
+            ));
         }
     }
-    let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+    let remaining = headers
+        .get("x-ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
     if remaining.is_none_or(|r| r <= 0.0)
-        && let Some(reset) = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
+        && let Some(reset) = headers
+            .get("x-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
         && reset > now
     {
         return Some(Duration::from_secs_f64(reset - now));
@@ -434,22 +516,40 @@ mod tests {
         h.insert("retry-after", HeaderValue::from_static("3"));
         assert_eq!(retry_wait(&h), Some(Duration::from_secs(3)));
 
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_str(&(now + 20).to_string()).unwrap());
+        h.insert(
+            "retry-after",
+            HeaderValue::from_str(&(now + 20).to_string()).unwrap(),
+        );
         let w = retry_wait(&h).unwrap();
-        assert!(w <= Duration::from_secs(20) && w >= Duration::from_secs(18), "{w:?}");
+        assert!(
+            w <= Duration::from_secs(20) && w >= Duration::from_secs(18),
+            "{w:?}"
+        );
 
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now + 10).to_string()).unwrap());
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&(now + 10).to_string()).unwrap(),
+        );
         let w = retry_wait(&h).unwrap();
-        assert!(w <= Duration::from_secs(10) && w >= Duration::from_secs(8), "{w:?}");
+        assert!(
+            w <= Duration::from_secs(10) && w >= Duration::from_secs(8),
+            "{w:?}"
+        );
 
         // A reset time with budget left is no reason to wait.
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("150"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now + 10).to_string()).unwrap());
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&(now + 10).to_string()).unwrap(),
+        );
         assert_eq!(retry_wait(&h), None);
     }
 
@@ -469,12 +569,16 @@ mod tests {
         let client = AdoClient::new(cfg).unwrap();
         let dbg = format!("{client:?}");
         assert!(!dbg.contains("super-secret-pat"), "{dbg}");
-        assert!(!dbg.contains(&base64::engine::general_purpose::STANDARD.encode(":super-secret-pat")));
+        assert!(
+            !dbg.contains(&base64::engine::general_purpose::STANDARD.encode(":super-secret-pat"))
+        );
     }
 
     #[test]
     fn html_bodies_are_recognised() {
-        assert!(looks_like_html(b"\n<!DOCTYPE html><html><head><title>Sign In</title>"));
+        assert!(looks_like_html(
+            b"\n<!DOCTYPE html><html><head><title>Sign In</title>"
+        ));
         assert!(!looks_like_html(b"{\"value\":[]}"));
     }
 }

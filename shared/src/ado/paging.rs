@@ -30,7 +30,12 @@ impl AdoClient {
                 }
                 let reply = client.send(&r).await?;
                 let next = reply.continuation.clone().or_else(|| {
-                    reply.body.get("continuationToken").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+                    reply
+                        .body
+                        .get("continuationToken")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
                 });
                 // A server that hands back the token it was given would loop forever.
                 let next = next.filter(|n| Some(n) != token.as_ref());

@@ -47,8 +47,9 @@ pub struct OrgUrl {
 impl OrgUrl {
     pub fn parse(raw: &str) -> Result<Self, AdoError> {
         let trimmed = raw.trim().trim_end_matches('/');
-        let base = Url::parse(trimmed)
-            .map_err(|e| AdoError::Invalid(format!("organisation URL {trimmed:?} is not a URL: {e}")))?;
+        let base = Url::parse(trimmed).map_err(|e| {
+            AdoError::Invalid(format!("organisation URL {trimmed:?} is not a URL: {e}"))
+        })?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(AdoError::Invalid(format!(
                 "organisation URL {trimmed:?} must start with https:// (or http:// for a local server)"
@@ -58,14 +59,21 @@ impl OrgUrl {
             .host_str()
             .ok_or_else(|| AdoError::Invalid(format!("organisation URL {trimmed:?} has no host")))?
             .to_ascii_lowercase();
-        let segments: Vec<&str> = base.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let segments: Vec<&str> = base
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default();
         let form = if host == "dev.azure.com" {
             let org = segments.first().ok_or_else(|| {
                 AdoError::Invalid(format!("organisation URL {trimmed:?} lacks the organisation: https://dev.azure.com/{{org}}"))
             })?;
-            Form::DevAzure { org: (*org).to_owned() }
+            Form::DevAzure {
+                org: (*org).to_owned(),
+            }
         } else if let Some(org) = host.strip_suffix(".visualstudio.com") {
-            Form::VisualStudio { org: org.to_owned() }
+            Form::VisualStudio {
+                org: org.to_owned(),
+            }
         } else {
             if segments.is_empty() {
                 return Err(AdoError::Invalid(format!(
@@ -86,7 +94,11 @@ impl OrgUrl {
     pub fn org_name(&self) -> &str {
         match &self.form {
             Form::DevAzure { org } | Form::VisualStudio { org } => org,
-            Form::Server => self.base.path_segments().and_then(|mut s| s.next_back()).unwrap_or(""),
+            Form::Server => self
+                .base
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or(""),
         }
     }
 
@@ -118,11 +130,26 @@ mod tests {
         let u = OrgUrl::parse("https://dev.azure.com/contoso/").unwrap();
         assert!(u.is_cloud());
         assert_eq!(u.org_name(), "contoso");
-        assert_eq!(u.service_base(Service::Core), "https://dev.azure.com/contoso");
-        assert_eq!(u.service_base(Service::Release), "https://vsrm.dev.azure.com/contoso");
-        assert_eq!(u.service_base(Service::Identity), "https://vssps.dev.azure.com/contoso");
-        assert_eq!(u.service_base(Service::Entitlement), "https://vsaex.dev.azure.com/contoso");
-        assert_eq!(u.service_base(Service::AdvancedSecurity), "https://advsec.dev.azure.com/contoso");
+        assert_eq!(
+            u.service_base(Service::Core),
+            "https://dev.azure.com/contoso"
+        );
+        assert_eq!(
+            u.service_base(Service::Release),
+            "https://vsrm.dev.azure.com/contoso"
+        );
+        assert_eq!(
+            u.service_base(Service::Identity),
+            "https://vssps.dev.azure.com/contoso"
+        );
+        assert_eq!(
+            u.service_base(Service::Entitlement),
+            "https://vsaex.dev.azure.com/contoso"
+        );
+        assert_eq!(
+            u.service_base(Service::AdvancedSecurity),
+            "https://advsec.dev.azure.com/contoso"
+        );
     }
 
     #[test]
@@ -130,8 +157,14 @@ mod tests {
         let u = OrgUrl::parse("https://Contoso.visualstudio.com").unwrap();
         assert!(u.is_cloud());
         assert_eq!(u.org_name(), "contoso");
-        assert_eq!(u.service_base(Service::Release), "https://contoso.vsrm.visualstudio.com");
-        assert_eq!(u.service_base(Service::Entitlement), "https://contoso.vsaex.visualstudio.com");
+        assert_eq!(
+            u.service_base(Service::Release),
+            "https://contoso.vsrm.visualstudio.com"
+        );
+        assert_eq!(
+            u.service_base(Service::Entitlement),
+            "https://contoso.vsaex.visualstudio.com"
+        );
     }
 
     #[test]
@@ -139,16 +172,29 @@ mod tests {
         let u = OrgUrl::parse("https://tfs.example.com:8080/tfs/DefaultCollection").unwrap();
         assert!(!u.is_cloud());
         assert_eq!(u.org_name(), "DefaultCollection");
-        for s in [Service::Core, Service::Release, Service::Identity, Service::Entitlement] {
-            assert_eq!(u.service_base(s), "https://tfs.example.com:8080/tfs/DefaultCollection");
+        for s in [
+            Service::Core,
+            Service::Release,
+            Service::Identity,
+            Service::Entitlement,
+        ] {
+            assert_eq!(
+                u.service_base(s),
+                "https://tfs.example.com:8080/tfs/DefaultCollection"
+            );
         }
         let local = OrgUrl::parse("http://127.0.0.1:4000/simorg").unwrap();
-        assert_eq!(local.service_base(Service::Release), "http://127.0.0.1:4000/simorg");
+        assert_eq!(
+            local.service_base(Service::Release),
+            "http://127.0.0.1:4000/simorg"
+        );
     }
 
     #[test]
     fn urls_without_org_or_scheme_are_rejected_with_the_expected_form() {
-        let e = OrgUrl::parse("https://dev.azure.com/").unwrap_err().to_string();
+        let e = OrgUrl::parse("https://dev.azure.com/")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dev.azure.com/{org}"), "{e}");
         assert!(OrgUrl::parse("ftp://x/y").is_err());
         assert!(OrgUrl::parse("https://tfs.example.com").is_err());

@@ -62,8 +62,11 @@ impl Resync<'_> {
         tracing::info!(resync_id = %resync_id, resources = self.mapping.resources().len(), "resync started");
 
         for resource in self.mapping.resources() {
-            self.observer.kind_started(resource.index(), resource.kind());
-            let report = self.run_resource(resource, &ctx, &write, &mut seen, &mut blueprint_owner).await;
+            self.observer
+                .kind_started(resource.index(), resource.kind());
+            let report = self
+                .run_resource(resource, &ctx, &write, &mut seen, &mut blueprint_owner)
+                .await;
             tracing::info!(
                 kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
                 unchanged = report.unchanged, failed = report.failed, errors = report.errors,
@@ -77,7 +80,8 @@ impl Resync<'_> {
             tracing::warn!(resync_id = %resync_id, "the pass had errors: stale entities are kept until a clean pass");
             DeletionOutcome::SkippedAfterErrors
         } else {
-            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, &write).await
+            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, &write)
+                .await
         };
         let report = RunReport {
             resync_id,
@@ -101,9 +105,16 @@ impl Resync<'_> {
     ) -> KindReport {
         let clock = Instant::now();
         let ado_before = self.ado.requests_made();
-        let mut report = KindReport { index: resource.index(), kind: resource.kind().to_owned(), ..Default::default() };
+        let mut report = KindReport {
+            index: resource.index(),
+            kind: resource.kind().to_owned(),
+            ..Default::default()
+        };
         let Some(kind) = kinds::find(resource.kind()) else {
-            report.error(format!("kind {:?} is not supported by this version of ado-sync", resource.kind()));
+            report.error(format!(
+                "kind {:?} is not supported by this version of ado-sync",
+                resource.kind()
+            ));
             return report;
         };
         if let Err(e) = kind.check(resource.selector()) {
@@ -119,7 +130,17 @@ impl Resync<'_> {
         };
         let consumer = async {
             while let Some(page) = pages.recv().await {
-                let done = self.process_page(resource, page, write, seen, blueprint_owner, &mut report, &mut warnings).await;
+                let done = self
+                    .process_page(
+                        resource,
+                        page,
+                        write,
+                        seen,
+                        blueprint_owner,
+                        &mut report,
+                        &mut warnings,
+                    )
+                    .await;
                 self.observer.page_done(&report);
                 if !done {
                     // The catalog is failing as a whole: stop listing; dropping the receiver cancels the producer.
@@ -159,7 +180,10 @@ impl Resync<'_> {
             report.items_read += 1;
             for outcome in resource.map_item(raw, false) {
                 match outcome {
-                    ItemOutcome::Mapped { entity, warnings: w } => {
+                    ItemOutcome::Mapped {
+                        entity,
+                        warnings: w,
+                    } => {
                         note_warnings(report, warnings, w);
                         let key = entity.key();
                         let group = groups.entry(entity.blueprint.clone()).or_default();
@@ -176,7 +200,9 @@ impl Resync<'_> {
                         report.skipped += 1;
                         note_warnings(report, warnings, w);
                     }
-                    ItemOutcome::SelectorError { message } => report.error(format!("selector: {message}")),
+                    ItemOutcome::SelectorError { message } => {
+                        report.error(format!("selector: {message}"))
+                    }
                     ItemOutcome::ParentSkipped { message } => {
                         report.skipped += 1;
                         tracing::warn!(kind = %report.kind, index = report.index, reason = %message, "item skipped by itemsToParse");
@@ -187,8 +213,13 @@ impl Resync<'_> {
         drop(page);
 
         for (blueprint, entities) in groups {
-            blueprint_owner.entry(blueprint.clone()).or_insert(resource.index());
-            if let Err(message) = self.write_group(&blueprint, entities, write, seen, report).await {
+            blueprint_owner
+                .entry(blueprint.clone())
+                .or_insert(resource.index());
+            if let Err(message) = self
+                .write_group(&blueprint, entities, write, seen, report)
+                .await
+            {
                 report.error(message);
                 return false;
             }
@@ -205,7 +236,11 @@ impl Resync<'_> {
         seen: &mut SeenKeys,
         report: &mut KindReport,
     ) -> Result<(), String> {
-        let keyed: Vec<String> = entities.iter().filter(|e| !e.uses_search()).map(|e| e.key().identifier).collect();
+        let keyed: Vec<String> = entities
+            .iter()
+            .filter(|e| !e.uses_search())
+            .map(|e| e.key().identifier)
+            .collect();
         let stored: HashMap<String, Entity> = if keyed.is_empty() {
             HashMap::new()
         } else {
@@ -225,7 +260,10 @@ impl Resync<'_> {
                 continue;
             }
             let key = entity.key();
-            if stored.get(&key.identifier).is_some_and(|s| plan::unchanged(&entity, s, write.merge)) {
+            if stored
+                .get(&key.identifier)
+                .is_some_and(|s| plan::unchanged(&entity, s, write.merge))
+            {
                 report.unchanged += 1;
                 seen.insert(&key.blueprint, &key.identifier);
             } else {
@@ -247,7 +285,10 @@ impl Resync<'_> {
                         seen.insert(&key.blueprint, &key.identifier);
                     }
                 }
-                format!("writing {} {blueprint} entities failed: {e}", to_write.len())
+                format!(
+                    "writing {} {blueprint} entities failed: {e}",
+                    to_write.len()
+                )
             })?;
         for (entity, outcome) in to_write.iter().zip(outcomes) {
             match outcome {
@@ -256,13 +297,20 @@ impl Resync<'_> {
                     // A search identifier is resolved by the catalog: the returned one is the real key.
                     seen.insert(blueprint, &identifier);
                 }
-                UpsertOutcome::Failed { status, error, message } => {
+                UpsertOutcome::Failed {
+                    status,
+                    error,
+                    message,
+                } => {
                     // A failed write must not make the entity look stale: keep its key.
                     if !entity.uses_search() {
                         seen.insert(blueprint, &entity.key().identifier);
                     }
                     report.failed += 1;
-                    report.error(format!("upsert of {blueprint}/{} failed: {status} {error}: {message}", entity.key().identifier));
+                    report.error(format!(
+                        "upsert of {blueprint}/{} failed: {status} {error}: {message}",
+                        entity.key().identifier
+                    ));
                 }
             }
         }
@@ -292,27 +340,55 @@ impl Resync<'_> {
                         None => break,
                     }
                 }
-                Err(e) => return DeletionOutcome::Failed { message: format!("listing owned entities failed: {e}"), deleted: 0 },
+                Err(e) => {
+                    return DeletionOutcome::Failed {
+                        message: format!("listing owned entities failed: {e}"),
+                        deleted: 0,
+                    };
+                }
             }
         }
         let threshold = self.mapping.config().entity_deletion_threshold;
         let to_delete = match plan::plan_deletions(candidates, owned, threshold) {
             DeletionPlan::Nothing => return DeletionOutcome::NothingStale { owned },
-            DeletionPlan::OverThreshold { candidates, owned, rate, threshold } => {
-                tracing::warn!(candidates, owned, rate, threshold, "too many stale entities: nothing deleted");
-                return DeletionOutcome::SkippedOverThreshold { candidates, owned, rate, threshold };
+            DeletionPlan::OverThreshold {
+                candidates,
+                owned,
+                rate,
+                threshold,
+            } => {
+                tracing::warn!(
+                    candidates,
+                    owned,
+                    rate,
+                    threshold,
+                    "too many stale entities: nothing deleted"
+                );
+                return DeletionOutcome::SkippedOverThreshold {
+                    candidates,
+                    owned,
+                    rate,
+                    threshold,
+                };
             }
             DeletionPlan::Delete(keys) => keys,
         };
         let total = to_delete.len();
         let mut by_blueprint: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in to_delete {
-            by_blueprint.entry(key.blueprint).or_default().push(key.identifier);
+            by_blueprint
+                .entry(key.blueprint)
+                .or_default()
+                .push(key.identifier);
         }
         let mut deleted = 0usize;
         let dependents = self.mapping.config().delete_dependent_entities;
         for (blueprint, ids) in by_blueprint {
-            match self.catalog.delete(&blueprint, &ids, dependents, write).await {
+            match self
+                .catalog
+                .delete(&blueprint, &ids, dependents, write)
+                .await
+            {
                 Ok(gone) => {
                     deleted += gone.len();
                     tracing::info!(blueprint = %blueprint, deleted = gone.len(), "stale entities deleted");
@@ -321,17 +397,32 @@ impl Resync<'_> {
                         k.deleted += gone.len() as u64;
                     }
                 }
-                Err(e) => return DeletionOutcome::Failed { message: format!("deleting {blueprint} entities failed: {e}"), deleted },
+                Err(e) => {
+                    return DeletionOutcome::Failed {
+                        message: format!("deleting {blueprint} entities failed: {e}"),
+                        deleted,
+                    };
+                }
             }
         }
-        DeletionOutcome::Deleted { candidates: total, deleted, owned }
+        DeletionOutcome::Deleted {
+            candidates: total,
+            deleted,
+            owned,
+        }
     }
 }
 
-fn note_warnings(report: &mut KindReport, warnings: &mut BTreeMap<String, (u64, String)>, new: Vec<crate::mapping::FieldWarning>) {
+fn note_warnings(
+    report: &mut KindReport,
+    warnings: &mut BTreeMap<String, (u64, String)>,
+    new: Vec<crate::mapping::FieldWarning>,
+) {
     for w in new {
         report.field_warnings += 1;
-        let entry = warnings.entry(w.field).or_insert_with(|| (0, format!("{}: {}", w.expression, w.message)));
+        let entry = warnings
+            .entry(w.field)
+            .or_insert_with(|| (0, format!("{}: {}", w.expression, w.message)));
         entry.0 += 1;
     }
 }

@@ -22,7 +22,8 @@ impl SeenKeys {
     }
 
     pub fn contains(&self, key: &EntityKey) -> bool {
-        self.hashes.contains(&key_hash(&key.blueprint, &key.identifier))
+        self.hashes
+            .contains(&key_hash(&key.blueprint, &key.identifier))
     }
 
     pub fn len(&self) -> usize {
@@ -65,7 +66,11 @@ pub fn unchanged(new: &Entity, stored: &Entity, merge: bool) -> bool {
         && same_map(new.relations.as_ref(), stored.relations.as_ref(), merge)
 }
 
-fn same_map(new: Option<&Map<String, Value>>, stored: Option<&Map<String, Value>>, merge: bool) -> bool {
+fn same_map(
+    new: Option<&Map<String, Value>>,
+    stored: Option<&Map<String, Value>>,
+    merge: bool,
+) -> bool {
     let empty = Map::new();
     let stored = stored.unwrap_or(&empty);
     let Some(new) = new else {
@@ -75,7 +80,11 @@ fn same_map(new: Option<&Map<String, Value>>, stored: Option<&Map<String, Value>
         Some(s) => s == v,
         None => v.is_null(),
     });
-    new_matches && (merge || stored.iter().all(|(k, v)| v.is_null() || new.contains_key(k)))
+    new_matches
+        && (merge
+            || stored
+                .iter()
+                .all(|(k, v)| v.is_null() || new.contains_key(k)))
 }
 
 fn team_list(team: Option<&Value>) -> Vec<Value> {
@@ -105,7 +114,12 @@ pub enum DeletionPlan {
     /// Delete these (grouped by the caller).
     Delete(Vec<EntityKey>),
     /// The share to delete is above `entityDeletionThreshold`: delete nothing.
-    OverThreshold { candidates: usize, owned: usize, rate: f64, threshold: f64 },
+    OverThreshold {
+        candidates: usize,
+        owned: usize,
+        rate: f64,
+        threshold: f64,
+    },
 }
 
 /// Decides the deletions of an error-free pass: the owned entities not seen, if their share of all owned
@@ -116,7 +130,12 @@ pub fn plan_deletions(candidates: Vec<EntityKey>, owned: usize, threshold: f64) 
     }
     let rate = candidates.len() as f64 / owned as f64;
     if rate > threshold {
-        return DeletionPlan::OverThreshold { candidates: candidates.len(), owned, rate, threshold };
+        return DeletionPlan::OverThreshold {
+            candidates: candidates.len(),
+            owned,
+            rate,
+            threshold,
+        };
     }
     DeletionPlan::Delete(candidates)
 }
@@ -132,14 +151,18 @@ mod tests {
 
     #[test]
     fn identical_entities_are_unchanged() {
-        let e = entity(json!({"identifier":"a","blueprint":"bp","title":"A","properties":{"x":1},"relations":{"p":"q"}}));
+        let e = entity(
+            json!({"identifier":"a","blueprint":"bp","title":"A","properties":{"x":1},"relations":{"p":"q"}}),
+        );
         assert!(unchanged(&e, &e.clone(), true));
         assert!(unchanged(&e, &e.clone(), false));
     }
 
     #[test]
     fn a_changed_title_property_or_relation_is_a_change() {
-        let stored = entity(json!({"identifier":"a","blueprint":"bp","title":"A","properties":{"x":1},"relations":{"p":"q"}}));
+        let stored = entity(
+            json!({"identifier":"a","blueprint":"bp","title":"A","properties":{"x":1},"relations":{"p":"q"}}),
+        );
         for new in [
             json!({"identifier":"a","blueprint":"bp","title":"B","properties":{"x":1},"relations":{"p":"q"}}),
             json!({"identifier":"a","blueprint":"bp","title":"A","properties":{"x":2},"relations":{"p":"q"}}),
@@ -153,13 +176,15 @@ mod tests {
     #[test]
     fn a_mapped_null_for_a_key_the_catalog_lacks_is_no_change() {
         let stored = entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1}}));
-        let new = entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1,"gone":null}}));
+        let new =
+            entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1,"gone":null}}));
         assert!(unchanged(&new, &stored, true));
     }
 
     #[test]
     fn without_merge_keys_only_the_catalog_has_are_a_change() {
-        let stored = entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1,"extra":2}}));
+        let stored =
+            entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1,"extra":2}}));
         let new = entity(json!({"identifier":"a","blueprint":"bp","properties":{"x":1}}));
         assert!(unchanged(&new, &stored, true));
         assert!(!unchanged(&new, &stored, false));
@@ -168,22 +193,56 @@ mod tests {
     #[test]
     fn teams_compare_as_multisets() {
         let stored = entity(json!({"identifier":"a","blueprint":"bp","team":["x","y"]}));
-        assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":["y","x"]})), &stored, true));
-        assert!(!unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":["x"]})), &stored, true));
+        assert!(unchanged(
+            &entity(json!({"identifier":"a","blueprint":"bp","team":["y","x"]})),
+            &stored,
+            true
+        ));
+        assert!(!unchanged(
+            &entity(json!({"identifier":"a","blueprint":"bp","team":["x"]})),
+            &stored,
+            true
+        ));
         let stored = entity(json!({"identifier":"a","blueprint":"bp","team":["x"]}));
-        assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":"x"})), &stored, true));
+        assert!(unchanged(
+            &entity(json!({"identifier":"a","blueprint":"bp","team":"x"})),
+            &stored,
+            true
+        ));
         let stored = entity(json!({"identifier":"a","blueprint":"bp","team":[]}));
-        assert!(unchanged(&entity(json!({"identifier":"a","blueprint":"bp","team":null})), &stored, true));
+        assert!(unchanged(
+            &entity(json!({"identifier":"a","blueprint":"bp","team":null})),
+            &stored,
+            true
+        ));
     }
 
     #[test]
     fn deletions_respect_the_threshold() {
-        let keys: Vec<EntityKey> = (0..3).map(|i| EntityKey::new("bp", &json!(i.to_string()))).collect();
+        let keys: Vec<EntityKey> = (0..3)
+            .map(|i| EntityKey::new("bp", &json!(i.to_string())))
+            .collect();
         assert_eq!(plan_deletions(vec![], 10, 0.9), DeletionPlan::Nothing);
-        assert_eq!(plan_deletions(keys.clone(), 10, 0.9), DeletionPlan::Delete(keys.clone()));
-        assert!(matches!(plan_deletions(keys.clone(), 3, 0.9), DeletionPlan::OverThreshold { candidates: 3, owned: 3, .. }));
-        assert!(matches!(plan_deletions(keys.clone(), 10, 0.0), DeletionPlan::OverThreshold { .. }));
-        assert_eq!(plan_deletions(keys.clone(), 3, 1.0), DeletionPlan::Delete(keys));
+        assert_eq!(
+            plan_deletions(keys.clone(), 10, 0.9),
+            DeletionPlan::Delete(keys.clone())
+        );
+        assert!(matches!(
+            plan_deletions(keys.clone(), 3, 0.9),
+            DeletionPlan::OverThreshold {
+                candidates: 3,
+                owned: 3,
+                ..
+            }
+        ));
+        assert!(matches!(
+            plan_deletions(keys.clone(), 10, 0.0),
+            DeletionPlan::OverThreshold { .. }
+        ));
+        assert_eq!(
+            plan_deletions(keys.clone(), 3, 1.0),
+            DeletionPlan::Delete(keys)
+        );
     }
 
     #[test]

@@ -44,13 +44,22 @@ impl KindReport {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DeletionOutcome {
     /// Owned entities not seen in the pass were deleted.
-    Deleted { candidates: usize, deleted: usize, owned: usize },
+    Deleted {
+        candidates: usize,
+        deleted: usize,
+        owned: usize,
+    },
     /// Every owned entity was seen.
     NothingStale { owned: usize },
     /// The pass had errors, so its view of the organisation is incomplete: nothing was deleted.
     SkippedAfterErrors,
     /// More than `entityDeletionThreshold` of the owned entities would have gone.
-    SkippedOverThreshold { candidates: usize, owned: usize, rate: f64, threshold: f64 },
+    SkippedOverThreshold {
+        candidates: usize,
+        owned: usize,
+        rate: f64,
+        threshold: f64,
+    },
     /// Listing or deleting failed part way.
     Failed { message: String, deleted: usize },
 }
@@ -73,11 +82,17 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 impl RunReport {
     /// True when every kind finished without an error and reconciliation did not fail.
     pub fn succeeded(&self) -> bool {
-        self.kinds.iter().all(|k| k.errors == 0) && !matches!(self.deletion, DeletionOutcome::Failed { .. })
+        self.kinds.iter().all(|k| k.errors == 0)
+            && !matches!(self.deletion, DeletionOutcome::Failed { .. })
     }
 
     pub fn totals(&self) -> KindReport {
-        let mut t = KindReport { kind: "total".into(), duration: self.duration, ado_requests: self.ado_requests, ..Default::default() };
+        let mut t = KindReport {
+            kind: "total".into(),
+            duration: self.duration,
+            ado_requests: self.ado_requests,
+            ..Default::default()
+        };
         for k in &self.kinds {
             t.items_read += k.items_read;
             t.upserted += k.upserted;
@@ -97,7 +112,16 @@ impl RunReport {
         let _ = writeln!(
             out,
             "{:<22} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8}",
-            "kind", "read", "upserted", "unchanged", "failed", "deleted", "skipped", "errors", "ado-reqs", "secs"
+            "kind",
+            "read",
+            "upserted",
+            "unchanged",
+            "failed",
+            "deleted",
+            "skipped",
+            "errors",
+            "ado-reqs",
+            "secs"
         );
         let row = |out: &mut String, name: &str, k: &KindReport| {
             let _ = writeln!(
@@ -125,7 +149,13 @@ impl RunReport {
                 let _ = writeln!(out, "  {}[{}]: {m}", k.kind, k.index);
             }
             if k.errors as usize > k.messages.len() {
-                let _ = writeln!(out, "  {}[{}]: … and {} more errors", k.kind, k.index, k.errors as usize - k.messages.len());
+                let _ = writeln!(
+                    out,
+                    "  {}[{}]: … and {} more errors",
+                    k.kind,
+                    k.index,
+                    k.errors as usize - k.messages.len()
+                );
             }
         }
         out
@@ -135,16 +165,33 @@ impl RunReport {
 impl DeletionOutcome {
     pub fn describe(&self) -> String {
         match self {
-            DeletionOutcome::Deleted { candidates, deleted, owned } => {
-                format!("deleted {deleted} of {candidates} stale entities ({owned} owned before the pass)")
+            DeletionOutcome::Deleted {
+                candidates,
+                deleted,
+                owned,
+            } => {
+                format!(
+                    "deleted {deleted} of {candidates} stale entities ({owned} owned before the pass)"
+                )
             }
-            DeletionOutcome::NothingStale { owned } => format!("nothing stale ({owned} owned entities all seen)"),
-            DeletionOutcome::SkippedAfterErrors => "skipped: the pass had errors, so nothing was deleted".into(),
-            DeletionOutcome::SkippedOverThreshold { candidates, owned, rate, threshold } => format!(
+            DeletionOutcome::NothingStale { owned } => {
+                format!("nothing stale ({owned} owned entities all seen)")
+            }
+            DeletionOutcome::SkippedAfterErrors => {
+                "skipped: the pass had errors, so nothing was deleted".into()
+            }
+            DeletionOutcome::SkippedOverThreshold {
+                candidates,
+                owned,
+                rate,
+                threshold,
+            } => format!(
                 "skipped: {candidates} of {owned} owned entities ({:.1}%) would go, above entityDeletionThreshold {threshold}",
                 rate * 100.0
             ),
-            DeletionOutcome::Failed { message, deleted } => format!("failed after {deleted} deletions: {message}"),
+            DeletionOutcome::Failed { message, deleted } => {
+                format!("failed after {deleted} deletions: {message}")
+            }
         }
     }
 }

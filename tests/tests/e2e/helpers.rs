@@ -8,8 +8,8 @@ use resync_function::ResyncFailed;
 use serde_json::Value;
 use shared::config::Settings;
 use shared::runtime::{SyncRuntime, compile_mapping};
-use sim::ado::{AdoSimOptions, OrgSpec};
 use sim::RunningSim;
+use sim::ado::{AdoSimOptions, OrgSpec};
 
 pub const ALL_KINDS: &str = include_str!("../../data/mapping-all-kinds.yaml");
 pub const SCHEDULED_EVENT: &str = include_str!("../../../events/resync/scheduled.json");
@@ -28,13 +28,25 @@ pub struct Setup<'a> {
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Self { spec: OrgSpec::small(), ado: AdoSimOptions::default(), mapping: ALL_KINDS, env: Vec::new() }
+        Self {
+            spec: OrgSpec::small(),
+            ado: AdoSimOptions::default(),
+            mapping: ALL_KINDS,
+            env: Vec::new(),
+        }
     }
 }
 
 impl Setup<'_> {
     pub async fn start(self) -> TestOrg {
-        let sim = sim::start("127.0.0.1:0".parse().unwrap(), self.spec, self.ado, Default::default()).await.expect("simulator starts");
+        let sim = sim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            self.spec,
+            self.ado,
+            Default::default(),
+        )
+        .await
+        .expect("simulator starts");
         let runtime = runtime_for(&sim, self.mapping, &self.env);
         TestOrg { sim, runtime }
     }
@@ -68,30 +80,67 @@ impl TestOrg {
 
     /// The identifiers stored in the catalog server for a blueprint.
     pub fn catalog_ids(&self, blueprint: &str) -> BTreeSet<String> {
-        self.sim.catalog.store().list(Some(blueprint)).unwrap().into_iter().map(|e| e.identifier).collect()
+        self.sim
+            .catalog
+            .store()
+            .list(Some(blueprint))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.identifier)
+            .collect()
     }
 
-    pub fn catalog_entity(&self, blueprint: &str, identifier: &str) -> Option<shared::catalog::Entity> {
-        self.sim.catalog.store().get(blueprint, identifier).unwrap().map(|s| s.to_entity())
+    pub fn catalog_entity(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+    ) -> Option<shared::catalog::Entity> {
+        self.sim
+            .catalog
+            .store()
+            .get(blueprint, identifier)
+            .unwrap()
+            .map(|s| s.to_entity())
     }
 
     /// The simulator's work items, as the test mapping identifies them.
     pub fn expected_work_items(&self) -> BTreeSet<String> {
         let ado = &self.sim.ado;
-        ado.project_ids().iter().flat_map(|p| ado.work_item_ids(p).into_iter().map(move |id| format!("{p}/{id}"))).collect()
+        ado.project_ids()
+            .iter()
+            .flat_map(|p| {
+                ado.work_item_ids(p)
+                    .into_iter()
+                    .map(move |id| format!("{p}/{id}"))
+            })
+            .collect()
     }
 
     pub fn expected_repositories(&self) -> BTreeSet<String> {
         let ado = &self.sim.ado;
-        ado.project_ids().iter().flat_map(|p| ado.repository_ids(p)).collect()
+        ado.project_ids()
+            .iter()
+            .flat_map(|p| ado.repository_ids(p))
+            .collect()
     }
 
     pub fn catalog_requests(&self, route_contains: &str) -> u64 {
-        self.sim.catalog.request_counts().iter().filter(|(k, _)| k.contains(route_contains)).map(|(_, v)| v).sum()
+        self.sim
+            .catalog
+            .request_counts()
+            .iter()
+            .filter(|(k, _)| k.contains(route_contains))
+            .map(|(_, v)| v)
+            .sum()
     }
 }
 
 /// The report a successful handler returned.
 pub fn kind<'a>(report: &'a Value, kind: &str) -> &'a Value {
-    report["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in {report}"))
+    report["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {report}"))
 }

@@ -10,12 +10,25 @@ async fn a_full_resync_through_the_function_fills_the_catalog_with_every_kind() 
     let org = Setup::default().start().await;
     let report = org.resync().await.expect("the pass succeeds");
 
-    assert_eq!(org.catalog_ids("project"), org.sim.ado.project_ids().into_iter().collect());
+    assert_eq!(
+        org.catalog_ids("project"),
+        org.sim.ado.project_ids().into_iter().collect()
+    );
     assert_eq!(org.catalog_ids("repository"), org.expected_repositories());
     assert_eq!(org.catalog_ids("workItem"), org.expected_work_items());
-    assert_eq!(org.catalog_ids("pipeline").len(), 9, "3 pipelines in each of 3 projects");
+    assert_eq!(
+        org.catalog_ids("pipeline").len(),
+        9,
+        "3 pipelines in each of 3 projects"
+    );
     assert!(!org.catalog_ids("pullRequest").is_empty());
-    for k in ["project", "repository", "pull-request", "pipeline", "work-item"] {
+    for k in [
+        "project",
+        "repository",
+        "pull-request",
+        "pipeline",
+        "work-item",
+    ] {
         let r = kind(&report, k);
         assert_eq!(r["errors"], 0, "{r}");
         assert!(r["upserted"].as_u64().unwrap() > 0, "{r}");
@@ -24,9 +37,15 @@ async fn a_full_resync_through_the_function_fills_the_catalog_with_every_kind() 
     // defaultTeam: the project was re-read, so the team name is there.
     let project = org.sim.ado.project_ids()[0].clone();
     let entity = org.catalog_entity("project", &project).unwrap();
-    assert!(entity.properties.unwrap()["defaultTeam"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(
+        entity.properties.unwrap()["defaultTeam"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
     // Work items carry the enrichment the mappings rely on.
-    let wi = org.catalog_entity("workItem", org.expected_work_items().first().unwrap()).unwrap();
+    let wi = org
+        .catalog_entity("workItem", org.expected_work_items().first().unwrap())
+        .unwrap();
     assert!(wi.properties.unwrap()["project"].is_string());
 }
 
@@ -34,15 +53,29 @@ async fn a_full_resync_through_the_function_fills_the_catalog_with_every_kind() 
 async fn a_second_pass_over_an_unchanged_org_writes_nothing() {
     let org = Setup::default().start().await;
     org.resync().await.expect("first pass");
-    let writes_before = org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let writes_before =
+        org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
     let report = org.resync().await.expect("second pass");
     let writes_after = org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
 
-    let total: u64 = report["kinds"].as_array().unwrap().iter().map(|k| k["upserted"].as_u64().unwrap()).sum();
-    let unchanged: u64 = report["kinds"].as_array().unwrap().iter().map(|k| k["unchanged"].as_u64().unwrap()).sum();
+    let total: u64 = report["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["upserted"].as_u64().unwrap())
+        .sum();
+    let unchanged: u64 = report["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["unchanged"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 0, "{report}");
     assert!(unchanged > 100);
-    assert_eq!(writes_after, writes_before, "no upsert or delete request in the second pass");
+    assert_eq!(
+        writes_after, writes_before,
+        "no upsert or delete request in the second pass"
+    );
 }
 
 #[tokio::test]
@@ -50,7 +83,13 @@ async fn items_removed_from_the_org_are_deleted_and_nothing_else() {
     let org = Setup::default().start().await;
     org.resync().await.expect("first pass");
     let projects = org.sim.ado.project_ids();
-    let gone_items: Vec<u64> = org.sim.ado.work_item_ids(&projects[0]).into_iter().take(2).collect();
+    let gone_items: Vec<u64> = org
+        .sim
+        .ado
+        .work_item_ids(&projects[0])
+        .into_iter()
+        .take(2)
+        .collect();
     for id in &gone_items {
         assert!(org.sim.ado.remove_work_item(*id));
     }
@@ -61,8 +100,15 @@ async fn items_removed_from_the_org_are_deleted_and_nothing_else() {
 
     let report = org.resync().await.expect("second pass");
 
-    let expected: std::collections::BTreeSet<String> =
-        items_before.iter().filter(|i| !gone_items.iter().any(|g| **i == format!("{}/{g}", projects[0]))).cloned().collect();
+    let expected: std::collections::BTreeSet<String> = items_before
+        .iter()
+        .filter(|i| {
+            !gone_items
+                .iter()
+                .any(|g| **i == format!("{}/{g}", projects[0]))
+        })
+        .cloned()
+        .collect();
     assert_eq!(org.catalog_ids("workItem"), expected);
     assert_eq!(org.catalog_ids("workItem"), org.expected_work_items());
     assert_eq!(org.catalog_ids("repository"), org.expected_repositories());
@@ -73,7 +119,12 @@ async fn items_removed_from_the_org_are_deleted_and_nothing_else() {
     assert_eq!(kind(&report, "work-item")["deleted"], 2);
     assert_eq!(kind(&report, "repository")["deleted"], 1);
     let deleted = report["deletion"]["deleted"].as_u64().unwrap();
-    assert_eq!(deleted as usize, 3 + (prs_before.len() - prs_after.len()), "{}", report["deletion"]);
+    assert_eq!(
+        deleted as usize,
+        3 + (prs_before.len() - prs_after.len()),
+        "{}",
+        report["deletion"]
+    );
     assert_eq!(org.catalog_ids("project").len(), projects.len());
 }
 
@@ -87,16 +138,28 @@ async fn an_ado_failure_mid_pass_deletes_nothing() {
     let gone_repo = org.sim.ado.repository_ids(&projects[0])[0].clone();
     org.sim.ado.remove_repository(&gone_repo);
     // Work items of one project fail for good, after the earlier kinds listed fine.
-    org.sim.ado.fail_requests(&format!("{}/_apis/wit/workitems", projects[1]), 500, None);
+    org.sim
+        .ado
+        .fail_requests(&format!("{}/_apis/wit/workitems", projects[1]), 500, None);
     let before_items = org.catalog_ids("workItem");
     let before_repos = org.catalog_ids("repository");
 
     let failed = org.resync().await.expect_err("the pass reports failure");
     let report = &failed.0;
     assert!(!report.succeeded());
-    assert!(matches!(report.deletion, shared::resync::DeletionOutcome::SkippedAfterErrors), "{:?}", report.deletion);
+    assert!(
+        matches!(
+            report.deletion,
+            shared::resync::DeletionOutcome::SkippedAfterErrors
+        ),
+        "{:?}",
+        report.deletion
+    );
     let wi = report.kinds.iter().find(|k| k.kind == "work-item").unwrap();
-    assert!(wi.errors > 0 && wi.messages.iter().any(|m| m.contains("500")), "{wi:?}");
+    assert!(
+        wi.errors > 0 && wi.messages.iter().any(|m| m.contains("500")),
+        "{wi:?}"
+    );
     // The stale entities are still there: a failed pass deletes nothing.
     assert_eq!(org.catalog_ids("workItem"), before_items);
     assert_eq!(org.catalog_ids("repository"), before_repos);
@@ -104,8 +167,16 @@ async fn an_ado_failure_mid_pass_deletes_nothing() {
 
 #[tokio::test]
 async fn deletion_over_the_threshold_is_skipped_and_said() {
-    let mapping = crate::helpers::ALL_KINDS.replace("entityDeletionThreshold: 0.9", "entityDeletionThreshold: 0.01");
-    let org = Setup { mapping: &mapping, ..Default::default() }.start().await;
+    let mapping = crate::helpers::ALL_KINDS.replace(
+        "entityDeletionThreshold: 0.9",
+        "entityDeletionThreshold: 0.01",
+    );
+    let org = Setup {
+        mapping: &mapping,
+        ..Default::default()
+    }
+    .start()
+    .await;
     org.resync().await.expect("first pass");
     let projects = org.sim.ado.project_ids();
     for id in org.sim.ado.work_item_ids(&projects[2]).into_iter().take(20) {
@@ -113,20 +184,40 @@ async fn deletion_over_the_threshold_is_skipped_and_said() {
     }
     let before = org.catalog_ids("workItem");
     let report = org.resync().await.expect("the listing itself succeeded");
-    assert_eq!(report["deletion"]["outcome"], "skipped_over_threshold", "{}", report["deletion"]);
+    assert_eq!(
+        report["deletion"]["outcome"], "skipped_over_threshold",
+        "{}",
+        report["deletion"]
+    );
     assert_eq!(report["deletion"]["candidates"], 20);
     assert_eq!(org.catalog_ids("workItem"), before);
 }
 
 #[tokio::test]
 async fn a_bad_pat_fails_the_pass_with_a_credentials_error_and_deletes_nothing() {
-    let ado = AdoSimOptions { pat: Some("the-right-pat".into()), ..Default::default() };
-    let org = Setup { ado, ..Default::default() }.start().await;
+    let ado = AdoSimOptions {
+        pat: Some("the-right-pat".into()),
+        ..Default::default()
+    };
+    let org = Setup {
+        ado,
+        ..Default::default()
+    }
+    .start()
+    .await;
     let failed = org.resync().await.expect_err("a wrong PAT fails");
     let messages: Vec<&String> = failed.0.kinds.iter().flat_map(|k| &k.messages).collect();
-    assert!(messages.iter().any(|m| m.contains("credentials") && m.contains("203")), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("credentials") && m.contains("203")),
+        "{messages:?}"
+    );
     assert!(org.catalog_ids("project").is_empty());
-    assert!(matches!(failed.0.deletion, shared::resync::DeletionOutcome::SkippedAfterErrors));
+    assert!(matches!(
+        failed.0.deletion,
+        shared::resync::DeletionOutcome::SkippedAfterErrors
+    ));
 }
 
 #[tokio::test]
@@ -136,26 +227,52 @@ async fn throttled_requests_are_retried_and_the_pass_completes() {
     let report = org.resync().await.expect("the pass succeeds after waiting");
     assert_eq!(org.catalog_ids("pipeline").len(), 9);
     let counts = org.sim.ado.request_counts();
-    let pipeline_calls: u64 = counts.iter().filter(|(k, _)| k.contains("/_apis/pipelines")).map(|(_, v)| v).sum();
-    assert_eq!(pipeline_calls, 3 + 2, "one call per project plus the two throttled ones: {counts:?}");
+    let pipeline_calls: u64 = counts
+        .iter()
+        .filter(|(k, _)| k.contains("/_apis/pipelines"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        pipeline_calls,
+        3 + 2,
+        "one call per project plus the two throttled ones: {counts:?}"
+    );
     assert_eq!(kind(&report, "pipeline")["errors"], 0);
 }
 
 #[tokio::test]
 async fn excluded_tags_drop_a_project_from_every_kind() {
-    let org = Setup { env: vec![("ADO_EXCLUDED_TAGS", "archived".into())], ..Default::default() }.start().await;
+    let org = Setup {
+        env: vec![("ADO_EXCLUDED_TAGS", "archived".into())],
+        ..Default::default()
+    }
+    .start()
+    .await;
     org.resync().await.expect("pass");
     let projects = org.sim.ado.project_ids();
     assert_eq!(org.catalog_ids("project").len(), projects.len() - 1);
     let kept: Vec<String> = org.catalog_ids("project").into_iter().collect();
     let excluded = projects.iter().find(|p| !kept.contains(p)).unwrap();
-    assert!(org.catalog_ids("workItem").iter().all(|id| !id.starts_with(excluded.as_str())));
-    assert!(org.catalog_ids("pipeline").iter().all(|id| !id.starts_with(excluded.as_str())));
+    assert!(
+        org.catalog_ids("workItem")
+            .iter()
+            .all(|id| !id.starts_with(excluded.as_str()))
+    );
+    assert!(
+        org.catalog_ids("pipeline")
+            .iter()
+            .all(|id| !id.starts_with(excluded.as_str()))
+    );
 }
 
 #[tokio::test]
 async fn the_shipped_default_mapping_syncs_all_five_kinds() {
-    let org = Setup { mapping: shared::runtime::DEFAULT_MAPPING, ..Default::default() }.start().await;
+    let org = Setup {
+        mapping: shared::runtime::DEFAULT_MAPPING,
+        ..Default::default()
+    }
+    .start()
+    .await;
     let report: Value = org.resync().await.expect("pass");
     for (k, bp) in [
         ("project", "azureDevopsProject"),

@@ -62,7 +62,13 @@ const TAG_PREFIX: &str = "Microsoft.TeamFoundation.Project.Tag.";
 
 impl FetchContext {
     pub fn new(client: AdoClient, excluded_tags: Vec<String>) -> Self {
-        Self { client, excluded_tags, now: Utc::now(), projects: OnceCell::new(), repositories: OnceCell::new() }
+        Self {
+            client,
+            excluded_tags,
+            now: Utc::now(),
+            projects: OnceCell::new(),
+            repositories: OnceCell::new(),
+        }
     }
 
     /// The organisation's projects, minus those carrying an excluded tag. Every per-project kind uses this
@@ -70,10 +76,17 @@ impl FetchContext {
     pub async fn projects(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.projects
             .get_or_try_init(|| async {
-                let pages: Vec<Vec<Value>> =
-                    self.client.token_pages(Request::get("/_apis/projects"), Some(PAGE_SIZE), "value").try_collect().await?;
+                let pages: Vec<Vec<Value>> = self
+                    .client
+                    .token_pages(Request::get("/_apis/projects"), Some(PAGE_SIZE), "value")
+                    .try_collect()
+                    .await?;
                 let all: Vec<Value> = pages.into_iter().flatten().collect();
-                let kept = if self.excluded_tags.is_empty() { all } else { self.without_excluded(all).await };
+                let kept = if self.excluded_tags.is_empty() {
+                    all
+                } else {
+                    self.without_excluded(all).await
+                };
                 Ok(Arc::new(kept))
             })
             .await
@@ -120,7 +133,10 @@ impl FetchContext {
                 let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
                     .map(|p| async move {
                         let id = str_field(&p, "id");
-                        let reply = self.client.send(&Request::get(format!("/{id}/_apis/git/repositories"))).await?;
+                        let reply = self
+                            .client
+                            .send(&Request::get(format!("/{id}/_apis/git/repositories")))
+                            .await?;
                         Ok::<_, AdoError>(super::paging::take_items(reply.body, "value"))
                     })
                     .buffered(PROJECT_CONCURRENCY)
@@ -145,7 +161,12 @@ pub trait KindSource: Send + Sync {
     }
 
     /// Lists every item, page by page, into `sink`.
-    async fn fetch(&self, ctx: &FetchContext, selector: &Selector, sink: &PageSink) -> Result<(), AdoError>;
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError>;
 }
 
 /// Every kind this build serves.
@@ -173,7 +194,17 @@ pub(crate) fn option_error(kind: &str, e: impl std::fmt::Display) -> AdoError {
 /// "Healthy" repositories are the ones whose project is live and which are not disabled: the per-repo APIs
 /// fail on the others.
 pub(crate) fn is_healthy_repo(repo: &Value) -> bool {
-    let project_state = repo.pointer("/project/state").and_then(Value::as_str).unwrap_or("wellFormed");
-    let disabled = repo.get("isDisabled").and_then(Value::as_bool).unwrap_or(false);
-    !disabled && !matches!(project_state, "deleted" | "deleting" | "new" | "createPending")
+    let project_state = repo
+        .pointer("/project/state")
+        .and_then(Value::as_str)
+        .unwrap_or("wellFormed");
+    let disabled = repo
+        .get("isDisabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    !disabled
+        && !matches!(
+            project_state,
+            "deleted" | "deleting" | "new" | "createPending"
+        )
 }

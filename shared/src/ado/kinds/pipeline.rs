@@ -16,13 +16,21 @@ impl KindSource for Pipeline {
         "pipeline"
     }
 
-    async fn fetch(&self, ctx: &FetchContext, _selector: &Selector, sink: &PageSink) -> Result<(), AdoError> {
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
                 let id = str_field(project, "id");
                 let req = Request::get(format!("/{id}/_apis/pipelines"));
-                let mut pages = ctx.client.token_pages(req, Some(PAGE_SIZE), "value").boxed();
+                let mut pages = ctx
+                    .client
+                    .token_pages(req, Some(PAGE_SIZE), "value")
+                    .boxed();
                 while let Some(mut page) = pages.try_next().await? {
                     for item in &mut page {
                         if let Value::Object(map) = item {

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field};
+use super::{
+    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+};
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
 
@@ -18,11 +20,21 @@ impl KindSource for Project {
     }
 
     fn check(&self, selector: &Selector) -> Result<(), String> {
-        selector.bool_option("defaultTeam", false).map(|_| ()).map_err(|e| e.to_string())
+        selector
+            .bool_option("defaultTeam", false)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
-    async fn fetch(&self, ctx: &FetchContext, selector: &Selector, sink: &PageSink) -> Result<(), AdoError> {
-        let default_team = selector.bool_option("defaultTeam", false).map_err(|e| option_error("project", e))?;
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let default_team = selector
+            .bool_option("defaultTeam", false)
+            .map_err(|e| option_error("project", e))?;
         let projects = ctx.projects().await?;
         for chunk in projects.chunks(PAGE_SIZE as usize) {
             if !default_team {
@@ -31,7 +43,8 @@ impl KindSource for Project {
             }
             let detailed: Vec<Option<Value>> = futures::stream::iter(chunk.to_vec())
                 .map(|p| async move {
-                    let req = Request::get(format!("/_apis/projects/{}", str_field(&p, "id"))).query("includeCapabilities", "true");
+                    let req = Request::get(format!("/_apis/projects/{}", str_field(&p, "id")))
+                        .query("includeCapabilities", "true");
                     match ctx.client.send(&req).await {
                         Ok(reply) => Ok(Some(reply.body)),
                         // Deleted between the list and the read: it is gone, not an error.

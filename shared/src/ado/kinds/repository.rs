@@ -15,7 +15,12 @@ impl KindSource for Repository {
         "repository"
     }
 
-    async fn fetch(&self, ctx: &FetchContext, _selector: &Selector, sink: &PageSink) -> Result<(), AdoError> {
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
         let repos = ctx.repositories().await?;
         // One page per project keeps pages the size ADO itself returned.
         let mut page: Vec<Value> = Vec::new();

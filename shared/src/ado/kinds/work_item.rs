@@ -28,14 +28,27 @@ struct Options {
 
 impl Options {
     fn read(selector: &Selector) -> Result<Self, String> {
-        let wiql = selector.str_option("wiql").map_err(|e| e.to_string())?.filter(|w| !w.trim().is_empty());
-        let expand = match selector.str_option("expand").map_err(|e| e.to_string())?.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let wiql = selector
+            .str_option("wiql")
+            .map_err(|e| e.to_string())?
+            .filter(|w| !w.trim().is_empty());
+        let expand = match selector
+            .str_option("expand")
+            .map_err(|e| e.to_string())?
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("all") => "All",
             Some("none") => "None",
             Some("relations") => "Relations",
             Some("fields") => "Fields",
             Some("links") => "Links",
-            Some(other) => return Err(format!("expand must be one of None, Relations, Fields, Links, All; got {other:?}")),
+            Some(other) => {
+                return Err(format!(
+                    "expand must be one of None, Relations, Fields, Links, All; got {other:?}"
+                ));
+            }
         };
         Ok(Self { wiql, expand })
     }
@@ -51,11 +64,18 @@ impl KindSource for WorkItem {
         Options::read(selector).map(|_| ())
     }
 
-    async fn fetch(&self, ctx: &FetchContext, selector: &Selector, sink: &PageSink) -> Result<(), AdoError> {
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
         let opts = Options::read(selector).map_err(|e| option_error("work-item", e))?;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
-            .try_for_each_concurrent(PROJECTS_AT_ONCE, |project| fetch_project(ctx, project, &opts, sink))
+            .try_for_each_concurrent(PROJECTS_AT_ONCE, |project| {
+                fetch_project(ctx, project, &opts, sink)
+            })
             .await
     }
 }
@@ -83,13 +103,21 @@ fn wiql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn fetch_project(ctx: &FetchContext, project: &Value, opts: &Options, sink: &PageSink) -> Result<(), AdoError> {
+async fn fetch_project(
+    ctx: &FetchContext,
+    project: &Value,
+    opts: &Options,
+    sink: &PageSink,
+) -> Result<(), AdoError> {
     let id = str_field(project, "id");
     let (filter, order_by) = match opts.wiql.as_deref() {
         Some(w) => split_order_by(w),
         None => (None, None),
     };
-    let mut base = format!("SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = {}", wiql_literal(str_field(project, "name")));
+    let mut base = format!(
+        "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = {}",
+        wiql_literal(str_field(project, "name"))
+    );
     if let Some(f) = filter {
         base.push_str(&format!(" AND ({f})"));
     }
@@ -103,7 +131,12 @@ async fn fetch_project(ctx: &FetchContext, project: &Value, opts: &Options, sink
     }
     let mut last = 0u64;
     loop {
-        let ids = wiql(ctx, id, &format!("{base} AND [System.Id] > {last} ORDER BY [System.Id] ASC")).await?;
+        let ids = wiql(
+            ctx,
+            id,
+            &format!("{base} AND [System.Id] > {last} ORDER BY [System.Id] ASC"),
+        )
+        .await?;
         fetch_items(ctx, project, &ids, opts, sink).await?;
         match ids.iter().max() {
             Some(&max) if ids.len() >= WIQL_PAGE => last = max,
@@ -113,21 +146,40 @@ async fn fetch_project(ctx: &FetchContext, project: &Value, opts: &Options, sink
 }
 
 async fn wiql(ctx: &FetchContext, project_id: &str, query: &str) -> Result<Vec<u64>, AdoError> {
-    let req = Request::post(format!("/{project_id}/_apis/wit/wiql"), json!({ "query": query })).query("$top", WIQL_PAGE);
+    let req = Request::post(
+        format!("/{project_id}/_apis/wit/wiql"),
+        json!({ "query": query }),
+    )
+    .query("$top", WIQL_PAGE);
     let reply = ctx.client.send(&req).await?;
     Ok(reply
         .body
         .get("workItems")
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(|w| w.get("id").and_then(Value::as_u64)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|w| w.get("id").and_then(Value::as_u64))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
-async fn fetch_items(ctx: &FetchContext, project: &Value, ids: &[u64], opts: &Options, sink: &PageSink) -> Result<(), AdoError> {
+async fn fetch_items(
+    ctx: &FetchContext,
+    project: &Value,
+    ids: &[u64],
+    opts: &Options,
+    sink: &PageSink,
+) -> Result<(), AdoError> {
     let project_id = str_field(project, "id");
     let mut batches = futures::stream::iter(ids.chunks(BATCH).map(<[u64]>::to_vec))
         .map(|chunk| async move {
-            let list = chunk.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            let list = chunk
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             // errorPolicy=Omit: an item deleted between the query and the read comes back as null instead of
             // failing the whole batch of 200.
             let req = Request::get(format!("/{project_id}/_apis/wit/workitems"))
@@ -160,12 +212,21 @@ mod tests {
 
     #[test]
     fn order_by_is_split_from_the_filter() {
-        assert_eq!(split_order_by("[System.State] = 'New'"), (Some("[System.State] = 'New'"), None));
+        assert_eq!(
+            split_order_by("[System.State] = 'New'"),
+            (Some("[System.State] = 'New'"), None)
+        );
         assert_eq!(
             split_order_by("[System.State] = 'New' order by [System.ChangedDate] desc"),
-            (Some("[System.State] = 'New'"), Some("[System.ChangedDate] desc"))
+            (
+                Some("[System.State] = 'New'"),
+                Some("[System.ChangedDate] desc")
+            )
         );
-        assert_eq!(split_order_by("ORDER BY [System.Id]"), (None, Some("[System.Id]")));
+        assert_eq!(
+            split_order_by("ORDER BY [System.Id]"),
+            (None, Some("[System.Id]"))
+        );
     }
 
     #[test]
