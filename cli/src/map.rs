@@ -102,29 +102,22 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
     }
 }
 
-/// A JSON array, or JSON Lines (one value per line; blank lines ignored).
+/// A JSON array, or JSON Lines (or any sequence of JSON values, such as one pretty-printed object).
 fn read_items(input: Option<&Path>) -> Result<Vec<Value>, String> {
     let mut text = String::new();
     match input {
-        Some(path) => {
-            text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+        Some(path) => text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
         None => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
         }
     }
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[')
-        && let Ok(Value::Array(items)) = serde_json::from_str(trimmed)
-    {
-        return Ok(items);
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: not JSON: {e}", i + 1)))
-        .collect()
+    let values: Vec<Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("input is not JSON or JSON Lines: {e}"))?;
+    Ok(match <[Value; 1]>::try_from(values) {
+        Ok([Value::Array(items)]) => items,
+        Ok([one]) => vec![one],
+        Err(values) => values,
+    })
 }
