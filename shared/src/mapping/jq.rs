@@ -47,13 +47,14 @@ impl JqProgram {
     /// redefined as `$ENV`, so both are whatever the caller passes at run time.
     pub(crate) fn compile(source: &str) -> Result<Self, String> {
         let code = rewrite_single_quotes(source);
+        let code = regex_cache::rewrite_literal_subs(&code);
         let arena = Arena::default();
         let loader = Loader::new(prelude());
         let modules = loader
             .load(
                 &arena,
                 File {
-                    code: code.as_str(),
+                    code: &code,
                     path: (),
                 },
             )
