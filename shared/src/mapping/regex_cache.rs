@@ -245,6 +245,11 @@ fn cached_regex(pattern: &str, flags: Flags) -> Result<std::rc::Rc<Regex>, Error
     Ok(re)
 }
 
+/// A pattern without regex syntax, so that with no flags it matches exactly its own text.
+pub(crate) fn is_plain_text(pattern: &str) -> bool {
+    is_literal(pattern, Flags::default())
+}
+
 /// A pattern that matches only its own text: no regex syntax, and no flag that changes how plain
 /// text matches (`i` folds case, `x` drops whitespace). Empty patterns match between characters.
 fn is_literal(pattern: &str, flags: Flags) -> bool {
