@@ -8,6 +8,7 @@ use jaq_core::{Bind, Compiler, Ctx, Native, Vars, data::JustLut};
 use jaq_json::{Map as ValMap, Num, Val};
 use serde_json::{Map, Number, Value};
 
+use super::fast::FastProgram;
 use super::quotes::rewrite_single_quotes;
 use super::regex_cache;
 
@@ -24,6 +25,8 @@ pub(crate) struct JqProgram {
     filter: Filter,
     /// Whether the pattern can observe the environment; lets evaluation skip building it.
     uses_env: bool,
+    /// A direct evaluator when the pattern has one of the commonest simple shapes.
+    fast: Option<Box<FastProgram>>,
 }
 
 impl std::fmt::Debug for JqProgram {
@@ -46,14 +49,22 @@ impl JqProgram {
     /// Rewrites single quotes, then compiles with jaq's core, std and json definitions. `env` is
     /// redefined as `$ENV`, so both are whatever the caller passes at run time.
     pub(crate) fn compile(source: &str) -> Result<Self, String> {
+        let mut program = Self::compile_without_fast(source)?;
+        program.fast = FastProgram::parse(&rewrite_single_quotes(source)).map(Box::new);
+        Ok(program)
+    }
+
+    /// jaq only; the reference the direct evaluator is tested against.
+    pub(crate) fn compile_without_fast(source: &str) -> Result<Self, String> {
         let code = rewrite_single_quotes(source);
+        let code = regex_cache::rewrite_literal_subs(&code);
         let arena = Arena::default();
         let loader = Loader::new(prelude());
         let modules = loader
             .load(
                 &arena,
                 File {
-                    code: code.as_str(),
+                    code: &code,
                     path: (),
                 },
             )
@@ -68,6 +79,7 @@ impl JqProgram {
             source: source.to_owned(),
             filter,
             uses_env: lower.contains("env"),
+            fast: None,
         })
     }
 
@@ -81,6 +93,9 @@ impl JqProgram {
 
     /// Runs the program on `input` and returns its first output. Later outputs are never computed.
     pub(crate) fn first(&self, input: &Val, env: &Val) -> JqOutput {
+        if let Some(v) = self.fast.as_ref().and_then(|f| f.eval(input)) {
+            return JqOutput::Value(v);
+        }
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([env.clone()]));
         match self.filter.id.run((ctx, input.clone())).next() {
             None => JqOutput::Empty,

@@ -7,6 +7,7 @@
 
 mod config;
 mod engine;
+mod fast;
 mod items;
 mod jq;
 mod quotes;
