@@ -106,9 +106,14 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
 fn read_items(input: Option<&Path>) -> Result<Vec<Value>, String> {
     let mut text = String::new();
     match input {
-        Some(path) => text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        Some(path) => {
+            text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
         None => {
-            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
         }
     }
     let values: Vec<Value> = serde_json::Deserializer::from_str(&text)

@@ -32,7 +32,9 @@ fn start_sim() -> Sim {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let urls: Value = serde_json::from_str(&line).expect("sim prints one JSON line");
     Sim { child, urls }
 }
@@ -45,24 +47,44 @@ fn resync_against_the_simulator_urls_works_with_any_credentials() {
         .env_clear()
         .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
         .env("ADO_PAT", "anything")
-        .env("CATALOG_BASE_URL", sim.urls["catalog_base_url"].as_str().unwrap())
+        .env(
+            "CATALOG_BASE_URL",
+            sim.urls["catalog_base_url"].as_str().unwrap(),
+        )
         .env("CATALOG_CLIENT_ID", "any-id")
         .env("CATALOG_CLIENT_SECRET", "any-secret")
         .output()
         .unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let kinds = report["kinds"].as_array().unwrap();
     assert_eq!(kinds.len(), 5);
-    assert!(kinds.iter().all(|k| k["errors"] == 0 && k["upserted"].as_u64().unwrap() > 0), "{report}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k["errors"] == 0 && k["upserted"].as_u64().unwrap() > 0),
+        "{report}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("work-item[4]"), "progress goes to stderr: {stderr}");
+    assert!(
+        stderr.contains("work-item[4]"),
+        "progress goes to stderr: {stderr}"
+    );
     assert!(!stderr.contains("any-secret"));
 }
 
 #[test]
 fn resync_with_a_missing_setting_names_it_and_exits_2() {
-    let out = Command::new(BIN).args(["resync"]).env_clear().env("ADO_PAT", "x").output().unwrap();
+    let out = Command::new(BIN)
+        .args(["resync"])
+        .env_clear()
+        .env("ADO_PAT", "x")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ADO_ORG_URL"));
 }
@@ -70,19 +92,43 @@ fn resync_with_a_missing_setting_names_it_and_exits_2() {
 #[test]
 fn map_prints_one_entity_per_line_in_the_upsert_body_shape() {
     let out = Command::new(BIN)
-        .args(["map", "--mapping", &data("peer-port-app-config.yaml"), "--kind", "project", "--input", &data("project-a.json")])
+        .args([
+            "map",
+            "--mapping",
+            &data("peer-port-app-config.yaml"),
+            "--kind",
+            "project",
+            "--input",
+            &data("project-a.json"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     let e = &lines[0];
     assert_eq!(e["identifier"], "31440986-0c26-4def-ae3d-feadd2d3498e");
     assert_eq!(e["blueprint"], "azureDevopsProject");
     assert_eq!(e["title"], "test-azure-sync-project");
-    assert_eq!(e["properties"]["defaultTeam"], "test-azure-sync-project Team");
-    assert_eq!(e["properties"]["link"], "[REDACTED]/31440986-0c26-4def-ae3d-feadd2d3498e");
-    assert!(e.get("icon").is_none() && e.get("relations").is_none(), "only mapped keys: {e}");
+    assert_eq!(
+        e["properties"]["defaultTeam"],
+        "test-azure-sync-project Team"
+    );
+    assert_eq!(
+        e["properties"]["link"],
+        "[REDACTED]/31440986-0c26-4def-ae3d-feadd2d3498e"
+    );
+    assert!(
+        e.get("icon").is_none() && e.get("relations").is_none(),
+        "only mapped keys: {e}"
+    );
 }
 
 #[test]
@@ -91,19 +137,40 @@ fn map_reads_json_lines_from_stdin_in_input_order() {
     let b = std::fs::read_to_string(data("project-b.json")).unwrap();
     let input = format!("{}\n{}\n", compact(&b), compact(&a));
     let mut child = Command::new(BIN)
-        .args(["map", "--mapping", &data("peer-port-app-config.yaml"), "--kind", "project"])
+        .args([
+            "map",
+            "--mapping",
+            &data("peer-port-app-config.yaml"),
+            "--kind",
+            "project",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["identifier"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["identifier"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    let id = |s: &str| serde_json::from_str::<Value>(s).unwrap()["id"].as_str().unwrap().to_owned();
+    let id = |s: &str| {
+        serde_json::from_str::<Value>(s).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     assert_eq!(ids, vec![id(&b), id(&a)]);
 }
 
@@ -117,7 +184,15 @@ fn map_exits_2_on_an_invalid_mapping_and_says_where() {
     )
     .unwrap();
     let out = Command::new(BIN)
-        .args(["map", "--mapping", bad.to_str().unwrap(), "--kind", "project", "--input", &data("project-a.json")])
+        .args([
+            "map",
+            "--mapping",
+            bad.to_str().unwrap(),
+            "--kind",
+            "project",
+            "--input",
+            &data("project-a.json"),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
