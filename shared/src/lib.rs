@@ -10,5 +10,6 @@ pub mod ado;
 pub mod catalog;
 pub mod config;
 pub mod mapping;
+pub mod queue;
 pub mod resync;
 pub mod runtime;

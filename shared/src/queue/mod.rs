@@ -1,0 +1,57 @@
+//! The queue between the webhook and the processor: the compact message ([`message`]), the port, and
+//! its adapters (SQS FIFO, and a durable local queue for the self-hosted mode).
+
+pub mod memory;
+pub mod message;
+
+use async_trait::async_trait;
+
+pub use message::{Change, ChangeMessage, RefUpdate};
+
+/// Errors typed by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not take or give the message now (throttling, network, a 5xx): retry later.
+    /// The webhook answers 503 on this, so Azure DevOps redelivers.
+    #[error("queue unavailable: {0}")]
+    Transient(String),
+    /// The message or the configuration is wrong (too large, no such queue, bad credentials).
+    #[error("queue rejected the request: {0}")]
+    Invalid(String),
+}
+
+/// Where the webhook puts accepted events.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues one message. FIFO adapters use [`ChangeMessage::group_id`] and
+    /// [`ChangeMessage::dedup_id`]; returns the queue's message id.
+    async fn send(&self, message: &ChangeMessage) -> Result<String, QueueError>;
+}
+
+/// A message taken from a queue, to be acknowledged (deleted) once applied.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The handle to acknowledge or release it with.
+    pub receipt: String,
+    pub message_id: String,
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// The consuming side, for the self-hosted mode and the tests (in Lambda, the event source mapping
+/// receives and deletes for us).
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    /// Up to `max` messages, waiting up to `wait` for the first.
+    async fn receive(
+        &self,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Received>, QueueError>;
+    /// Done with it: remove it from the queue.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Not done: make it visible again after `delay` (a retry), or move it to the dead letters once it
+    /// was received too often.
+    async fn release(&self, receipt: &str, delay: std::time::Duration) -> Result<(), QueueError>;
+}
