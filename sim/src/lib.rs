@@ -3,6 +3,7 @@
 
 pub mod ado;
 pub mod catalog;
+pub mod lambda;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
