@@ -6,10 +6,13 @@ use async_trait::async_trait;
 
 use super::{ChangeMessage, Queue, QueueError};
 
+/// How a failing queue fails: `QueueError::Transient` or `QueueError::Invalid`.
+type FailWith = fn(String) -> QueueError;
+
 #[derive(Default)]
 pub struct MemoryQueue {
     sent: Mutex<Vec<ChangeMessage>>,
-    failing: Mutex<Option<fn(String) -> QueueError>>,
+    failing: Mutex<Option<FailWith>>,
 }
 
 impl MemoryQueue {
@@ -19,7 +22,7 @@ impl MemoryQueue {
 
     /// Every later send fails with `Transient` (true) or `Invalid` (false), until [`Self::recover`].
     pub fn fail(&self, transient: bool) {
-        let f: fn(String) -> QueueError = if transient {
+        let f: FailWith = if transient {
             QueueError::Transient
         } else {
             QueueError::Invalid
