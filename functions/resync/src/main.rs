@@ -3,7 +3,8 @@ use serde_json::Value;
 use shared::config::Settings;
 use shared::runtime::SyncRuntime;
 
-#[tokio::main]
+// One invocation at a time, one task per pass: a single thread is enough and keeps memory down.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
