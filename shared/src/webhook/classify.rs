@@ -333,7 +333,7 @@ fn snapshot(resource: &Value) -> Value {
     // fields (project, id, type), which are the last to go.
     let mut by_size: Vec<(String, usize)> =
         fields.iter().map(|(k, v)| (k.clone(), size(v))).collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    by_size.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
     let mut total = size(&snap);
     for (key, len) in by_size {
         if total <= SNAPSHOT_MAX_BYTES {
