@@ -13,3 +13,4 @@ pub mod mapping;
 pub mod queue;
 pub mod resync;
 pub mod runtime;
+pub mod webhook;

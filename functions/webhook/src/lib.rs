@@ -1,1 +1,167 @@
-//! webhook function handler.
+//! The webhook function: one Azure DevOps service-hook delivery per invocation (a Function URL or
+//! HTTP API request, payload format 2.0), answered with the status the shared use case chose.
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use shared::queue::Queue;
+use shared::webhook::{WebhookOutcome, WebhookSettings, accept};
+
+/// Authenticates, classifies and queues one delivery. lambda_http has already decoded a base64 body
+/// into bytes, so text and binary bodies are read alike.
+pub async fn handle(
+    settings: &WebhookSettings,
+    queue: &dyn Queue,
+    request: Request,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    // Azure DevOps only POSTs; anything else is not a delivery and learns nothing more.
+    if parts.method != Method::POST {
+        let mut response = respond(&WebhookOutcome {
+            status: StatusCode::METHOD_NOT_ALLOWED.as_u16(),
+            body: serde_json::json!({"error": "method not allowed"}),
+            basic_challenge: false,
+        });
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let outcome = accept(settings, queue, &parts.headers, body.as_ref()).await;
+    respond(&outcome)
+}
+
+fn respond(outcome: &WebhookOutcome) -> Response<Body> {
+    let mut response = Response::new(Body::Text(outcome.body.to_string()));
+    *response.status_mut() =
+        StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if outcome.basic_challenge {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="ado-sync", charset="UTF-8""#),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+    use shared::queue::Change;
+    use shared::queue::memory::MemoryQueue;
+
+    use super::*;
+
+    /// The credentials the sample envelopes carry (see events/webhook/README.md).
+    fn settings() -> WebhookSettings {
+        WebhookSettings::from_lookup(|k| match k {
+            "WEBHOOK_USERNAME" => Some("ado".into()),
+            "WEBHOOK_SECRET" => Some("webhook-secret".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn request(scenario: &str) -> Request {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events/webhook")
+            .join(format!("{scenario}.json"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{scenario}: {e}"))
+    }
+
+    async fn call(scenario: &str, queue: &MemoryQueue) -> (StatusCode, Value, Response<Body>) {
+        let response = handle(&settings(), queue, request(scenario)).await;
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        (response.status(), body, response)
+    }
+
+    #[tokio::test]
+    async fn a_work_item_update_is_queued_under_the_work_item_id() {
+        let queue = MemoryQueue::new();
+        let (status, body, response) = call("workitem-updated", &queue).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(body["status"], "queued");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let sent = queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(
+            sent[0].change,
+            Change::WorkItem {
+                id: 5,
+                deleted: false,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_base64_encoded_push_is_decoded_and_queued() {
+        let queue = MemoryQueue::new();
+        let (status, _, _) = call("git-push-base64", &queue).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let sent = queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            matches!(&sent[0].change, Change::Push { ref_updates, .. } if ref_updates.len() == 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn forged_or_missing_credentials_get_401_with_a_challenge() {
+        let queue = MemoryQueue::new();
+        for scenario in ["forged-password", "missing-credentials"] {
+            let (status, body, response) = call(scenario, &queue).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{scenario}");
+            assert_eq!(body["error"], "unauthorized");
+            assert!(
+                response.headers()[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Basic")
+            );
+        }
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_or_unknown_deliveries_are_acknowledged_without_queueing() {
+        let queue = MemoryQueue::new();
+        for (scenario, reason) in [
+            ("malformed-json", "malformed-json"),
+            ("unknown-event-type", "unsupported-event-type"),
+        ] {
+            let (status, body, _) = call(scenario, &queue).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{scenario}");
+            assert_eq!(body["status"], "ignored");
+            assert_eq!(body["reason"], reason);
+        }
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_queue_outage_asks_azure_devops_to_retry() {
+        let queue = MemoryQueue::new();
+        queue.fail(true);
+        let (status, _, _) = call("workitem-updated", &queue).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn anything_but_post_is_refused_without_touching_the_queue() {
+        let queue = MemoryQueue::new();
+        let mut request = request("workitem-updated");
+        *request.method_mut() = Method::GET;
+        let response = handle(&settings(), &queue, request).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+        assert!(queue.sent().is_empty());
+    }
+}

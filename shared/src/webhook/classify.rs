@@ -1,0 +1,576 @@
+//! Parses a delivery's envelope and classifies it into the compact [`ChangeMessage`] the processor
+//! re-reads Azure DevOps from. Pure: no I/O.
+
+use serde_json::{Map, Value};
+
+use crate::queue::message::MESSAGE_VERSION;
+use crate::queue::{Change, ChangeMessage, RefUpdate};
+
+/// A deleted work item's snapshot is kept below this, so the message stays far from SQS's limit.
+pub const SNAPSHOT_MAX_BYTES: usize = 64 * 1024;
+
+/// Fields dropped first when a snapshot is too large: long free text no identifier is built from.
+const BULKY_FIELDS: [&str; 2] = ["System.History", "System.Description"];
+
+/// Every event type the webhook queues.
+pub const EVENT_TYPES: &[&str] = &[
+    "git.push",
+    "git.pullrequest.created",
+    "git.pullrequest.updated",
+    "git.pullrequest.merged",
+    "git.repo.created",
+    "git.repo.deleted",
+    "git.repo.renamed",
+    "git.repo.statuschanged",
+    "workitem.created",
+    "workitem.updated",
+    "workitem.commented",
+    "workitem.deleted",
+    "workitem.restored",
+    "build.complete",
+    "ms.vss-pipelines.run-state-changed-event",
+    "ms.vss-pipelines.stage-state-changed-event",
+    "ms.vss-pipelines.job-state-changed-event",
+    "ms.vss-pipelinechecks-events.approval-pending",
+    "ms.vss-pipelinechecks-events.approval-completed",
+    "ms.vss-pipelinechecks-events.check-updated-event",
+    "ms.vss-release.release-created-event",
+    "ms.vss-release.release-abandoned-event",
+    "ms.vss-release.deployment-started-event",
+    "ms.vss-release.deployment-completed-event",
+    "ms.vss-alerts.alert-created-event",
+    "ms.vss-alerts.alert-state-changed-event",
+    "ms.vss-alerts.alert-updated-event",
+];
+
+/// Why an authenticated delivery is acknowledged without being queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unqueueable {
+    #[error("the body is not JSON")]
+    MalformedJson,
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+    #[error("the envelope has no usable `{0}`")]
+    MissingEnvelopeField(&'static str),
+    #[error("event type is not one we handle")]
+    UnsupportedEventType,
+    /// The event lacks an id the processor needs; usually a subscription created with
+    /// `resourceDetailsToSend` other than `all`.
+    #[error("the resource has no usable {0}")]
+    MissingResourceId(&'static str),
+}
+
+impl Unqueueable {
+    /// A short stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed-json",
+            Self::NotAnObject => "not-an-object",
+            Self::MissingEnvelopeField(_) => "missing-envelope-field",
+            Self::UnsupportedEventType => "unsupported-event-type",
+            Self::MissingResourceId(_) => "missing-resource-id",
+        }
+    }
+}
+
+/// The envelope fields every delivery must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub publisher_id: &'a str,
+    /// A JSON object.
+    pub resource: &'a Value,
+    /// A JSON object.
+    pub containers: &'a Value,
+    pub subscription_id: Option<&'a str>,
+    pub created_date: Option<&'a str>,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn parse(body: &'a Value) -> Result<Self, Unqueueable> {
+        let obj = body.as_object().ok_or(Unqueueable::NotAnObject)?;
+        let text = |k: &'static str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or(Unqueueable::MissingEnvelopeField(k))
+        };
+        let object = |k: &'static str| {
+            obj.get(k)
+                .filter(|v| v.is_object())
+                .ok_or(Unqueueable::MissingEnvelopeField(k))
+        };
+        Ok(Self {
+            id: text("id")?,
+            event_type: text("eventType")?,
+            publisher_id: text("publisherId")?,
+            resource: object("resource")?,
+            containers: object("resourceContainers")?,
+            subscription_id: text("subscriptionId").ok(),
+            created_date: text("createdDate").ok(),
+        })
+    }
+
+    /// `resourceContainers.project.id`; release and check events may carry it only in the resource.
+    pub fn project_id(&self) -> Option<String> {
+        let r = self.resource;
+        guid(at(self.containers, &["project", "id"]))
+            .or_else(|| guid(at(r, &["project", "id"])))
+            .or_else(|| guid(at(r, &["projectId"])))
+            .or_else(|| guid(at(r, &["repository", "project", "id"])))
+    }
+
+    /// The organisation (or collection) the event came from.
+    pub fn base_url(&self) -> Option<String> {
+        ["account", "collection"].iter().find_map(|c| {
+            at(self.containers, &[c, "baseUrl"])
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        })
+    }
+}
+
+/// Classifies a parsed delivery body.
+pub fn classify(body: &Value) -> Result<ChangeMessage, Unqueueable> {
+    let envelope = Envelope::parse(body)?;
+    let change = change(envelope.event_type, envelope.resource)?;
+    Ok(ChangeMessage {
+        version: MESSAGE_VERSION,
+        event_id: envelope.id.to_owned(),
+        event_type: envelope.event_type.to_owned(),
+        publisher_id: envelope.publisher_id.to_owned(),
+        subscription_id: envelope.subscription_id.map(str::to_owned),
+        created_date: envelope.created_date.map(str::to_owned),
+        project_id: envelope.project_id(),
+        base_url: envelope.base_url(),
+        change,
+    })
+}
+
+fn change(event_type: &str, r: &Value) -> Result<Change, Unqueueable> {
+    use Unqueueable::MissingResourceId as Missing;
+    let repository_id = || {
+        guid(at(r, &["repository", "id"]))
+            .or_else(|| guid(at(r, &["repositoryId"])))
+            .ok_or(Missing("repository id"))
+    };
+    Ok(match event_type {
+        "git.push" => Change::Push {
+            repository_id: repository_id()?,
+            ref_updates: ref_updates(r),
+        },
+        "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
+            Change::PullRequest {
+                repository_id: repository_id()?,
+                pull_request_id: number(at(r, &["pullRequestId"]))
+                    .ok_or(Missing("pull request id"))?,
+            }
+        }
+        "git.repo.created" | "git.repo.renamed" | "git.repo.statuschanged" => Change::Repository {
+            repository_id: repository_id()?,
+            deleted: false,
+        },
+        "git.repo.deleted" => Change::Repository {
+            repository_id: repository_id()?,
+            deleted: true,
+        },
+        // `resource.id` of an update is the update's number, not the item's.
+        "workitem.updated" => Change::WorkItem {
+            id: number(at(r, &["workItemId"]))
+                .or_else(|| number(at(r, &["revision", "id"])))
+                .ok_or(Missing("work item id"))?,
+            deleted: false,
+            snapshot: None,
+        },
+        "workitem.created" | "workitem.commented" | "workitem.restored" => Change::WorkItem {
+            id: number(at(r, &["id"])).ok_or(Missing("work item id"))?,
+            deleted: false,
+            snapshot: None,
+        },
+        "workitem.deleted" => Change::WorkItem {
+            id: number(at(r, &["id"])).ok_or(Missing("work item id"))?,
+            deleted: true,
+            snapshot: Some(snapshot(r)),
+        },
+        "build.complete" => Change::Build {
+            build_id: number(at(r, &["id"])).ok_or(Missing("build id"))?,
+            definition_id: number(at(r, &["definition", "id"])),
+        },
+        "ms.vss-pipelines.run-state-changed-event"
+        | "ms.vss-pipelines.stage-state-changed-event"
+        | "ms.vss-pipelines.job-state-changed-event" => {
+            let run_id = run_id(r).ok_or(Missing("run id"))?;
+            Change::PipelineRun {
+                pipeline_id: pipeline_id(r),
+                run_id: Some(run_id),
+                stage_id: stage_id(r),
+            }
+        }
+        // Approvals and checks name the run only on some payload versions; the documented sample
+        // has `run: null` and `pipeline: null`. Take what is there, but with neither id there is
+        // nothing for the processor to re-read.
+        "ms.vss-pipelinechecks-events.approval-pending"
+        | "ms.vss-pipelinechecks-events.approval-completed"
+        | "ms.vss-pipelinechecks-events.check-updated-event" => {
+            let (pipeline_id, run_id) = (pipeline_id(r), run_id(r));
+            if pipeline_id.is_none() && run_id.is_none() {
+                return Err(Missing("run or pipeline id"));
+            }
+            Change::PipelineRun {
+                pipeline_id,
+                run_id,
+                stage_id: stage_id(r),
+            }
+        }
+        "ms.vss-release.release-created-event" | "ms.vss-release.release-abandoned-event" => {
+            Change::Release {
+                release_id: number(at(r, &["release", "id"])).ok_or(Missing("release id"))?,
+                definition_id: number(at(r, &["release", "releaseDefinition", "id"])),
+            }
+        }
+        // Deployment events carry either `deployment` or (older payloads) `environment`.
+        "ms.vss-release.deployment-started-event" | "ms.vss-release.deployment-completed-event" => {
+            Change::ReleaseDeployment {
+                release_id: first_number(
+                    r,
+                    &[
+                        &["deployment", "release", "id"],
+                        &["environment", "releaseId"],
+                        &["environment", "release", "id"],
+                        &["release", "id"],
+                    ],
+                )
+                .ok_or(Missing("release id"))?,
+                definition_environment_id: first_number(
+                    r,
+                    &[
+                        &["deployment", "definitionEnvironmentId"],
+                        &["environment", "definitionEnvironmentId"],
+                    ],
+                ),
+                deployment_id: number(at(r, &["deployment", "id"])),
+            }
+        }
+        "ms.vss-alerts.alert-created-event"
+        | "ms.vss-alerts.alert-state-changed-event"
+        | "ms.vss-alerts.alert-updated-event" => Change::SecurityAlert {
+            repository_id: guid(at(r, &["repositoryId"]))
+                .or_else(|| guid(at(r, &["repository", "id"])))
+                .or_else(|| guid(at(r, &["alert", "repositoryId"])))
+                .ok_or(Missing("repository id"))?,
+            alert_id: first_number(r, &[&["alertId"], &["alert", "alertId"], &["alert", "id"]])
+                .ok_or(Missing("alert id"))?,
+        },
+        _ => return Err(Unqueueable::UnsupportedEventType),
+    })
+}
+
+fn run_id(r: &Value) -> Option<u64> {
+    first_number(r, &[&["run", "id"], &["runId"], &["buildId"]])
+}
+
+fn pipeline_id(r: &Value) -> Option<u64> {
+    first_number(
+        r,
+        &[
+            &["pipeline", "id"],
+            &["run", "pipeline", "id"],
+            &["pipelineId"],
+        ],
+    )
+}
+
+fn stage_id(r: &Value) -> Option<String> {
+    guid(at(r, &["stage", "id"]))
+}
+
+fn ref_updates(r: &Value) -> Vec<RefUpdate> {
+    at(r, &["refUpdates"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let s = |k| u.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(RefUpdate {
+                name: s("name")?,
+                old_object_id: s("oldObjectId")?,
+                new_object_id: s("newObjectId")?,
+            })
+        })
+        .collect()
+}
+
+/// The deleted item as the event carried it: enough for the processor to build the identifier the
+/// resync built, without the links and free text that can make it huge.
+fn snapshot(resource: &Value) -> Value {
+    let mut fields = resource
+        .get("fields")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let build = |fields: &Map<String, Value>| {
+        let mut s = Map::new();
+        for key in ["id", "rev"] {
+            if let Some(v) = resource.get(key) {
+                s.insert(key.to_owned(), v.clone());
+            }
+        }
+        s.insert("fields".to_owned(), Value::Object(fields.clone()));
+        Value::Object(s)
+    };
+    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    let mut snap = build(&fields);
+    if size(&snap) <= SNAPSHOT_MAX_BYTES {
+        return snap;
+    }
+    for key in BULKY_FIELDS {
+        fields.remove(key);
+    }
+    snap = build(&fields);
+    // Still too large: drop the largest remaining fields until it fits. Identifiers come from short
+    // fields (project, id, type), which are the last to go.
+    let mut by_size: Vec<(String, usize)> =
+        fields.iter().map(|(k, v)| (k.clone(), size(v))).collect();
+    by_size.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    let mut total = size(&snap);
+    for (key, len) in by_size {
+        if total <= SNAPSHOT_MAX_BYTES {
+            break;
+        }
+        fields.remove(&key);
+        total = total.saturating_sub(len + key.len());
+    }
+    build(&fields)
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+/// A positive id, as a number or a numeric string. Microsoft's samples use 0 for "not set".
+fn number(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|&n| n > 0)
+}
+
+fn first_number(r: &Value, paths: &[&[&str]]) -> Option<u64> {
+    paths.iter().find_map(|p| number(at(r, p)))
+}
+
+/// A non-empty id string; the all-zero GUID is a placeholder, not an id.
+fn guid(v: Option<&Value>) -> Option<String> {
+    v?.as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn envelope(event_type: &str, resource: Value) -> Value {
+        json!({
+            "id": "e-1",
+            "eventType": event_type,
+            "publisherId": "tfs",
+            "resource": resource,
+            "resourceContainers": {
+                "collection": {"id": "c", "baseUrl": "https://dev.azure.com/contoso/"},
+                "project": {"id": "p-1"}
+            }
+        })
+    }
+
+    #[test]
+    fn the_envelope_needs_id_type_publisher_resource_and_containers() {
+        let full = envelope("git.push", json!({}));
+        for key in [
+            "id",
+            "eventType",
+            "publisherId",
+            "resource",
+            "resourceContainers",
+        ] {
+            let mut body = full.clone();
+            body.as_object_mut().unwrap().remove(key);
+            let e = classify(&body).unwrap_err();
+            assert!(
+                matches!(e, Unqueueable::MissingEnvelopeField(k) if k == key),
+                "{key}: {e:?}"
+            );
+        }
+        assert_eq!(classify(&json!([1])), Err(Unqueueable::NotAnObject));
+        let mut body = full.clone();
+        body["resource"] = json!("not an object");
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingEnvelopeField("resource"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_unqueueable() {
+        let body = envelope("tfvc.checkin", json!({"changesetId": 18}));
+        assert_eq!(classify(&body), Err(Unqueueable::UnsupportedEventType));
+    }
+
+    #[test]
+    fn workitem_updated_uses_work_item_id_then_revision_id_but_never_the_update_number() {
+        let body = envelope(
+            "workitem.updated",
+            json!({"id": 3, "workItemId": 5, "revision": {"id": 5}}),
+        );
+        assert!(matches!(
+            classify(&body).unwrap().change,
+            Change::WorkItem {
+                id: 5,
+                deleted: false,
+                snapshot: None
+            }
+        ));
+        let body = envelope(
+            "workitem.updated",
+            json!({"id": 3, "workItemId": 0, "revision": {"id": 5}}),
+        );
+        assert!(matches!(
+            classify(&body).unwrap().change,
+            Change::WorkItem { id: 5, .. }
+        ));
+        let body = envelope("workitem.updated", json!({"id": 3}));
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingResourceId("work item id"))
+        );
+    }
+
+    #[test]
+    fn a_huge_deleted_item_keeps_a_compact_snapshot_with_its_identity() {
+        let big = "x".repeat(SNAPSHOT_MAX_BYTES);
+        let body = envelope(
+            "workitem.deleted",
+            json!({
+                "id": 5, "rev": 2, "url": "https://example/recyclebin/5",
+                "fields": {
+                    "System.TeamProject": "Fabrikam",
+                    "System.Title": "t",
+                    "System.History": big,
+                    "System.Description": big,
+                    "Custom.Notes": big,
+                },
+                "_links": {"self": {"href": "x"}}
+            }),
+        );
+        let Change::WorkItem {
+            id: 5,
+            deleted: true,
+            snapshot: Some(snap),
+        } = classify(&body).unwrap().change
+        else {
+            panic!("not a deleted work item");
+        };
+        assert!(serde_json::to_vec(&snap).unwrap().len() <= SNAPSHOT_MAX_BYTES);
+        assert_eq!(snap["id"], json!(5));
+        assert_eq!(snap["rev"], json!(2));
+        assert_eq!(snap["fields"]["System.TeamProject"], json!("Fabrikam"));
+        assert_eq!(snap["fields"]["System.Title"], json!("t"));
+        assert!(snap.get("_links").is_none() && snap.get("url").is_none());
+        assert!(snap["fields"].get("System.History").is_none());
+    }
+
+    #[test]
+    fn a_small_deleted_item_keeps_its_history() {
+        let body = envelope(
+            "workitem.deleted",
+            json!({"id": 5, "rev": 2, "fields": {"System.History": "short"}}),
+        );
+        let Change::WorkItem {
+            snapshot: Some(snap),
+            ..
+        } = classify(&body).unwrap().change
+        else {
+            panic!("no snapshot");
+        };
+        assert_eq!(snap["fields"]["System.History"], json!("short"));
+    }
+
+    #[test]
+    fn deployments_read_ids_from_deployment_or_environment() {
+        let body = envelope(
+            "ms.vss-release.deployment-completed-event",
+            json!({"deployment": {"id": 9, "definitionEnvironmentId": 2, "release": {"id": 7}}}),
+        );
+        assert_eq!(
+            classify(&body).unwrap().change,
+            Change::ReleaseDeployment {
+                release_id: 7,
+                definition_environment_id: Some(2),
+                deployment_id: Some(9),
+            }
+        );
+        let body = envelope(
+            "ms.vss-release.deployment-started-event",
+            json!({"environment": {"releaseId": 0, "definitionEnvironmentId": 2, "release": {"id": 7}}}),
+        );
+        assert_eq!(
+            classify(&body).unwrap().change,
+            Change::ReleaseDeployment {
+                release_id: 7,
+                definition_environment_id: Some(2),
+                deployment_id: None,
+            }
+        );
+    }
+
+    #[test]
+    fn approvals_without_run_or_pipeline_are_unqueueable() {
+        let body = envelope(
+            "ms.vss-pipelinechecks-events.approval-pending",
+            json!({"approval": {"id": "a"}, "run": null, "pipeline": null, "id": 0}),
+        );
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingResourceId("run or pipeline id"))
+        );
+    }
+
+    #[test]
+    fn project_and_base_url_come_from_the_containers_with_resource_fallbacks() {
+        let m = classify(&envelope(
+            "git.repo.deleted",
+            json!({"repositoryId": "r-1"}),
+        ))
+        .unwrap();
+        assert_eq!(m.project_id.as_deref(), Some("p-1"));
+        assert_eq!(
+            m.base_url.as_deref(),
+            Some("https://dev.azure.com/contoso/")
+        );
+        assert_eq!(
+            m.change,
+            Change::Repository {
+                repository_id: "r-1".into(),
+                deleted: true
+            }
+        );
+        let mut body = envelope("ms.vss-release.release-created-event", json!({}));
+        body["resourceContainers"] = json!({"account": {"id": "a", "baseUrl": "https://org/"}});
+        body["resource"] = json!({
+            "release": {"id": 4, "releaseDefinition": {"id": 1}},
+            "project": {"id": "p-2"}
+        });
+        let m = classify(&body).unwrap();
+        assert_eq!(m.project_id.as_deref(), Some("p-2"));
+        assert_eq!(m.base_url.as_deref(), Some("https://org/"));
+        body["resource"]["project"]["id"] = json!("00000000-0000-0000-0000-000000000000");
+        assert_eq!(classify(&body).unwrap().project_id, None);
+    }
+}

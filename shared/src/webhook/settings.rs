@@ -1,0 +1,262 @@
+//! The webhook's settings: which credentials a delivery must carry, and how large it may be.
+
+use secrecy::SecretString;
+
+use crate::config::ConfigError;
+
+/// Lambda's own cap on a synchronous request payload (Function URL and API Gateway alike).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// What an incoming delivery must prove. Built once at cold start.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// `Authorization: Basic` username and password (the subscription's `basicAuthUsername` and
+    /// `basicAuthPassword`); both must match.
+    pub basic: Option<(String, SecretString)>,
+    /// A custom header (lowercase name) and its value, sent through the subscription's `httpHeaders`.
+    pub header: Option<(String, SecretString)>,
+    /// Accept deliveries without credentials when none are configured. Never the default: an open
+    /// endpoint lets anyone who finds the URL queue work against Azure DevOps.
+    pub allow_unauthenticated: bool,
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field(
+                "basic",
+                &self.basic.as_ref().map(|(user, _)| (user, "[redacted]")),
+            )
+            .field(
+                "header",
+                &self.header.as_ref().map(|(name, _)| (name, "[redacted]")),
+            )
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl WebhookSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests). Blank values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+
+        let basic = match (get("WEBHOOK_USERNAME"), get("WEBHOOK_SECRET")) {
+            (Some(user), Some(secret)) => Some((user, SecretString::from(secret))),
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "WEBHOOK_USERNAME",
+                    hint: "the Basic username the service-hook subscriptions send with WEBHOOK_SECRET",
+                });
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "WEBHOOK_SECRET",
+                    hint: "the Basic password the service-hook subscriptions send with WEBHOOK_USERNAME",
+                });
+            }
+            (None, None) => None,
+        };
+
+        let header = match (get("WEBHOOK_HEADER_NAME"), get("WEBHOOK_HEADER_SECRET")) {
+            (Some(name), Some(secret)) => {
+                let name = name.trim().to_ascii_lowercase();
+                if !name.bytes().all(is_header_name_byte) {
+                    return Err(ConfigError::Invalid {
+                        name: "WEBHOOK_HEADER_NAME",
+                        reason: format!("{name:?} is not an HTTP header name"),
+                    });
+                }
+                // Both checks would read the one Authorization header, and no value passes both.
+                if name == "authorization" && basic.is_some() {
+                    return Err(ConfigError::Invalid {
+                        name: "WEBHOOK_HEADER_NAME",
+                        reason: "authorization is taken by WEBHOOK_USERNAME/WEBHOOK_SECRET".into(),
+                    });
+                }
+                Some((name, SecretString::from(secret)))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "WEBHOOK_HEADER_NAME",
+                    hint: "the header that carries WEBHOOK_HEADER_SECRET",
+                });
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "WEBHOOK_HEADER_SECRET",
+                    hint: "the value the WEBHOOK_HEADER_NAME header must carry",
+                });
+            }
+            (None, None) => None,
+        };
+
+        let allow_unauthenticated = match get("WEBHOOK_ALLOW_UNAUTHENTICATED")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "WEBHOOK_ALLOW_UNAUTHENTICATED",
+                    reason: format!("{other:?} is not true or false"),
+                });
+            }
+        };
+        if basic.is_none() && header.is_none() && !allow_unauthenticated {
+            return Err(ConfigError::Missing {
+                name: "WEBHOOK_SECRET",
+                hint: "with WEBHOOK_USERNAME (Basic), or WEBHOOK_HEADER_NAME with WEBHOOK_HEADER_SECRET; \
+                       set WEBHOOK_ALLOW_UNAUTHENTICATED=true only to run open on purpose",
+            });
+        }
+
+        let max_body_bytes = match get("WEBHOOK_MAX_BODY_BYTES") {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "WEBHOOK_MAX_BODY_BYTES",
+                        reason: format!("{v:?} is not a whole number from 1024 to 67108864"),
+                    });
+                }
+            },
+        };
+
+        Ok(Self {
+            basic,
+            header,
+            allow_unauthenticated,
+            max_body_bytes,
+        })
+    }
+
+    /// True when deliveries are accepted without any credential.
+    pub fn is_open(&self) -> bool {
+        self.basic.is_none() && self.header.is_none()
+    }
+}
+
+/// RFC 9110 `tchar`, lowercase only (the name was lowercased already).
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<WebhookSettings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WebhookSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        settings(vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_credential_configured_fails_naming_webhook_secret() {
+        let e = error(&[]);
+        assert!(e.contains("WEBHOOK_SECRET"), "{e}");
+        let e = error(&[("WEBHOOK_ALLOW_UNAUTHENTICATED", "false")]);
+        assert!(e.contains("WEBHOOK_SECRET"), "{e}");
+        let e = error(&[("WEBHOOK_SECRET", "  ")]);
+        assert!(e.contains("WEBHOOK_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn half_a_credential_names_the_missing_half() {
+        assert!(error(&[("WEBHOOK_SECRET", "s")]).contains("WEBHOOK_USERNAME"));
+        assert!(error(&[("WEBHOOK_USERNAME", "u")]).contains("WEBHOOK_SECRET"));
+        assert!(error(&[("WEBHOOK_HEADER_SECRET", "s")]).contains("WEBHOOK_HEADER_NAME"));
+        assert!(error(&[("WEBHOOK_HEADER_NAME", "x-hook")]).contains("WEBHOOK_HEADER_SECRET"));
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let e = error(&[
+            ("WEBHOOK_HEADER_NAME", "x hook"),
+            ("WEBHOOK_HEADER_SECRET", "s"),
+        ]);
+        assert!(e.contains("WEBHOOK_HEADER_NAME"), "{e}");
+        let e = error(&[
+            ("WEBHOOK_HEADER_SECRET", "s"),
+            ("WEBHOOK_HEADER_NAME", "x-hook"),
+            ("WEBHOOK_ALLOW_UNAUTHENTICATED", "maybe"),
+        ]);
+        assert!(e.contains("WEBHOOK_ALLOW_UNAUTHENTICATED"), "{e}");
+        let e = error(&[
+            ("WEBHOOK_HEADER_SECRET", "s"),
+            ("WEBHOOK_HEADER_NAME", "x-hook"),
+            ("WEBHOOK_MAX_BODY_BYTES", "lots"),
+        ]);
+        assert!(e.contains("WEBHOOK_MAX_BODY_BYTES"), "{e}");
+        let e = error(&[
+            ("WEBHOOK_USERNAME", "ado"),
+            ("WEBHOOK_SECRET", "s"),
+            ("WEBHOOK_HEADER_NAME", "Authorization"),
+            ("WEBHOOK_HEADER_SECRET", "s"),
+        ]);
+        assert!(e.contains("WEBHOOK_HEADER_NAME"), "{e}");
+    }
+
+    #[test]
+    fn both_modes_read_together_with_defaults() {
+        let s = settings(&[
+            ("WEBHOOK_USERNAME", "ado"),
+            ("WEBHOOK_SECRET", "webhook-secret"),
+            ("WEBHOOK_HEADER_NAME", "X-Ado-Sync-Token"),
+            ("WEBHOOK_HEADER_SECRET", "header-secret"),
+        ])
+        .unwrap();
+        let (user, password) = s.basic.as_ref().unwrap();
+        assert_eq!(user, "ado");
+        assert_eq!(password.expose_secret(), "webhook-secret");
+        let (name, value) = s.header.as_ref().unwrap();
+        assert_eq!(name, "x-ado-sync-token");
+        assert_eq!(value.expose_secret(), "header-secret");
+        assert!(!s.allow_unauthenticated && !s.is_open());
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn running_open_takes_an_explicit_opt_in() {
+        let s = settings(&[
+            ("WEBHOOK_ALLOW_UNAUTHENTICATED", "TRUE"),
+            ("WEBHOOK_MAX_BODY_BYTES", "65536"),
+        ])
+        .unwrap();
+        assert!(s.allow_unauthenticated && s.is_open());
+        assert_eq!(s.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn secrets_are_absent_from_debug() {
+        let s = settings(&[
+            ("WEBHOOK_USERNAME", "ado"),
+            ("WEBHOOK_SECRET", "hunter2-basic"),
+            ("WEBHOOK_HEADER_NAME", "x-hook"),
+            ("WEBHOOK_HEADER_SECRET", "hunter2-header"),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("ado") && debug.contains("x-hook"), "{debug}");
+    }
+}
