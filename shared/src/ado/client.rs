@@ -115,6 +115,23 @@ impl Request {
         }
     }
 
+    /// A replace. Retried like every other call: a PUT of the same body is idempotent.
+    pub fn put(path: impl Into<String>, body: Value) -> Self {
+        Self {
+            method: Method::PUT,
+            body: Some(body),
+            ..Self::get(path)
+        }
+    }
+
+    /// A removal. Retried like every other call: a repeated DELETE at worst answers 404.
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::DELETE,
+            ..Self::get(path)
+        }
+    }
+
     pub fn service(mut self, service: Service) -> Self {
         self.service = service;
         self
