@@ -90,6 +90,7 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             &format!("{o}/_apis/wit/workitems/{{id}}"),
             get(work_item_org),
         )
+        .merge(super::hooks::routes(&o))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone())
