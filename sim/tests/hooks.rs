@@ -600,3 +600,36 @@ async fn mutations_without_subscribers_deliver_nothing() {
     assert!(sim.ado.deliveries().is_empty());
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn the_control_endpoints_push_and_show_deliveries() {
+    let sim = start_sim().await;
+    let (subscriber, url) = Subscriber::start().await;
+    sync(&sim, &settings(&[("WEBHOOK_URL", &url)])).await;
+    let repo = sim.ado.repository_ids(&sim.ado.project_ids()[0])[0].clone();
+    let http = reqwest::Client::new();
+    let pushed = http
+        .post(format!("http://{}/_sim/repositories/{repo}/push", sim.addr))
+        .json(&json!({"branch": "feature/x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 204);
+    sim.ado.wait_for_deliveries(1, Duration::from_secs(5)).await;
+    let log: Value = http
+        .get(format!("http://{}/_sim/deliveries", sim.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["count"], 1);
+    assert_eq!(log["value"][0]["eventType"], "git.push");
+    assert_eq!(log["value"][0]["status"], 200);
+    assert_eq!(
+        subscriber.received()[0].1["resource"]["refUpdates"][0]["name"],
+        "refs/heads/feature/x"
+    );
+    sim.stop().await;
+}

@@ -613,6 +613,57 @@ impl DeliveryJob {
     }
 }
 
+// ---------------------------------------------------------------- control endpoints
+
+/// `/_sim` endpoints for out-of-process tests and the demo: the delivery log and a push.
+pub(crate) fn control_routes() -> Router<Arc<AdoSim>> {
+    Router::new()
+        .route("/_sim/deliveries", get(deliveries_json))
+        .route(
+            "/_sim/repositories/{id}/push",
+            axum::routing::post(push_json),
+        )
+}
+
+async fn deliveries_json(State(sim): Sim) -> Json {
+    let value: Vec<Value> = sim
+        .deliveries()
+        .into_iter()
+        .map(|d| {
+            json!({
+                "subscriptionId": d.subscription_id,
+                "eventType": d.event_type,
+                "eventId": d.event_id,
+                "notificationId": d.notification_id,
+                "status": d.status,
+                "attempts": d.attempts,
+            })
+        })
+        .collect();
+    axum::Json(json!({"count": value.len(), "value": value}))
+}
+
+#[derive(serde::Deserialize)]
+struct PushBody {
+    branch: Option<String>,
+}
+
+/// Body `{"branch": "main"}` (optional; `main` when absent).
+async fn push_json(
+    State(sim): Sim,
+    Path(id): Path<String>,
+    body: Option<axum::Json<PushBody>>,
+) -> StatusCode {
+    let branch = body
+        .and_then(|b| b.0.branch)
+        .unwrap_or_else(|| "main".to_owned());
+    if sim.push(&id, &branch) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
 // ---------------------------------------------------------------- the Subscriptions API
 
 pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {

@@ -900,6 +900,7 @@ pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
             axum::routing::patch(patch_work_item),
         )
         .route("/_sim/repositories/{id}/delete", post(delete_repository))
+        .merge(super::hooks::control_routes())
         .with_state(sim.clone())
 }
 
