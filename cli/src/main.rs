@@ -3,6 +3,7 @@
 
 mod demo;
 mod map;
+mod subscriptions;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -71,6 +72,24 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
     },
+    /// Manage the Azure DevOps service-hook subscriptions that feed the webhook (WEBHOOK_URL, WEBHOOK_*).
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriptionsCommand {
+    /// Create, replace and remove our subscriptions so they match the settings. Exits non-zero on failures.
+    Sync {
+        /// Only list what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +153,9 @@ fn main() -> ExitCode {
                 latency_ms,
                 fault_rate,
             } => serve_sim(listen, size, latency_ms, fault_rate).await,
+            Command::Subscriptions {
+                command: SubscriptionsCommand::Sync { dry_run, json },
+            } => subscriptions::sync(dry_run, json).await,
         }
     })
 }

@@ -66,6 +66,8 @@ pub async fn start(
         .merge(ado.router());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Event deliveries carry links back into the org; they are made without a request to take a host from.
+    ado.set_public_base_url(&format!("http://{addr}/{}", ado.org_name()));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -115,6 +115,23 @@ impl Request {
         }
     }
 
+    /// A replace. Retried like every other call: a PUT of the same body is idempotent.
+    pub fn put(path: impl Into<String>, body: Value) -> Self {
+        Self {
+            method: Method::PUT,
+            body: Some(body),
+            ..Self::get(path)
+        }
+    }
+
+    /// A removal. Retried like every other call: a repeated DELETE at worst answers 404.
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::DELETE,
+            ..Self::get(path)
+        }
+    }
+
     pub fn service(mut self, service: Service) -> Self {
         self.service = service;
         self
@@ -232,8 +249,10 @@ impl AdoClient {
         self.send(&Request::get(path)).await
     }
 
-    /// Sends a request, retrying throttling, timeouts and 502/503/504 with backoff. Every call we make is a
-    /// read (WIQL is a POST but has no side effect), so retrying is always safe.
+    /// Sends a request, retrying throttling, timeouts and 502/503/504 with backoff. Reads (WIQL is a POST
+    /// with no side effect), PUT and DELETE are safe to retry. The one creating POST (a service-hook
+    /// subscription) may leave a duplicate when ADO stored it before the timeout; the subscription reconcile
+    /// removes duplicates on its next run.
     pub async fn send(&self, req: &Request) -> Result<Reply, AdoError> {
         let mut attempt: u32 = 0;
         loop {

@@ -3,6 +3,7 @@
 //! mutation and fault-injection controls for tests, the demo and benchmarks.
 
 mod faults;
+mod hooks;
 mod org;
 mod routes;
 mod wiql;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+pub use hooks::Delivery;
 
 use faults::{FaultRule, RateWindow};
 use org::Org;
@@ -115,6 +118,7 @@ pub struct AdoSim {
     pub(crate) faults: Mutex<Vec<FaultRule>>,
     pub(crate) fault_seq: AtomicU64,
     pub(crate) rate: Mutex<RateWindow>,
+    pub(crate) hooks: hooks::Hooks,
 }
 
 impl AdoSim {
@@ -128,6 +132,7 @@ impl AdoSim {
             faults: Mutex::new(Vec::new()),
             fault_seq: AtomicU64::new(0),
             rate: Mutex::new(RateWindow::default()),
+            hooks: hooks::Hooks::default(),
         })
     }
 
@@ -182,8 +187,14 @@ impl AdoSim {
             return false;
         }
         let mut ov = self.write_overlay();
+        let before = self.work_item_snapshot(&ov, id);
         ov.item_overrides.remove(&id);
-        ov.removed_items.insert(id)
+        let removed = ov.removed_items.insert(id);
+        drop(ov);
+        if removed {
+            self.work_item_deleted(before);
+        }
+        removed
     }
 
     pub fn remove_repository(&self, repo_id: &str) -> bool {
@@ -193,11 +204,15 @@ impl AdoSim {
             .iter()
             .flat_map(|p| &p.repos)
             .any(|r| r.id == repo_id);
-        known
+        let removed = known
             && self
                 .write_overlay()
                 .removed_repos
-                .insert(repo_id.to_string())
+                .insert(repo_id.to_string());
+        if removed {
+            self.repository_deleted(repo_id);
+        }
+        removed
     }
 
     /// Merges `fields` into the item, bumps `rev`, and sets `System.ChangedDate` to now unless the
@@ -211,6 +226,7 @@ impl AdoSim {
         if ov.removed_items.contains(&id) {
             return false;
         }
+        let before = self.work_item_snapshot(&ov, id);
         fields.remove("System.TeamProject");
         fields.remove("System.Id");
         fields
@@ -219,6 +235,9 @@ impl AdoSim {
         let o = ov.item_overrides.entry(id).or_default();
         o.fields.extend(fields);
         o.rev_bump += 1;
+        let after = self.work_item_snapshot(&ov, id);
+        drop(ov);
+        self.work_item_updated(before, after);
         true
     }
 

@@ -90,6 +90,7 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             &format!("{o}/_apis/wit/workitems/{{id}}"),
             get(work_item_org),
         )
+        .merge(super::hooks::routes(&o))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone())
@@ -899,6 +900,7 @@ pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
             axum::routing::patch(patch_work_item),
         )
         .route("/_sim/repositories/{id}/delete", post(delete_repository))
+        .merge(super::hooks::control_routes())
         .with_state(sim.clone())
 }
 
