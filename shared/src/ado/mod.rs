@@ -3,6 +3,7 @@
 mod client;
 pub mod kinds;
 mod paging;
+pub mod resources;
 mod url;
 
 pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};
