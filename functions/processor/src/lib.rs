@@ -112,3 +112,78 @@ async fn process(runtime: &SyncRuntime, record: &SqsMessage, receive_count: u32)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use lambda_runtime::{Context, LambdaEvent};
+    use serde_json::json;
+    use shared::ado::AdoClient;
+    use shared::catalog::embedded::EmbeddedCatalog;
+    use shared::config::Settings;
+    use shared::runtime::{SyncRuntime, compile_mapping};
+
+    use super::handle;
+
+    /// A runtime that can reach nothing: these tests only use records decided before any call.
+    fn offline_runtime() -> SyncRuntime {
+        let settings = Settings::from_lookup(|k| match k {
+            "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
+            "ADO_PAT" => Some("pat".into()),
+            "CATALOG_DB" => Some("unused.db".into()),
+            _ => None,
+        })
+        .unwrap();
+        SyncRuntime {
+            ado: AdoClient::new(settings.ado.clone()).unwrap(),
+            catalog: Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),
+            mapping: compile_mapping("resources: []", "unit", false).unwrap(),
+            settings,
+        }
+    }
+
+    /// A release change: this build does not follow releases, so it succeeds without any call.
+    fn release(version: u8) -> String {
+        json!({
+            "version": version, "eventId": "e", "eventType": "ms.vss-release.release-created-event",
+            "publisherId": "rm", "projectId": "p",
+            "change": {"type": "release", "releaseId": 1, "definitionId": null}
+        })
+        .to_string()
+    }
+
+    fn record(id: &str, group: &str, body: &str) -> serde_json::Value {
+        json!({
+            "messageId": id, "receiptHandle": "h", "body": body, "md5OfBody": "",
+            "attributes": {"ApproximateReceiveCount": "3", "MessageGroupId": group},
+            "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:changes.fifo", "awsRegion": "eu-west-1"
+        })
+    }
+
+    #[tokio::test]
+    async fn failed_records_are_reported_and_block_only_their_own_group() {
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [
+            record("poison", "g1", "not json"),
+            record("old-version", "g2", &release(99)),
+            record("fine", "g3", &release(1)),
+            record("behind-poison", "g1", &release(1)),
+        ]}))
+        .unwrap();
+
+        let response = handle(
+            &offline_runtime(),
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await;
+
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["poison", "old-version", "behind-poison"]);
+    }
+}
