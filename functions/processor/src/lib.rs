@@ -149,7 +149,7 @@ mod tests {
         json!({
             "version": version, "eventId": "e", "eventType": "ms.vss-release.release-created-event",
             "publisherId": "rm", "projectId": "p",
-            "change": {"type": "release", "releaseId": 1, "definitionId": null}
+            "change": {"type": "release", "release_id": 1, "definition_id": null}
         })
         .to_string()
     }
