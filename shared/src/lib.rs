@@ -5,6 +5,7 @@
 //! - [`mapping`]: the `port-app-config` model and the jq mapping engine.
 //! - [`catalog`]: the catalog port, the Port API client and the embedded catalog.
 //! - [`resync`]: the full pass and the stale-entity plan.
+//! - [`sync`]: applying one queued live change.
 
 pub mod ado;
 pub mod catalog;
@@ -13,4 +14,5 @@ pub mod mapping;
 pub mod queue;
 pub mod resync;
 pub mod runtime;
+pub mod sync;
 pub mod webhook;

@@ -4,6 +4,7 @@ mod client;
 pub mod hooks;
 pub mod kinds;
 mod paging;
+pub mod resources;
 mod url;
 
 pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};

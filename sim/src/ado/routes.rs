@@ -73,6 +73,10 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             get(list_pipelines),
         )
         .route(
+            &format!("{o}/{{project}}/_apis/pipelines/{{pipelineId}}"),
+            get(get_pipeline),
+        )
+        .route(
             &format!("{o}/{{project}}/_apis/wit/wiql"),
             post(wiql_project),
         )
@@ -449,6 +453,26 @@ async fn list_pipelines(
         .collect();
     let token = (top > 0 && end < p.pipelines).then(|| pipeline_token(end));
     Ok(with_continuation(list_body(page), token))
+}
+
+/// Single-pipeline GET (live refresh after a build or run event).
+async fn get_pipeline(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((key, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &key)?;
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_sub(p.pipeline_first))
+        .filter(|&k| k < p.pipelines as u64)
+        .map(|k| Json(sim.org.pipeline_json(&base(&sim, &headers), p, k as usize)))
+        .ok_or_else(|| {
+            AdoError::not_found(
+                "PipelineNotFoundException",
+                format!("Pipeline with id {id} not found."),
+            )
+        })
 }
 
 // ---------------------------------------------------------------- work items

@@ -144,3 +144,48 @@ pub fn kind<'a>(report: &'a Value, kind: &str) -> &'a Value {
         .find(|k| k["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} in {report}"))
 }
+
+/// An SQS event sample from `events/processor/`.
+pub fn sqs_event(sample: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+    serde_json::from_str(sample).expect("the sample is an SQS event")
+}
+
+/// The change message a record carries.
+pub fn message_of(
+    record: &aws_lambda_events::event::sqs::SqsMessage,
+) -> shared::queue::message::ChangeMessage {
+    serde_json::from_str(record.body.as_deref().unwrap()).expect("the body is a change message")
+}
+
+/// Replaces a record's body, keeping its group and deduplication ids consistent with the message.
+pub fn set_message(
+    record: &mut aws_lambda_events::event::sqs::SqsMessage,
+    message: &shared::queue::message::ChangeMessage,
+) {
+    record.body = Some(serde_json::to_string(message).unwrap());
+    record
+        .attributes
+        .insert("MessageGroupId".into(), message.group_id());
+    record
+        .attributes
+        .insert("MessageDeduplicationId".into(), message.dedup_id());
+}
+
+/// The message ids a batch response reports as failed.
+pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+impl TestOrg {
+    /// One invocation of the processor function's handler.
+    pub async fn process(
+        &self,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+    ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+        processor_function::handle(&self.runtime, LambdaEvent::new(event, Context::default())).await
+    }
+}

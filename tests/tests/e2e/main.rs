@@ -2,4 +2,5 @@
 
 mod helpers;
 mod kinds;
+mod live;
 mod resync;

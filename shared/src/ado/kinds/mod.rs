@@ -9,6 +9,9 @@ mod pull_request;
 mod repository;
 mod work_item;
 
+pub(crate) use pipeline::enrich_pipeline;
+pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -97,17 +100,8 @@ impl FetchContext {
         let checks = futures::stream::iter(projects)
             .map(|p| async move {
                 let id = str_field(&p, "id").to_owned();
-                let req = Request::get(format!("/_apis/projects/{id}/properties"))
-                    .query("keys", format!("{TAG_PREFIX}*"))
-                    .version(ApiVersion::Preview(1));
-                match self.client.send(&req).await {
-                    Ok(reply) => {
-                        let tagged = super::paging::take_items(reply.body, "value").iter().any(|prop| {
-                            prop.get("name")
-                                .and_then(Value::as_str)
-                                .and_then(|n| n.strip_prefix(TAG_PREFIX))
-                                .is_some_and(|tag| self.excluded_tags.iter().any(|t| t == tag))
-                        });
+                match carries_excluded_tag(&self.client, &id, &self.excluded_tags).await {
+                    Ok(tagged) => {
                         if tagged {
                             tracing::info!(project = %str_field(&p, "name"), "project skipped: it carries an excluded tag");
                         }
@@ -147,6 +141,28 @@ impl FetchContext {
             .await
             .cloned()
     }
+}
+
+/// Whether a project carries one of `excluded_tags` (ADO stores tags as project properties named
+/// `Microsoft.TeamFoundation.Project.Tag.<tag>`). Shared by the listing and the live events, so a tagged
+/// project is skipped by both.
+pub(crate) async fn carries_excluded_tag(
+    client: &AdoClient,
+    project_id: &str,
+    excluded_tags: &[String],
+) -> Result<bool, AdoError> {
+    let req = Request::get(format!("/_apis/projects/{project_id}/properties"))
+        .query("keys", format!("{TAG_PREFIX}*"))
+        .version(ApiVersion::Preview(1));
+    let reply = client.send(&req).await?;
+    Ok(super::paging::take_items(reply.body, "value")
+        .iter()
+        .any(|prop| {
+            prop.get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| n.strip_prefix(TAG_PREFIX))
+                .is_some_and(|tag| excluded_tags.iter().any(|t| t == tag))
+        }))
 }
 
 /// A resource kind.

@@ -33,15 +33,23 @@ impl KindSource for Pipeline {
                     .boxed();
                 while let Some(mut page) = pages.try_next().await? {
                     for item in &mut page {
-                        if let Value::Object(map) = item {
-                            map.insert("__projectId".into(), Value::String(id.to_owned()));
-                            map.insert("__project".into(), project.clone());
-                        }
+                        enrich_pipeline(item, project);
                     }
                     sink.send(page).await?;
                 }
                 Ok(())
             })
             .await
+    }
+}
+
+/// `__projectId` and `__project`, as the peer adds them; shared with the live single read.
+pub(crate) fn enrich_pipeline(item: &mut Value, project: &Value) {
+    if let Value::Object(map) = item {
+        map.insert(
+            "__projectId".into(),
+            Value::String(str_field(project, "id").to_owned()),
+        );
+        map.insert("__project".into(), project.clone());
     }
 }

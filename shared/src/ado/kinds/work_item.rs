@@ -194,16 +194,31 @@ async fn fetch_items(
             .into_iter()
             .filter(|v| !v.is_null())
             .map(|mut item| {
-                if let Value::Object(map) = &mut item {
-                    map.insert("__projectId".into(), Value::String(project_id.to_owned()));
-                    map.insert("__project".into(), project.clone());
-                }
+                enrich_work_item(&mut item, project);
                 item
             })
             .collect();
         sink.send(items).await?;
     }
     Ok(())
+}
+
+/// The fields the peer adds to every work item, which the default mapping's identifier
+/// (`.__project.id + "/" + (.id | tostring)`) relies on. Shared with the live single reads, so an
+/// event maps to the same identifier as the resync.
+pub(crate) fn enrich_work_item(item: &mut Value, project: &Value) {
+    if let Value::Object(map) = item {
+        map.insert(
+            "__projectId".into(),
+            Value::String(str_field(project, "id").to_owned()),
+        );
+        map.insert("__project".into(), project.clone());
+    }
+}
+
+/// The `$expand` a work-item selector asks for (`All` by default).
+pub(crate) fn expand_option(selector: &Selector) -> Result<&'static str, String> {
+    Options::read(selector).map(|o| o.expand)
 }
 
 #[cfg(test)]
