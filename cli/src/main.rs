@@ -2,6 +2,7 @@
 //! demo, and the local simulator.
 
 mod demo;
+mod dlq;
 mod map;
 
 use std::io::IsTerminal;
@@ -71,6 +72,11 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
     },
+    /// Dead-letter queue tools.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
                 latency_ms,
                 fault_rate,
             } => serve_sim(listen, size, latency_ms, fault_rate).await,
+            Command::Dlq { command } => dlq::run(command).await,
         }
     })
 }

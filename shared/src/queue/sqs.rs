@@ -434,7 +434,13 @@ async fn replay_one(
         system_attribute(m, MessageSystemAttributeName::MessageDeduplicationId).unwrap_or("dlq");
     main.send_raw(body, &group, &fresh_dedup_id(old_dedup))
         .await?;
-    dlq.ack(receipt).await
+    // Sent but not deleted: it will be replayed again next time (a duplicate the processor absorbs).
+    dlq.ack(receipt).await.map_err(|e| match e {
+        QueueError::Transient(m) => {
+            QueueError::Transient(format!("sent, but still in the DLQ: {m}"))
+        }
+        QueueError::Invalid(m) => QueueError::Invalid(format!("sent, but still in the DLQ: {m}")),
+    })
 }
 
 /// The old id (for tracing in logs) plus a random suffix, within SQS's 128 characters.

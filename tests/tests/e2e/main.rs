@@ -2,4 +2,6 @@
 
 mod helpers;
 mod kinds;
+mod moto;
+mod queue;
 mod resync;
