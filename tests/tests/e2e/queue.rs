@@ -251,8 +251,38 @@ async fn a_batch_of_more_than_ten_is_sent_in_chunks_and_keeps_its_order() {
 }
 
 #[tokio::test]
-async fn a_message_larger_than_the_old_256_kib_limit_is_accepted() {
-    let pair = fifo_pair(3).await;
+async fn the_queue_pair_takes_1_mib_messages_explicit_dedup_ids_and_redrives_to_its_dlq() {
+    let pair = fifo_pair(4).await;
+    let attributes = pair
+        .client
+        .get_queue_attributes()
+        .queue_url(&pair.main_url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .cloned()
+        .unwrap_or_default();
+    let attr = |n: QueueAttributeName| attributes.get(&n).cloned().unwrap_or_default();
+    assert_eq!(attr(QueueAttributeName::FifoQueue), "true");
+    assert_eq!(attr(QueueAttributeName::ContentBasedDeduplication), "false");
+    assert_eq!(attr(QueueAttributeName::MaximumMessageSize), "1048576");
+    assert_eq!(attr(QueueAttributeName::VisibilityTimeout), "60");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attr(QueueAttributeName::RedrivePolicy)).unwrap();
+    assert!(
+        redrive["deadLetterTargetArn"]
+            .as_str()
+            .is_some_and(|arn| pair.dlq_url.ends_with(arn.rsplit(':').next().unwrap())),
+        "{redrive}"
+    );
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "4"
+    );
+
+    // A deleted work item's snapshot can be large; it travels whole.
     let mut big = work_item_update("evt-big", 9);
     big.change = Change::WorkItem {
         id: 9,
@@ -261,10 +291,7 @@ async fn a_message_larger_than_the_old_256_kib_limit_is_accepted() {
             serde_json::json!({ "fields": { "System.Description": "x".repeat(600_000) } }),
         ),
     };
-    pair.main
-        .send(&big)
-        .await
-        .expect("a 600 kB message fits the 1 MiB queue");
+    pair.main.send(&big).await.expect("a 600 kB message fits");
     let got = pair.main.receive(1, SHORT).await.unwrap();
     assert_eq!(parsed(&got[0]), big);
 }
