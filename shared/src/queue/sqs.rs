@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
@@ -231,7 +231,24 @@ fn sdk_error<E>(operation: &str, err: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let what = format!("{operation}: {}", DisplayErrorContext(&err));
+    let what = match &err {
+        SdkError::ServiceError(s) => format!(
+            "{operation}: {} (HTTP {}): {}",
+            s.err().code().unwrap_or("unknown error"),
+            s.raw().status().as_u16(),
+            s.err().message().unwrap_or_default()
+        ),
+        // The source chain, without DisplayErrorContext's debug dump of the raw response.
+        other => {
+            let mut what = format!("{operation}: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(e) = source {
+                what.push_str(&format!(": {e}"));
+                source = e.source();
+            }
+            what
+        }
+    };
     let transient = match &err {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
         // A user error here is a bad endpoint or client setup: retrying won't fix it.
