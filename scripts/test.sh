@@ -12,9 +12,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== moto (SQS emulator for the queue tests)"
+scripts/moto.sh install
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; scripts/moto.sh stop' EXIT
+MOTO_ENDPOINT=$(scripts/moto.sh start "$port")
+export MOTO_ENDPOINT
+echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line for the whole suite (cargo prints one per test binary, the last often a doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

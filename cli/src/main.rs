@@ -2,6 +2,7 @@
 //! demo, and the local simulator.
 
 mod demo;
+mod dlq;
 mod map;
 mod subscriptions;
 
@@ -77,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: SubscriptionsCommand,
     },
+    /// Dead-letter queue tools.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,7 +134,9 @@ fn main() -> ExitCode {
     // simulator serves many connections at once and gets the multi-threaded runtime.
     let rt = match cli.command {
         Command::Sim { .. } | Command::Demo { .. } => tokio::runtime::Runtime::new(),
-        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     };
     let rt = match rt {
         Ok(rt) => rt,
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
             Command::Subscriptions {
                 command: SubscriptionsCommand::Sync { dry_run, json },
             } => subscriptions::sync(dry_run, json).await,
+            Command::Dlq { command } => dlq::run(command).await,
         }
     })
 }

@@ -1,8 +1,10 @@
 //! The queue between the webhook and the processor: the compact message ([`message`]), the port, and
 //! its adapters (SQS FIFO, and a durable local queue for the self-hosted mode).
 
+pub mod local;
 pub mod memory;
 pub mod message;
+pub mod sqs;
 
 use async_trait::async_trait;
 

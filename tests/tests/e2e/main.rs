@@ -3,4 +3,6 @@
 mod helpers;
 mod kinds;
 mod live;
+mod moto;
+mod queue;
 mod resync;
