@@ -3,6 +3,8 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
+use shared::ado::hooks::{SubscriptionSettings, sync_subscriptions};
+use shared::ado::kinds::FetchContext;
 use shared::resync::{Quiet, RunReport};
 use shared::runtime::SyncRuntime;
 
@@ -29,6 +31,26 @@ pub async fn handle(
     runtime: &SyncRuntime,
     event: LambdaEvent<Value>,
 ) -> Result<Value, ResyncFailed> {
+    handle_with(runtime, None, event).await
+}
+
+/// Like [`handle`], and first brings the service-hook subscriptions in line when live events are
+/// configured (`WEBHOOK_URL`): the schedule then also repairs subscriptions ADO disabled, rotated
+/// secrets and vanished projects. A subscription failure is logged; it does not fail the resync.
+pub async fn handle_with(
+    runtime: &SyncRuntime,
+    subscriptions: Option<&SubscriptionSettings>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, ResyncFailed> {
+    if let Some(settings) = subscriptions {
+        let ctx = FetchContext::new(runtime.ado.clone(), runtime.settings.excluded_tags.clone());
+        let report = sync_subscriptions(&ctx, settings).await;
+        if report.succeeded() {
+            tracing::info!(summary = %report.render(), "subscriptions in sync");
+        } else {
+            tracing::error!(summary = %report.render(), "some subscriptions could not be synced");
+        }
+    }
     let source = event
         .payload
         .get("source")

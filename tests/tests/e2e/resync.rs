@@ -286,3 +286,41 @@ async fn the_shipped_default_mapping_syncs_all_five_kinds() {
     }
     assert_eq!(kind(&report, "project")["field_warnings"], 0, "{report}");
 }
+
+#[tokio::test]
+async fn with_a_webhook_url_the_resync_function_also_creates_the_subscriptions() {
+    let org = Setup::default().start().await;
+    let vars = std::collections::HashMap::from([
+        ("WEBHOOK_URL", "https://hooks.example.test/webhook"),
+        ("WEBHOOK_SECRET", "s3cret"),
+        ("INTEGRATION_IDENTIFIER", "e2e"),
+    ]);
+    let subs = shared::ado::hooks::SubscriptionSettings::from_lookup_if_set(|k| {
+        vars.get(k).map(|v| v.to_string())
+    })
+    .unwrap()
+    .expect("live events configured");
+    let event = lambda_runtime::LambdaEvent::new(
+        serde_json::from_str(crate::helpers::SCHEDULED_EVENT).unwrap(),
+        lambda_runtime::Context::default(),
+    );
+    resync_function::handle_with(&org.runtime, Some(&subs), event)
+        .await
+        .expect("pass");
+    let created: u64 = org
+        .sim
+        .ado
+        .request_counts()
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST") && k.contains("hooks/subscriptions"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        created >= 20,
+        "one subscription per supported event: {created}"
+    );
+    assert!(
+        !org.catalog_ids("workItem").is_empty(),
+        "and the resync ran"
+    );
+}
