@@ -4,6 +4,7 @@
 mod demo;
 mod dlq;
 mod map;
+mod serve;
 mod subscriptions;
 
 use std::io::IsTerminal;
@@ -78,6 +79,19 @@ enum Command {
         #[command(subcommand)]
         command: SubscriptionsCommand,
     },
+    /// The self-hosted real-time mode: serve the webhook (POST /webhook, GET /health), apply queued
+    /// changes to the catalog, and resync periodically, until SIGTERM or Ctrl-C. Settings as for resync
+    /// plus WEBHOOK_*; the queue is SQS when QUEUE_URL is set, else a durable SQLite file.
+    Serve {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Seconds between full resyncs (the first one interval after the start); 0 turns them off.
+        #[arg(long, default_value_t = 3600)]
+        resync_interval_secs: u64,
+        /// The local queue's SQLite file (unused when QUEUE_URL is set).
+        #[arg(long, default_value = ".ado-sync/queue.db")]
+        queue_db: std::path::PathBuf,
+    },
     /// Dead-letter queue tools.
     Dlq {
         #[command(subcommand)]
@@ -131,9 +145,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A pass is one task (listing and writing interleave through one join), so a single thread serves
     // it as fast and with one allocator arena instead of one per worker: a smaller peak RSS. The
-    // simulator serves many connections at once and gets the multi-threaded runtime.
+    // simulator and the webhook server serve many connections at once and get the multi-threaded
+    // runtime.
     let rt = match cli.command {
-        Command::Sim { .. } | Command::Demo { .. } => tokio::runtime::Runtime::new(),
+        Command::Sim { .. } | Command::Demo { .. } | Command::Serve { .. } => {
+            tokio::runtime::Runtime::new()
+        }
         _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
@@ -164,6 +181,18 @@ fn main() -> ExitCode {
             Command::Subscriptions {
                 command: SubscriptionsCommand::Sync { dry_run, json },
             } => subscriptions::sync(dry_run, json).await,
+            Command::Serve {
+                listen,
+                resync_interval_secs,
+                queue_db,
+            } => {
+                serve::run(serve::ServeArgs {
+                    listen,
+                    resync_interval_secs,
+                    queue_db,
+                })
+                .await
+            }
             Command::Dlq { command } => dlq::run(command).await,
         }
     })

@@ -1,0 +1,329 @@
+//! `ado-sync serve`: the self-hosted real-time mode. One process plays the three Lambda functions: an
+//! HTTP webhook that queues service-hook deliveries, a consumer that applies them to the catalog, and a
+//! periodic full resync that repairs whatever the live path missed.
+//!
+//! The queue is the durable boundary: a delivery is answered 202 only once it is in the queue (the
+//! SQLite file, or SQS when `QUEUE_URL` is set), so stopping or crashing after that loses nothing —
+//! the next start picks the message up again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared::config::Settings;
+use shared::queue::local::{LocalQueue, LocalQueueOptions};
+use shared::queue::sqs::SqsQueue;
+use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
+use shared::runtime::SyncRuntime;
+use shared::sync::{self, SyncError};
+use shared::webhook::{WebhookSettings, accept};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::Progress;
+
+/// Messages taken per receive, and how long a receive waits for the first one.
+const RECEIVE_MAX: usize = 10;
+const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+/// Retry delays for transient failures grow from the first to the cap with each receive.
+const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// How long to wait before receiving again after the queue itself failed.
+const QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+
+pub(crate) struct ServeArgs {
+    pub listen: SocketAddr,
+    pub resync_interval_secs: u64,
+    pub queue_db: PathBuf,
+}
+
+/// Both sides of a queue: the webhook sends, the consumer receives.
+trait ServeQueue: Queue + QueueConsumer {}
+impl<T: Queue + QueueConsumer> ServeQueue for T {}
+
+struct AppState {
+    webhook: WebhookSettings,
+    queue: Arc<dyn ServeQueue>,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> ExitCode {
+    // Every setting is read before anything starts, so a misconfiguration fails at once with the
+    // variable's name instead of on the first delivery.
+    let webhook = match WebhookSettings::from_env() {
+        Ok(s) => s,
+        Err(e) => return setup_error(e),
+    };
+    let runtime = match Settings::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string()))
+    {
+        Ok(r) => Arc::new(r),
+        Err(e) => return setup_error(e),
+    };
+    let queue = match open_queue(&args.queue_db).await {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let local_addr = listener.local_addr().unwrap_or(args.listen);
+    info!(listen = %local_addr, "serving the webhook");
+    eprintln!("listening on {local_addr}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = crate::terminate() => {}
+        }
+        info!("stopping: no new deliveries; finishing the message in hand");
+        let _ = stop_tx.send(true);
+    });
+
+    // axum rejects larger bodies with 413 before `accept` runs; `accept` would refuse them with 413
+    // too, and buffering them first only to refuse them would let anyone make us hold gigabytes.
+    let body_limit = webhook.max_body_bytes;
+    let app = Router::new()
+        .route("/webhook", post(webhook_handler))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(Arc::new(AppState {
+            webhook,
+            queue: queue.clone(),
+        }));
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+    let resync_interval = Duration::from_secs(args.resync_interval_secs);
+    let (served, (), ()) = tokio::join!(
+        server.into_future(),
+        consume(runtime.as_ref(), queue.as_ref(), stop_rx.clone()),
+        resync_loop(runtime.as_ref(), resync_interval, stop_rx),
+    );
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: the server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn setup_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// SQS when `QUEUE_URL` is set (several `serve` processes can then share one queue), otherwise the
+/// durable local SQLite queue.
+async fn open_queue(db: &Path) -> Result<Arc<dyn ServeQueue>, String> {
+    if let Some(url) = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty()) {
+        let q = SqsQueue::from_env(url)
+            .await
+            .map_err(|e| format!("QUEUE_URL: {e}"))?;
+        return Ok(Arc::new(q));
+    }
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("--queue-db: cannot create {}: {e}", parent.display()))?;
+    }
+    let q = LocalQueue::open(db, LocalQueueOptions::default())
+        .map_err(|e| format!("--queue-db: {e}"))?;
+    Ok(Arc::new(q))
+}
+
+/// Resolves once a stop was asked for (or the sender is gone, which only happens at exit).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn webhook_handler(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let queue: &dyn Queue = state.queue.as_ref();
+    let outcome = accept(&state.webhook, queue, &headers, &body).await;
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(outcome.body)).into_response();
+    if outcome.basic_challenge {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"ado-sync\""),
+        );
+    }
+    response
+}
+
+/// Receives and applies until a stop is asked for. The message in hand is always finished (applied
+/// and acknowledged, or released) before returning.
+async fn consume(runtime: &SyncRuntime, queue: &dyn ServeQueue, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Cutting a receive short is safe: anything it took is only hidden for the visibility
+        // timeout, and is delivered again after it (to us on the next start).
+        let batch = tokio::select! {
+            r = queue.receive(RECEIVE_MAX, RECEIVE_WAIT) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot receive from the queue; trying again shortly");
+                tokio::select! {
+                    _ = tokio::time::sleep(QUEUE_ERROR_PAUSE) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let mut batch = batch.into_iter();
+        for received in batch.by_ref() {
+            handle(runtime, queue, &received).await;
+            if *stop.borrow() {
+                break;
+            }
+        }
+        // Stopping with part of a batch untouched: hand it back now rather than leaving it hidden
+        // for the visibility timeout, so the next start does not wait for it.
+        for rest in batch {
+            if let Err(e) = queue.release(&rest.receipt, Duration::ZERO).await {
+                warn!(error = %e, message_id = %rest.message_id, "cannot hand a message back; it returns after the visibility timeout");
+            }
+        }
+    }
+}
+
+async fn handle(runtime: &SyncRuntime, queue: &dyn ServeQueue, received: &Received) {
+    let message: ChangeMessage = match serde_json::from_str(&received.body) {
+        Ok(m) => m,
+        Err(e) => {
+            error!(
+                error = %e,
+                message_id = %received.message_id,
+                receive_count = received.receive_count,
+                body_bytes = received.body.len(),
+                "the queued message is not a change message; it becomes a dead letter after the queue's maximum receives"
+            );
+            // Parsing again can only fail again, so no delay: it reaches the dead letters quickly.
+            release(queue, received, Duration::ZERO).await;
+            return;
+        }
+    };
+    match sync::apply(runtime, &message).await {
+        Ok(applied) => {
+            info!(
+                event_id = %message.event_id,
+                event_type = %message.event_type,
+                kinds = ?applied.kinds,
+                upserted = applied.upserted,
+                deleted = applied.deleted,
+                skipped = applied.skipped,
+                "change applied"
+            );
+            if let Err(e) = queue.ack(&received.receipt).await {
+                // Applying again is harmless (apply re-reads the true state), so this only costs work.
+                warn!(error = %e, event_id = %message.event_id, "cannot acknowledge an applied change; it will be applied again");
+            }
+        }
+        Err(e @ SyncError::Transient { .. }) => {
+            let delay = backoff(received.receive_count);
+            warn!(
+                error = %e,
+                event_id = %message.event_id,
+                receive_count = received.receive_count,
+                retry_in_secs = delay.as_secs(),
+                "transient failure; the change will be retried"
+            );
+            release(queue, received, delay).await;
+        }
+        Err(e @ SyncError::Permanent { .. }) => {
+            error!(
+                error = %e,
+                event_id = %message.event_id,
+                event_type = %message.event_type,
+                receive_count = received.receive_count,
+                "the change cannot be applied; it becomes a dead letter after the queue's maximum receives"
+            );
+            // It fails the same way every time: no delay, so it reaches the dead letters, where
+            // someone can look at it, within seconds instead of after a long backoff.
+            release(queue, received, Duration::ZERO).await;
+        }
+    }
+}
+
+async fn release(queue: &dyn ServeQueue, received: &Received, delay: Duration) {
+    if let Err(e) = queue.release(&received.receipt, delay).await {
+        warn!(error = %e, message_id = %received.message_id, "cannot release a message; it returns after the visibility timeout");
+    }
+}
+
+/// Doubles from [`BACKOFF_FIRST`] with each receive, up to [`BACKOFF_CAP`].
+fn backoff(receive_count: u32) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(16);
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_CAP)
+}
+
+/// A full resync every `interval`, the first one interval after the start (a fresh start should not
+/// hit Azure DevOps with a full pass; run `ado-sync resync` for that). Passes run one after another in
+/// this one task, so two never overlap; a pass that overruns delays the next.
+async fn resync_loop(runtime: &SyncRuntime, interval: Duration, mut stop: watch::Receiver<bool>) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        info!("periodic resync started");
+        // A stop abandons a pass in progress: a pass is idempotent, and the next one redoes it.
+        let progress = Progress::new();
+        let report = tokio::select! {
+            r = runtime.resync(&progress) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if report.succeeded() {
+            info!("periodic resync done");
+        } else {
+            error!(
+                "periodic resync finished with failures:\n{}",
+                report.render()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(20));
+        assert_eq!(backoff(10), BACKOFF_CAP);
+        assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+}
