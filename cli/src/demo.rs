@@ -58,6 +58,7 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
     let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
     let runtime = SyncRuntime::new(settings)?;
     let report = runtime.resync(&Progress::new()).await;
+    let live = live_change(&server, &runtime, db).await;
     drop(runtime);
     server.stop().await;
 
@@ -78,9 +79,133 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
             serde_json::to_string_pretty(&sample.to_json())?
         );
     }
+    let live_ok = live.is_ok();
+    match live {
+        Ok(line) => println!("\nLive change: {line}"),
+        Err(e) => println!("\nLive change failed: {e:#}"),
+    }
     println!(
         "\nInspect it with: sqlite3 {} 'select blueprint, identifier, title from entities limit 20'",
         db.display()
     );
-    Ok(report.succeeded())
+    Ok(report.succeeded() && live_ok)
+}
+
+/// Shows a live change end to end: our service-hook subscriptions are created in the simulated org, a work
+/// item is renamed there, the simulator delivers `workitem.updated` to a local webhook (the same `accept`
+/// the webhook function runs), the event goes through the durable queue, and the processor's `apply`
+/// writes it to the embedded catalog.
+async fn live_change(
+    server: &sim::RunningSim,
+    runtime: &SyncRuntime,
+    db: &Path,
+) -> anyhow::Result<String> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use shared::queue::QueueConsumer;
+    use shared::queue::local::{LocalQueue, LocalQueueOptions};
+
+    let queue_path = db.with_file_name("queue.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", queue_path.display()));
+    }
+    let queue = Arc::new(LocalQueue::open(&queue_path, LocalQueueOptions::default())?);
+    let webhook_vars: HashMap<&str, &str> = HashMap::from([
+        ("WEBHOOK_USERNAME", "ado"),
+        ("WEBHOOK_SECRET", "demo-secret"),
+    ]);
+    let webhook = Arc::new(shared::webhook::WebhookSettings::from_lookup(|k| {
+        webhook_vars.get(k).map(|v| v.to_string())
+    })?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/webhook", listener.local_addr()?);
+    let app = {
+        let (queue, webhook) = (queue.clone(), webhook.clone());
+        axum::Router::new().route(
+            "/webhook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                    let outcome =
+                        shared::webhook::accept(&webhook, queue.as_ref(), &headers, &body).await;
+                    axum::http::StatusCode::from_u16(outcome.status)
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                },
+            ),
+        )
+    };
+    let hook_server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sub_vars: HashMap<&str, String> = HashMap::from([
+        ("WEBHOOK_URL", url),
+        ("WEBHOOK_USERNAME", "ado".into()),
+        ("WEBHOOK_SECRET", "demo-secret".into()),
+        (
+            "INTEGRATION_IDENTIFIER",
+            runtime.settings.integration_identifier.clone(),
+        ),
+    ]);
+    let subs = shared::ado::hooks::SubscriptionSettings::from_lookup(|k| sub_vars.get(k).cloned())?;
+    let ctx = shared::ado::kinds::FetchContext::new(
+        runtime.ado.clone(),
+        runtime.settings.excluded_tags.clone(),
+    );
+    let subscriptions = shared::ado::hooks::sync_subscriptions(&ctx, &subs).await;
+    anyhow::ensure!(
+        subscriptions.succeeded(),
+        "subscriptions: {}",
+        subscriptions.render()
+    );
+
+    let store = CatalogStore::open(db)?;
+    let synced: std::collections::BTreeSet<String> = store
+        .list(Some("azureDevopsWorkItem"))?
+        .into_iter()
+        .map(|e| e.identifier)
+        .collect();
+    let (project, id) = server
+        .ado
+        .project_ids()
+        .into_iter()
+        .flat_map(|p| {
+            server
+                .ado
+                .work_item_ids(&p)
+                .into_iter()
+                .map(move |id| (p.clone(), id))
+        })
+        .find(|(p, id)| synced.contains(&format!("{p}/{id}")))
+        .ok_or_else(|| anyhow::anyhow!("no synced work item to change"))?;
+    let key = format!("{project}/{id}");
+    let before = store
+        .get("azureDevopsWorkItem", &key)?
+        .and_then(|e| e.title)
+        .unwrap_or_default();
+    let mut fields = serde_json::Map::new();
+    fields.insert(
+        "System.Title".into(),
+        serde_json::json!(format!("{before} (renamed live)")),
+    );
+    server.ado.update_work_item(id, fields);
+    server
+        .ado
+        .wait_for_deliveries(1, Duration::from_secs(10))
+        .await;
+
+    let mut applied = 0;
+    for received in queue.receive(10, Duration::from_secs(5)).await? {
+        let message: shared::queue::ChangeMessage = serde_json::from_str(&received.body)?;
+        shared::sync::apply(runtime, &message).await?;
+        queue.ack(&received.receipt).await?;
+        applied += 1;
+    }
+    hook_server.abort();
+    let after = store
+        .get("azureDevopsWorkItem", &key)?
+        .and_then(|e| e.title)
+        .unwrap_or_default();
+    Ok(format!(
+        "{} subscriptions created; work item {key} renamed in Azure DevOps; {applied} event(s) went webhook -> queue -> processor; catalog title {before:?} -> {after:?}",
+        subscriptions.totals().0
+    ))
 }

@@ -203,3 +203,37 @@ fn map_exits_2_on_an_invalid_mapping_and_says_where() {
 fn compact(json: &str) -> String {
     serde_json::to_string(&serde_json::from_str::<Value>(json).unwrap()).unwrap()
 }
+
+#[test]
+fn the_demo_syncs_all_five_kinds_and_shows_a_live_change_reaching_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("catalog.db");
+    let out = Command::new(BIN)
+        .args(["demo", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for blueprint in [
+        "azureDevopsProject",
+        "azureDevopsRepository",
+        "azureDevopsPullRequest",
+        "azureDevopsPipeline",
+        "azureDevopsWorkItem",
+    ] {
+        assert!(stdout.contains(blueprint), "{blueprint} missing: {stdout}");
+    }
+    let live = stdout
+        .lines()
+        .find(|l| l.starts_with("Live change:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        live.contains("webhook -> queue -> processor") && live.contains("(renamed live)\""),
+        "{live}"
+    );
+    assert!(!live.contains("0 event(s)"), "{live}");
+}
