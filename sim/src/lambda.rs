@@ -78,6 +78,22 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
+    /// A command that runs `binary` the way Lambda starts a function: a clean environment holding the
+    /// variables Lambda sets, pointed at this endpoint. Callers add the function's own settings.
+    pub fn function_command(&self, binary: &str, name: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(binary);
+        cmd.env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", self.endpoint())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    }
+
     /// Hands `event` to the function and waits for its answer (or an init error) up to `timeout`.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> Option<Outcome> {
         let n = self

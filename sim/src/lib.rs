@@ -33,6 +33,17 @@ impl RunningSim {
         format!("http://{}/catalog", self.addr)
     }
 
+    /// The settings a resync or processor needs to use this simulator (any credentials work).
+    pub fn settings_env(&self) -> [(&'static str, String); 5] {
+        [
+            ("ADO_ORG_URL", self.ado_org_url()),
+            ("ADO_PAT", "pat".into()),
+            ("CATALOG_BASE_URL", self.catalog_base_url()),
+            ("CATALOG_CLIENT_ID", "id".into()),
+            ("CATALOG_CLIENT_SECRET", "secret".into()),
+        ]
+    }
+
     /// Stops serving and waits for the server task.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

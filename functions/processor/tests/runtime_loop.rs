@@ -1,6 +1,5 @@
 //! The processor binary driven through its real Lambda runtime loop, against the simulator.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,19 +19,9 @@ async fn the_function_binary_applies_an_sqs_batch_and_reports_only_the_poison_re
     .await
     .unwrap();
     let api = RuntimeApi::start().await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "processor")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("ADO_ORG_URL", org.ado_org_url())
-        .env("ADO_PAT", "pat")
-        .env("CATALOG_BASE_URL", org.catalog_base_url())
-        .env("CATALOG_CLIENT_ID", "id")
-        .env("CATALOG_CLIENT_SECRET", "secret")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = api
+        .function_command(env!("CARGO_BIN_EXE_processor"), "processor")
+        .envs(org.settings_env())
         .spawn()
         .unwrap();
     let updated: Value = serde_json::from_str(UPDATED).unwrap();

@@ -1,6 +1,6 @@
 //! The resync binary driven through its real Lambda runtime loop, against the simulator.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,21 +19,9 @@ async fn the_function_binary_answers_a_scheduled_event_through_the_runtime_api()
     .await
     .unwrap();
     let api = RuntimeApi::start().await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resync"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "resync")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .env("ADO_ORG_URL", org.ado_org_url())
-        .env("ADO_PAT", "pat")
-        .env("CATALOG_BASE_URL", org.catalog_base_url())
-        .env("CATALOG_CLIENT_ID", "id")
-        .env("CATALOG_CLIENT_SECRET", "secret")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = api
+        .function_command(env!("CARGO_BIN_EXE_resync"), "resync")
+        .envs(org.settings_env())
         .spawn()
         .unwrap();
     let event: Value = serde_json::from_str(EVENT).unwrap();

@@ -1,6 +1,5 @@
 //! The webhook binary driven through its real Lambda runtime loop with Function URL events.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,12 +11,8 @@ const VALID: &str = include_str!("../../../events/webhook/workitem-updated.json"
 #[tokio::test]
 async fn the_function_binary_rejects_forgery_and_answers_503_when_the_queue_is_unreachable() {
     let api = RuntimeApi::start().await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webhook"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "webhook")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    let mut child = api
+        .function_command(env!("CARGO_BIN_EXE_webhook"), "webhook")
         .env("WEBHOOK_USERNAME", "ado")
         .env("WEBHOOK_SECRET", "webhook-secret")
         // Nothing listens there: an authenticated delivery cannot be enqueued, a transient failure.
@@ -27,8 +22,6 @@ async fn the_function_binary_rejects_forgery_and_answers_503_when_the_queue_is_u
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_MAX_ATTEMPTS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let forged = api
