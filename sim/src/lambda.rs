@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,6 +33,9 @@ struct Inner {
     queue: Mutex<mpsc::Receiver<Pending>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<oneshot::Sender<Outcome>>>,
+    /// When a function first asked for an event: the end of its init phase (its cold start).
+    first_poll: std::sync::Mutex<Option<Instant>>,
+    polled: tokio::sync::Notify,
 }
 
 /// A running Runtime API endpoint.
@@ -50,6 +53,8 @@ impl RuntimeApi {
             queue: Mutex::new(rx),
             waiting: Mutex::default(),
             init_error: Mutex::default(),
+            first_poll: std::sync::Mutex::default(),
+            polled: tokio::sync::Notify::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -94,6 +99,26 @@ impl RuntimeApi {
         cmd
     }
 
+    /// Waits up to `timeout` for the function's first `next` poll, the moment Lambda counts its init
+    /// phase as over, and returns when it came. A function that fails at init never polls.
+    pub async fn first_poll(&self, timeout: Duration) -> Option<Instant> {
+        let wait = async {
+            loop {
+                let notified = self.inner.polled.notified();
+                if let Some(at) = *self
+                    .inner
+                    .first_poll
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                {
+                    return at;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+
     /// Hands `event` to the function and waits for its answer (or an init error) up to `timeout`.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> Option<Outcome> {
         let n = self
@@ -113,6 +138,13 @@ impl RuntimeApi {
 }
 
 async fn next(State(inner): State<Arc<Inner>>) -> Response {
+    {
+        let mut first = inner.first_poll.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(Instant::now());
+            inner.polled.notify_waiters();
+        }
+    }
     let Some((id, event, done)) = inner.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };

@@ -18,7 +18,8 @@ use crate::catalog::Entity;
 #[derive(Debug)]
 pub struct CompiledConfig {
     config: PortAppConfig,
-    resources: Vec<CompiledResource>,
+    /// Shared so a resync can map pages where they are listed, away from the config's borrow.
+    resources: Vec<Arc<CompiledResource>>,
 }
 
 /// One resource of the config, ready to map items of its kind.
@@ -92,7 +93,7 @@ impl CompiledConfig {
                     None => None,
                 };
                 let mappings = c.mappings(&r.port.entity)?;
-                Ok(CompiledResource {
+                Ok(Arc::new(CompiledResource {
                     index,
                     kind: r.kind.clone(),
                     selector: r.selector.clone(),
@@ -101,7 +102,7 @@ impl CompiledConfig {
                     mappings,
                     env: Arc::clone(&env),
                     uses_env: c.uses_env && opts.allow_env,
-                })
+                }))
             })
             .collect::<Result<_, MappingError>>()?;
         Ok(Self { config, resources })
@@ -111,13 +112,16 @@ impl CompiledConfig {
         &self.config
     }
 
-    pub fn resources(&self) -> &[CompiledResource] {
+    pub fn resources(&self) -> &[Arc<CompiledResource>] {
         &self.resources
     }
 
     /// The resources of one kind, in config order (a kind may appear several times).
     pub fn resources_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a CompiledResource> {
-        self.resources.iter().filter(move |r| r.kind == kind)
+        self.resources
+            .iter()
+            .map(|r| &**r)
+            .filter(move |r| r.kind == kind)
     }
 }
 
@@ -214,6 +218,17 @@ impl CompiledResource {
 
     pub fn selector(&self) -> &Selector {
         &self.selector
+    }
+
+    /// The entity fields one mapped item evaluates (identifier, blueprint, title, icon, team, each
+    /// property and relation), not counting the selector: the unit of the mapping benchmark.
+    pub fn field_count(&self) -> usize {
+        let m = &self.mappings;
+        2 + usize::from(m.title.is_some())
+            + usize::from(m.icon.is_some())
+            + usize::from(m.team.is_some())
+            + m.properties.as_ref().map_or(0, Vec::len)
+            + m.relations.as_ref().map_or(0, Vec::len)
     }
 
     /// Expands itemsToParse (if set) and maps each resulting item. With `keep_filtered`, items the

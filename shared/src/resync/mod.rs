@@ -5,17 +5,19 @@ pub mod plan;
 mod report;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 pub use report::{DeletionOutcome, KindReport, RunReport};
 
 use crate::ado::AdoClient;
-use crate::ado::kinds::{self, FetchContext, PageSink};
+use crate::ado::kinds::{self, FetchContext, PageHandler, PageSink};
 use crate::catalog::{Catalog, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason};
-use crate::mapping::{CompiledConfig, CompiledResource, ItemOutcome};
+use crate::mapping::{CompiledConfig, CompiledResource, FieldWarning, ItemOutcome};
 use plan::{DeletionPlan, SeenKeys};
 
 /// Pages a kind may list ahead of the writes: enough to overlap listing and writing, small enough that
@@ -97,7 +99,7 @@ impl Resync<'_> {
 
     async fn run_resource(
         &self,
-        resource: &CompiledResource,
+        resource: &Arc<CompiledResource>,
         ctx: &FetchContext,
         write: &WriteOptions,
         seen: &mut SeenKeys,
@@ -121,7 +123,11 @@ impl Resync<'_> {
             report.error(format!("invalid selector: {e}"));
             return report;
         }
-        let (sink, mut pages) = PageSink::channel(PAGES_AHEAD);
+        let (tx, mut pages) = mpsc::channel(PAGES_AHEAD);
+        let sink = PageSink::handler(Arc::new(MapOnArrival {
+            resource: Arc::clone(resource),
+            tx,
+        }));
         let mut warnings: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let producer = async move {
             let result = kind.fetch(ctx, resource.selector(), &sink).await;
@@ -131,8 +137,8 @@ impl Resync<'_> {
         let consumer = async {
             while let Some(page) = pages.recv().await {
                 let done = self
-                    .process_page(
-                        resource,
+                    .write_page(
+                        resource.index(),
                         page,
                         write,
                         seen,
@@ -161,61 +167,26 @@ impl Resync<'_> {
         report
     }
 
-    /// Maps and writes one page. Returns false when the catalog failed as a whole.
+    /// Writes one mapped page. Returns false when the catalog failed as a whole.
     #[allow(clippy::too_many_arguments)]
-    async fn process_page(
+    async fn write_page(
         &self,
-        resource: &CompiledResource,
-        page: Vec<Value>,
+        index: usize,
+        page: MappedPage,
         write: &WriteOptions,
         seen: &mut SeenKeys,
         blueprint_owner: &mut HashMap<String, usize>,
         report: &mut KindReport,
         warnings: &mut BTreeMap<String, (u64, String)>,
     ) -> bool {
-        // Group by blueprint (the bulk API takes one blueprint per call); a key seen twice keeps the last.
-        let mut groups: BTreeMap<String, Vec<Entity>> = BTreeMap::new();
-        let mut positions: HashMap<EntityKey, (String, usize)> = HashMap::new();
-        for raw in &page {
-            report.items_read += 1;
-            for outcome in resource.map_item(raw, false) {
-                match outcome {
-                    ItemOutcome::Mapped {
-                        entity,
-                        warnings: w,
-                    } => {
-                        note_warnings(report, warnings, w);
-                        let key = entity.key();
-                        let group = groups.entry(entity.blueprint.clone()).or_default();
-                        match positions.get(&key) {
-                            Some((_, i)) if !entity.uses_search() => group[*i] = entity,
-                            _ => {
-                                positions.insert(key, (entity.blueprint.clone(), group.len()));
-                                group.push(entity);
-                            }
-                        }
-                    }
-                    ItemOutcome::Filtered { .. } => report.skipped += 1,
-                    ItemOutcome::Dropped { warnings: w } => {
-                        report.skipped += 1;
-                        note_warnings(report, warnings, w);
-                    }
-                    ItemOutcome::SelectorError { message } => {
-                        report.error(format!("selector: {message}"))
-                    }
-                    ItemOutcome::ParentSkipped { message } => {
-                        report.skipped += 1;
-                        tracing::warn!(kind = %report.kind, index = report.index, reason = %message, "item skipped by itemsToParse");
-                    }
-                }
-            }
+        report.items_read += page.items_read;
+        report.skipped += page.skipped;
+        for message in page.errors {
+            report.error(message);
         }
-        drop(page);
-
-        for (blueprint, entities) in groups {
-            blueprint_owner
-                .entry(blueprint.clone())
-                .or_insert(resource.index());
+        note_warnings(report, warnings, page.warnings);
+        for (blueprint, entities) in page.groups {
+            blueprint_owner.entry(blueprint.clone()).or_insert(index);
             if let Err(message) = self
                 .write_group(&blueprint, entities, write, seen, report)
                 .await
@@ -413,10 +384,77 @@ impl Resync<'_> {
     }
 }
 
+/// One page, mapped where it was listed: its entities grouped by blueprint (the bulk API takes one
+/// blueprint per call), and what mapping it counted.
+#[derive(Default)]
+struct MappedPage {
+    groups: BTreeMap<String, Vec<Entity>>,
+    items_read: u64,
+    skipped: u64,
+    errors: Vec<String>,
+    warnings: Vec<FieldWarning>,
+}
+
+/// Maps each page the moment a kind lists it, then waits for room in the writer's queue holding only the
+/// entities: the raw JSON of a page never outlives its mapping.
+struct MapOnArrival {
+    resource: Arc<CompiledResource>,
+    tx: mpsc::Sender<MappedPage>,
+}
+
+#[async_trait::async_trait]
+impl PageHandler for MapOnArrival {
+    async fn accept(&self, page: Vec<Value>) -> Result<(), crate::ado::AdoError> {
+        let mapped = map_page(&self.resource, page);
+        self.tx
+            .send(mapped)
+            .await
+            .map_err(|_| crate::ado::AdoError::Cancelled)
+    }
+}
+
+/// Maps a page without I/O. A key mapped twice in one page keeps the last mapping.
+fn map_page(resource: &CompiledResource, page: Vec<Value>) -> MappedPage {
+    let mut out = MappedPage::default();
+    let mut positions: HashMap<EntityKey, usize> = HashMap::new();
+    for raw in page {
+        out.items_read += 1;
+        for outcome in resource.map_item(&raw, false) {
+            match outcome {
+                ItemOutcome::Mapped { entity, warnings } => {
+                    out.warnings.extend(warnings);
+                    let key = entity.key();
+                    let group = out.groups.entry(entity.blueprint.clone()).or_default();
+                    match positions.get(&key) {
+                        Some(i) if !entity.uses_search() => group[*i] = entity,
+                        _ => {
+                            positions.insert(key, group.len());
+                            group.push(entity);
+                        }
+                    }
+                }
+                ItemOutcome::Filtered { .. } => out.skipped += 1,
+                ItemOutcome::Dropped { warnings } => {
+                    out.skipped += 1;
+                    out.warnings.extend(warnings);
+                }
+                ItemOutcome::SelectorError { message } => {
+                    out.errors.push(format!("selector: {message}"))
+                }
+                ItemOutcome::ParentSkipped { message } => {
+                    out.skipped += 1;
+                    tracing::warn!(kind = %resource.kind(), index = resource.index(), reason = %message, "item skipped by itemsToParse");
+                }
+            }
+        }
+    }
+    out
+}
+
 fn note_warnings(
     report: &mut KindReport,
     warnings: &mut BTreeMap<String, (u64, String)>,
-    new: Vec<crate::mapping::FieldWarning>,
+    new: Vec<FieldWarning>,
 ) {
     for w in new {
         report.field_warnings += 1;

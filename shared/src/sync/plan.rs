@@ -144,7 +144,7 @@ resources:
     #[test]
     fn an_item_that_passes_is_upserted_and_nothing_is_deleted() {
         let m = mapping(TWO_BLOCKS);
-        let first = &m.resources()[0];
+        let first = &*m.resources()[0];
         let plan = plan([(first, RawItem::Current(item(7, "Active", "Task")))]);
         assert_eq!(plan.upserts["workItem"].len(), 1);
         assert_eq!(plan.upserts["workItem"][0].identifier, json!("p1/7"));
@@ -154,7 +154,7 @@ resources:
     #[test]
     fn an_item_that_leaves_the_selector_becomes_a_delete() {
         let m = mapping(TWO_BLOCKS);
-        let first = &m.resources()[0];
+        let first = &*m.resources()[0];
         let plan = plan([(first, RawItem::Current(item(7, "Closed", "Task")))]);
         assert!(plan.upserts.is_empty());
         assert_eq!(ids(&plan, "workItem"), ["p1/7"]);
@@ -167,7 +167,7 @@ resources:
         let plan = plan(
             m.resources()
                 .iter()
-                .map(|r| (r, RawItem::Current(raw.clone()))),
+                .map(|r| (&**r, RawItem::Current(raw.clone()))),
         );
         assert_eq!(plan.upserts["workItem"].len(), 1, "{plan:?}");
         assert!(plan.deletes.is_empty(), "{plan:?}");
@@ -176,7 +176,7 @@ resources:
     #[test]
     fn a_gone_item_is_deleted_whether_or_not_its_snapshot_passes() {
         let m = mapping(TWO_BLOCKS);
-        let first = &m.resources()[0];
+        let first = &*m.resources()[0];
         let plan = plan([
             (first, RawItem::Gone(item(7, "Active", "Task"))),
             (first, RawItem::Gone(item(8, "Closed", "Task"))),
@@ -192,7 +192,7 @@ resources:
         let plan = plan(
             m.resources()
                 .iter()
-                .map(|r| (r, RawItem::Current(raw.clone()))),
+                .map(|r| (&**r, RawItem::Current(raw.clone()))),
         );
         let written = &plan.upserts["workItem"];
         assert_eq!(written.len(), 1);
@@ -220,7 +220,7 @@ resources:
 "#,
         );
         let plan = plan([(
-            &m.resources()[0],
+            &*m.resources()[0],
             RawItem::Current(json!({"id": "r", "name": "repo"})),
         )]);
         assert!(plan.is_empty(), "{plan:?}");
@@ -243,7 +243,7 @@ resources:
 "#,
         );
         let plan = plan([(
-            &m.resources()[0],
+            &*m.resources()[0],
             RawItem::Current(json!({"name": "no id"})),
         )]);
         assert!(plan.is_empty());

@@ -23,24 +23,54 @@ use tokio::sync::{OnceCell, mpsc};
 use super::{AdoClient, AdoError, ApiVersion, Request};
 use crate::mapping::Selector;
 
-/// Where a kind delivers its pages. The channel is bounded, so a kind that runs ahead of the catalog
-/// writes waits: memory stays at a few pages whatever the organisation's size.
+/// Where a kind delivers its pages. Either a bounded channel of raw pages (tests, previews) or a
+/// [`PageHandler`] that takes each page as soon as it is listed. Kinds should send from inside their
+/// concurrent request futures, so a page is handed over the moment it arrives instead of waiting, raw,
+/// behind slower requests.
 #[derive(Clone)]
 pub struct PageSink {
-    tx: mpsc::Sender<Vec<Value>>,
+    target: SinkTarget,
+}
+
+#[derive(Clone)]
+enum SinkTarget {
+    Channel(mpsc::Sender<Vec<Value>>),
+    Handler(Arc<dyn PageHandler>),
+}
+
+/// Takes pages where they are listed. The resync maps each page here, so only the mapped entities, a
+/// fraction of the raw JSON, wait for the catalog writes: memory stays at a few pages of entities
+/// whatever the organisation's size and however many requests are in flight.
+#[async_trait]
+pub trait PageHandler: Send + Sync {
+    async fn accept(&self, page: Vec<Value>) -> Result<(), AdoError>;
 }
 
 impl PageSink {
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Vec<Value>>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
+        (
+            Self {
+                target: SinkTarget::Channel(tx),
+            },
+            rx,
+        )
+    }
+
+    pub fn handler(handler: Arc<dyn PageHandler>) -> Self {
+        Self {
+            target: SinkTarget::Handler(handler),
+        }
     }
 
     pub async fn send(&self, page: Vec<Value>) -> Result<(), AdoError> {
         if page.is_empty() {
             return Ok(());
         }
-        self.tx.send(page).await.map_err(|_| AdoError::Cancelled)
+        match &self.target {
+            SinkTarget::Channel(tx) => tx.send(page).await.map_err(|_| AdoError::Cancelled),
+            SinkTarget::Handler(h) => h.accept(page).await,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! WIQL's 20,000-result cap, then the items in batches of 200 (the work-items API's limit) with `$expand`.
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::{FetchContext, KindSource, PageSink, option_error, str_field};
@@ -173,8 +173,10 @@ async fn fetch_items(
     sink: &PageSink,
 ) -> Result<(), AdoError> {
     let project_id = str_field(project, "id");
-    let mut batches = futures::stream::iter(ids.chunks(BATCH).map(<[u64]>::to_vec))
-        .map(|chunk| async move {
+    // Each batch is handed to the sink inside its own future: a reply is enriched and passed on as it
+    // arrives, instead of waiting, raw, behind a slower batch.
+    futures::stream::iter(ids.chunks(BATCH).map(Ok))
+        .try_for_each_concurrent(BATCH_CONCURRENCY, |chunk| async move {
             let list = chunk
                 .iter()
                 .map(u64::to_string)
@@ -186,21 +188,18 @@ async fn fetch_items(
                 .query("ids", list)
                 .query("$expand", opts.expand)
                 .query("errorPolicy", "Omit");
-            ctx.client.send(&req).await
+            let reply = ctx.client.send(&req).await?;
+            let items: Vec<Value> = super::super::paging::take_items(reply.body, "value")
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .map(|mut item| {
+                    enrich_work_item(&mut item, project);
+                    item
+                })
+                .collect();
+            sink.send(items).await
         })
-        .buffered(BATCH_CONCURRENCY);
-    while let Some(reply) = batches.try_next().await? {
-        let items: Vec<Value> = super::super::paging::take_items(reply.body, "value")
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .map(|mut item| {
-                enrich_work_item(&mut item, project);
-                item
-            })
-            .collect();
-        sink.send(items).await?;
-    }
-    Ok(())
+        .await
 }
 
 /// The fields the peer adds to every work item, which the default mapping's identifier
