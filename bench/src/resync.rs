@@ -11,7 +11,7 @@ use sim::ado::{AdoSimOptions, OrgSpec};
 use sim::catalog::CatalogSimOptions;
 use sim::lambda::{Outcome, RuntimeApi};
 
-use crate::figures::{figure, mib, peak_rss, reset_peak_rss};
+use crate::figures::{cpu_secs, figure, mib, peak_rss, reset_peak_rss};
 use crate::{Size, binary, events_dir};
 
 pub struct Options {
@@ -24,6 +24,9 @@ pub struct Options {
 /// What one pass did, read from the function's report and the simulator's counters.
 struct Pass {
     wall: Duration,
+    /// CPU seconds of the resync process and of this one (the simulator's ADO and catalog servers).
+    cpu: f64,
+    sim_cpu: f64,
     peak_rss: Option<u64>,
     ado_requests: u64,
     catalog_requests: u64,
@@ -85,6 +88,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         &format!(
             "{label} org, {entities} entities, {latency_ms:.0} ms/request, {} kinds with errors",
             first.errors
+        ),
+    );
+    figure(
+        "resync.cpu",
+        format!("{:.2}", first.cpu),
+        "s",
+        None,
+        &format!(
+            "resync process; the simulator (ADO + catalog servers) used {:.2} s",
+            first.sim_cpu
         ),
     );
     figure(
@@ -155,6 +168,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         ),
     );
     figure(
+        "unchanged_resync.cpu",
+        format!("{:.2}", second.cpu),
+        "s",
+        None,
+        &format!("the simulator used {:.2} s", second.sim_cpu),
+    );
+    figure(
         "unchanged_resync.peak_rss",
         second.peak_rss.map_or("n/a".into(), mib),
         "MiB",
@@ -172,12 +192,16 @@ async fn pass(
 ) -> anyhow::Result<Pass> {
     let ado_before = sim.ado.total_requests();
     let catalog_before = sim.catalog.request_counts();
+    let cpu_before = cpu_secs(pid).unwrap_or(0.0);
+    let sim_cpu_before = cpu_secs(std::process::id()).unwrap_or(0.0);
     let clock = Instant::now();
     let outcome = api
         .invoke(event.clone(), Duration::from_secs(3600))
         .await
         .ok_or_else(|| anyhow::anyhow!("the resync did not answer within an hour"))?;
     let wall = clock.elapsed();
+    let cpu = cpu_secs(pid).unwrap_or(0.0) - cpu_before;
+    let sim_cpu = cpu_secs(std::process::id()).unwrap_or(0.0) - sim_cpu_before;
     let peak_rss = peak_rss(pid);
     let report = match outcome {
         Outcome::Response(report) => report,
@@ -205,6 +229,8 @@ async fn pass(
     }
     Ok(Pass {
         wall,
+        cpu,
+        sim_cpu,
         peak_rss,
         ado_requests: sim.ado.total_requests() - ado_before,
         catalog_requests,

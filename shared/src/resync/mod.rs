@@ -22,7 +22,9 @@ use plan::{DeletionPlan, SeenKeys};
 
 /// Pages a kind may list ahead of the writes: enough to overlap listing and writing, small enough that
 /// memory does not grow with the organisation.
-const PAGES_AHEAD: usize = 2;
+const PAGES_AHEAD: usize = 4;
+/// Waiting pages are written together up to this many entities (a work-item batch is 200).
+const COALESCE_UP_TO: usize = 200;
 
 /// Progress callbacks for terminals; every method has a no-op default.
 pub trait Observer: Send + Sync {
@@ -135,7 +137,15 @@ impl Resync<'_> {
             result
         };
         let consumer = async {
-            while let Some(page) = pages.recv().await {
+            while let Some(mut page) = pages.recv().await {
+                // Small pages that are already waiting go out together: one catalog search and fuller
+                // bulk writes instead of one round trip per small page.
+                while page.len() < COALESCE_UP_TO {
+                    match pages.try_recv() {
+                        Ok(next) => page.absorb(next),
+                        Err(_) => break,
+                    }
+                }
                 let done = self
                     .write_page(
                         resource.index(),
@@ -395,6 +405,38 @@ struct MappedPage {
     warnings: Vec<FieldWarning>,
 }
 
+impl MappedPage {
+    fn len(&self) -> usize {
+        self.groups.values().map(Vec::len).sum()
+    }
+
+    /// Adds a later page; a key both pages mapped keeps the later mapping, as within one page.
+    fn absorb(&mut self, later: MappedPage) {
+        self.items_read += later.items_read;
+        self.skipped += later.skipped;
+        self.errors.extend(later.errors);
+        self.warnings.extend(later.warnings);
+        for (blueprint, entities) in later.groups {
+            let group = self.groups.entry(blueprint).or_default();
+            let mut positions: HashMap<EntityKey, usize> = group
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.uses_search())
+                .map(|(i, e)| (e.key(), i))
+                .collect();
+            for entity in entities {
+                match positions.get(&entity.key()) {
+                    Some(i) if !entity.uses_search() => group[*i] = entity,
+                    _ => {
+                        positions.insert(entity.key(), group.len());
+                        group.push(entity);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Maps each page the moment a kind lists it, then waits for room in the writer's queue holding only the
 /// entities: the raw JSON of a page never outlives its mapping.
 struct MapOnArrival {
@@ -462,5 +504,77 @@ fn note_warnings(
             .entry(w.field)
             .or_insert_with(|| (0, format!("{}: {}", w.expression, w.message)));
         entry.0 += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::runtime::compile_mapping;
+
+    fn resource() -> Arc<CompiledResource> {
+        let text = r#"
+resources:
+  - kind: repository
+    selector:
+      query: '.state != "hidden"'
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          title: .name
+          blueprint: '"repo"'
+"#;
+        let config = compile_mapping(text, "test", false).unwrap();
+        Arc::clone(&config.resources()[0])
+    }
+
+    fn titles(page: &MappedPage) -> Vec<(String, Value)> {
+        page.groups["repo"]
+            .iter()
+            .map(|e| (e.key().identifier, e.title.clone().unwrap_or(Value::Null)))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_is_mapped_counted_and_deduplicated_where_it_is_listed() {
+        let page = map_page(
+            &resource(),
+            vec![
+                json!({"id": "a", "name": "first"}),
+                json!({"id": "b", "name": "b", "state": "hidden"}),
+                json!({"id": "a", "name": "second"}),
+            ],
+        );
+        assert_eq!(page.items_read, 3);
+        assert_eq!(page.skipped, 1);
+        assert_eq!(titles(&page), [("a".to_owned(), json!("second"))]);
+    }
+
+    #[test]
+    fn absorbing_a_later_page_sums_its_counts_and_keeps_its_mapping_of_a_shared_key() {
+        let r = resource();
+        let mut first = map_page(
+            &r,
+            vec![
+                json!({"id": "a", "name": "old"}),
+                json!({"id": "b", "name": "b"}),
+            ],
+        );
+        let later = map_page(
+            &r,
+            vec![
+                json!({"id": "a", "name": "new"}),
+                json!({"id": "c", "name": "c", "state": "hidden"}),
+            ],
+        );
+        first.absorb(later);
+        assert_eq!((first.items_read, first.skipped, first.len()), (4, 1, 2));
+        assert_eq!(
+            titles(&first),
+            [("a".to_owned(), json!("new")), ("b".to_owned(), json!("b"))]
+        );
     }
 }

@@ -53,6 +53,10 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             get(list_pull_requests),
         )
         .route(
+            &format!("{o}/{{project}}/_apis/git/pullrequests"),
+            get(list_project_pull_requests),
+        )
+        .route(
             &format!("{o}/{{project}}/_apis/git/repositories/{{repositoryId}}"),
             get(get_repository_project),
         )
@@ -285,61 +289,115 @@ async fn list_pull_requests(
 ) -> Result<Json<Value>> {
     let p = project(&sim, &pkey)?;
     let repo = find_repo(&sim, p, &rkey)?;
-    let status = param(&q, "searchCriteria.status")
-        .unwrap_or("active")
-        .to_ascii_lowercase();
-    if !["active", "abandoned", "completed", "all", "notset"].contains(&status.as_str()) {
-        return Err(AdoError::bad_request(
-            "ArgumentException",
-            format!("The value '{status}' is not valid for searchCriteria.status."),
-        ));
-    }
-    let by_closed = param(&q, "searchCriteria.queryTimeRangeType")
-        .is_some_and(|t| t.eq_ignore_ascii_case("closed"));
-    let time = |key: &str| -> Result<Option<chrono::DateTime<Utc>>> {
-        param(&q, key)
-            .map(|v| {
-                wiql::parse_datetime(v).map(|(t, _)| t).ok_or_else(|| {
-                    AdoError::bad_request(
-                        "ArgumentException",
-                        format!("The value '{v}' is not a valid date for {key}."),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let (min, max) = (
-        time("searchCriteria.minTime")?,
-        time("searchCriteria.maxTime")?,
-    );
-    let top = int_param(&q, "$top")?.unwrap_or(PRS_PAGE);
-    let skip = int_param(&q, "$skip")?.unwrap_or(0);
+    let criteria = PrCriteria::read(&q)?;
     let base = base(&sim, &headers);
     let value = sim
         .org
         .pull_requests(repo)
         .into_iter()
-        .filter(|pr| match status.as_str() {
-            "all" => true,
-            "notset" => pr.status == "active",
-            s => pr.status == s,
-        })
-        .filter(|pr| {
-            let at = if by_closed {
-                pr.closed
-            } else {
-                Some(pr.created)
-            };
-            match at {
-                Some(t) => min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m),
-                None => min.is_none() && max.is_none(),
-            }
-        })
-        .skip(skip)
-        .take(top)
+        .filter(|pr| criteria.matches(pr))
+        .skip(criteria.skip)
+        .take(criteria.top)
         .map(|pr| sim.org.pull_request_json(&base, repo, &pr))
         .collect();
     Ok(Json(list_body(value)))
+}
+
+/// Pull Requests - Get Pull Requests By Project: the same criteria across every repository of the
+/// project, newest first. Disabled and removed repositories contribute nothing (their git APIs refuse).
+async fn list_project_pull_requests(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path(pkey): Path<String>,
+    Query(q): Params,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &pkey)?;
+    let criteria = PrCriteria::read(&q)?;
+    let base = base(&sim, &headers);
+    let repos: Vec<&crate::ado::org::Repo> = {
+        let ov = sim.read_overlay();
+        p.repos
+            .iter()
+            .filter(|r| !ov.removed_repos.contains(&r.id) && !r.disabled)
+            .collect()
+    };
+    let mut all: Vec<(&crate::ado::org::Repo, crate::ado::org::PullRequest)> = repos
+        .into_iter()
+        .flat_map(|r| sim.org.pull_requests(r).into_iter().map(move |pr| (r, pr)))
+        .filter(|(_, pr)| criteria.matches(pr))
+        .collect();
+    all.sort_by(|a, b| b.1.created.cmp(&a.1.created).then(b.1.id.cmp(&a.1.id)));
+    let value = all
+        .into_iter()
+        .skip(criteria.skip)
+        .take(criteria.top)
+        .map(|(r, pr)| sim.org.pull_request_json(&base, r, &pr))
+        .collect();
+    Ok(Json(list_body(value)))
+}
+
+/// `searchCriteria.*` and `$top/$skip` of the pull-request lists.
+struct PrCriteria {
+    status: String,
+    by_closed: bool,
+    min: Option<chrono::DateTime<Utc>>,
+    max: Option<chrono::DateTime<Utc>>,
+    top: usize,
+    skip: usize,
+}
+
+impl PrCriteria {
+    fn read(q: &[(String, String)]) -> Result<Self> {
+        let status = param(q, "searchCriteria.status")
+            .unwrap_or("active")
+            .to_ascii_lowercase();
+        if !["active", "abandoned", "completed", "all", "notset"].contains(&status.as_str()) {
+            return Err(AdoError::bad_request(
+                "ArgumentException",
+                format!("The value '{status}' is not valid for searchCriteria.status."),
+            ));
+        }
+        let by_closed = param(q, "searchCriteria.queryTimeRangeType")
+            .is_some_and(|t| t.eq_ignore_ascii_case("closed"));
+        let time = |key: &str| -> Result<Option<chrono::DateTime<Utc>>> {
+            param(q, key)
+                .map(|v| {
+                    wiql::parse_datetime(v).map(|(t, _)| t).ok_or_else(|| {
+                        AdoError::bad_request(
+                            "ArgumentException",
+                            format!("The value '{v}' is not a valid date for {key}."),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            status,
+            by_closed,
+            min: time("searchCriteria.minTime")?,
+            max: time("searchCriteria.maxTime")?,
+            top: int_param(q, "$top")?.unwrap_or(PRS_PAGE),
+            skip: int_param(q, "$skip")?.unwrap_or(0),
+        })
+    }
+
+    fn matches(&self, pr: &crate::ado::org::PullRequest) -> bool {
+        let status = match self.status.as_str() {
+            "all" => true,
+            "notset" => pr.status == "active",
+            s => pr.status == s,
+        };
+        let at = if self.by_closed {
+            pr.closed
+        } else {
+            Some(pr.created)
+        };
+        status
+            && match at {
+                Some(t) => self.min.is_none_or(|m| t >= m) && self.max.is_none_or(|m| t <= m),
+                None => self.min.is_none() && self.max.is_none(),
+            }
+    }
 }
 
 /// Single-repository GET (webhook re-fetch); removed repositories are gone, disabled ones are listed.

@@ -87,6 +87,7 @@ pub struct FetchContext {
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
 /// this only bounds how many per-project streams are open.
 pub(crate) const PROJECT_CONCURRENCY: usize = 4;
+#[allow(dead_code)] // for the per-repository kinds
 pub(crate) const REPO_CONCURRENCY: usize = 8;
 /// Page size for the list APIs that accept one. ADO caps most lists at 100 or more per page.
 pub(crate) const PAGE_SIZE: u32 = 100;

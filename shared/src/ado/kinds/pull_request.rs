@@ -1,5 +1,12 @@
-//! `pull-request`: per healthy repository, every active pull request, plus the completed and abandoned
-//! ones closed within `minTimeInDays` (each status capped at `maxResults` per repository).
+//! `pull-request`: every active pull request of the healthy repositories, plus the completed and
+//! abandoned ones closed within `minTimeInDays` (each status capped at `maxResults` per repository).
+//!
+//! Listed per project (Get Pull Requests By Project), not per repository as the peer does: three lists
+//! per project instead of three per repository, about 40x fewer requests on an organisation of 1,200
+//! repositories where most repositories have few or no pull requests. The per-repository cap and the
+//! healthy-repository filter are applied here, so the result is the peer's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{Duration, SecondsFormat};
@@ -7,13 +14,15 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PageSink, REPO_CONCURRENCY, is_healthy_repo, option_error,
-    str_field,
+    FetchContext, KindSource, PAGE_SIZE, PageSink, is_healthy_repo, option_error, str_field,
 };
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
 
 pub struct PullRequest;
+
+/// Project lists read at once (three per project); the client's own bound caps the requests.
+const LISTS_AT_ONCE: usize = 16;
 
 struct Options {
     min_time_in_days: i64,
@@ -66,36 +75,58 @@ impl KindSource for PullRequest {
         let min_time = (ctx.now - Duration::days(opts.min_time_in_days))
             .to_rfc3339_opts(SecondsFormat::Secs, true);
         let repos = ctx.repositories().await?;
-        futures::stream::iter(repos.iter().filter(|r| is_healthy_repo(r)).cloned().map(Ok))
-            .try_for_each_concurrent(REPO_CONCURRENCY, |repo| {
-                let min_time = min_time.clone();
+        // Disabled repositories and those of unhealthy projects are left out, as the peer does.
+        let mut healthy: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+        for repo in repos.iter().filter(|r| is_healthy_repo(r)) {
+            let project = repo
+                .pointer("/project/id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            healthy
+                .entry(project)
+                .or_default()
+                .insert(str_field(repo, "id"));
+        }
+        let lists = healthy.iter().flat_map(|(project, repos)| {
+            [("active", false), ("completed", true), ("abandoned", true)]
+                .map(|(status, closed)| Ok((*project, repos, status, closed)))
+        });
+        futures::stream::iter(lists)
+            .try_for_each_concurrent(LISTS_AT_ONCE, |(project, repos, status, closed)| {
+                let min_time = &min_time;
+                let opts = &opts;
                 async move {
-                    let repo = &repo;
-                    let project = repo
-                        .pointer("/project/id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let path = format!(
-                        "/{project}/_apis/git/repositories/{}/pullrequests",
-                        str_field(repo, "id")
-                    );
-                    let active = Request::get(&path).query("searchCriteria.status", "active");
-                    let mut pages = ctx.client.top_skip_pages(active, PAGE_SIZE, None).boxed();
-                    while let Some(page) = pages.try_next().await? {
-                        sink.send(page).await?;
-                    }
-                    for status in ["completed", "abandoned"] {
-                        let closed = Request::get(&path)
-                            .query("searchCriteria.status", status)
+                    let mut req = Request::get(format!("/{project}/_apis/git/pullrequests"))
+                        .query("searchCriteria.status", status);
+                    if closed {
+                        req = req
                             .query("searchCriteria.queryTimeRangeType", "closed")
-                            .query("searchCriteria.minTime", &min_time);
-                        let mut pages = ctx
-                            .client
-                            .top_skip_pages(closed, PAGE_SIZE, Some(opts.max_results))
-                            .boxed();
-                        while let Some(page) = pages.try_next().await? {
-                            sink.send(page).await?;
-                        }
+                            .query("searchCriteria.minTime", min_time);
+                    }
+                    let mut per_repo: HashMap<String, usize> = HashMap::new();
+                    let mut pages = ctx.client.top_skip_pages(req, PAGE_SIZE, None).boxed();
+                    while let Some(page) = pages.try_next().await? {
+                        let kept: Vec<Value> = page
+                            .into_iter()
+                            .filter(|pr| {
+                                let repo = pr
+                                    .pointer("/repository/id")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default();
+                                if !repos.contains(repo) {
+                                    return false;
+                                }
+                                if !closed {
+                                    return true;
+                                }
+                                // ADO lists newest first, so the cap keeps each repository's latest, as
+                                // the per-repository `$top` of the peer does.
+                                let n = per_repo.entry(repo.to_owned()).or_default();
+                                *n += 1;
+                                *n <= opts.max_results
+                            })
+                            .collect();
+                        sink.send(kept).await?;
                     }
                     Ok(())
                 }
