@@ -188,14 +188,14 @@ impl Org {
             .find(|b| b.id == id)
     }
 
-    fn pipeline_name(&self, p: &Project, k: usize) -> String {
+    pub(crate) fn pipeline_name(&self, p: &Project, k: usize) -> String {
         match p.repos.get(k % p.repos.len().max(1)) {
             Some(r) if k < p.repos.len() => format!("{}-ci", r.name),
             _ => format!("{}-pipeline-{k}", p.name.to_lowercase().replace(' ', "-")),
         }
     }
 
-    fn build_repo<'a>(&self, p: &'a Project, k: usize) -> Option<&'a super::org::Repo> {
+    pub(crate) fn build_repo<'a>(&self, p: &'a Project, k: usize) -> Option<&'a super::org::Repo> {
         p.repos
             .iter()
             .cycle()
@@ -671,6 +671,10 @@ impl Org {
 pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
     Router::new()
         .route(&format!("{o}/{{project}}/_apis/build/builds"), get(list_builds))
+        .route(
+            &format!("{o}/{{project}}/_apis/build/definitions/{{definitionId}}"),
+            get(get_definition),
+        )
         .route(&format!("{o}/{{project}}/_apis/build/builds/{{buildId}}"), get(get_build))
         .route(
             &format!("{o}/{{project}}/_apis/build/builds/{{buildId}}/timeline"),
@@ -823,6 +827,41 @@ async fn list_builds(
         .map(|b| sim.org.build_json(&base, b))
         .collect();
     token_page(all, &q, "builds", "$top", BUILDS_PAGE)
+}
+
+/// A build definition (the pipeline's classic view), with the repository it builds.
+async fn get_definition(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((key, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &key)?;
+    let k = pipeline_index(p, &id)?;
+    let base = base(&sim, &headers);
+    let pipeline_id = p.pipeline_first + k as u64;
+    let revision = 1 + h(sim.org.seed, 5, pipeline_id, 0) % 20;
+    let mut v = json!({
+        "id": pipeline_id,
+        "name": sim.org.pipeline_name(p, k),
+        "url": format!("{base}/{}/_apis/build/Definitions/{pipeline_id}?revision={revision}", p.id),
+        "uri": format!("vstfs:///Build/Definition/{pipeline_id}"),
+        "path": if k.is_multiple_of(2) { "\\" } else { "\\services" },
+        "type": "build",
+        "queueStatus": "enabled",
+        "revision": revision,
+        "quality": "definition",
+        "process": {"yamlFilename": "azure-pipelines.yml", "type": 2},
+        "project": sim.org.project_json(&base, p),
+    });
+    if let Some(r) = sim.org.build_repo(p, k) {
+        v["repository"] = json!({
+            "properties": {"cloneUrl": format!("{base}/{}/_git/{}", enc(&p.name), enc(&r.name)), "fullName": r.name, "defaultBranch": r.default_branch, "isPrivate": "True"},
+            "id": r.id, "type": "TfsGit", "name": r.name,
+            "url": format!("{base}/{}/_git/{}", enc(&p.name), enc(&r.name)),
+            "defaultBranch": r.default_branch, "clean": null, "checkoutSubmodules": false,
+        });
+    }
+    Ok(Json(v))
 }
 
 async fn get_build(

@@ -3,14 +3,22 @@
 //! mappings keep working), and sends each page to a [`PageSink`]. Adding a kind = one file + one line in
 //! [`ALL`].
 
+mod builds;
+mod common;
+mod environments;
+mod git_extras;
 mod pipeline;
 mod project;
 mod pull_request;
+mod releases;
 mod repository;
+mod test_run;
 mod work_item;
 
-pub(crate) use pipeline::enrich_pipeline;
+pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
+#[allow(unused_imports)]
+pub(crate) use {builds::*, git_extras::*, releases::enrich_definition, test_run::*};
 
 use std::sync::Arc;
 
@@ -52,6 +60,7 @@ pub struct FetchContext {
     pub now: DateTime<Utc>,
     projects: OnceCell<Arc<Vec<Value>>>,
     repositories: OnceCell<Arc<Vec<Value>>>,
+    environments: OnceCell<Arc<Vec<Value>>>,
 }
 
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
@@ -71,6 +80,7 @@ impl FetchContext {
             now: Utc::now(),
             projects: OnceCell::new(),
             repositories: OnceCell::new(),
+            environments: OnceCell::new(),
         }
     }
 
@@ -143,6 +153,17 @@ impl FetchContext {
     }
 }
 
+impl FetchContext {
+    /// Every environment of the (filtered) projects, fetched once per pass: `environment` and
+    /// `pipeline-deployment` both need it. A few per project, so holding it is cheap.
+    pub async fn environments(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.environments
+            .get_or_try_init(|| async { environments::list_all(self).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
+
 /// Whether a project carries one of `excluded_tags` (ADO stores tags as project properties named
 /// `Microsoft.TeamFoundation.Project.Tag.<tag>`). Shared by the listing and the live events, so a tagged
 /// project is skipped by both.
@@ -192,6 +213,18 @@ pub static ALL: &[&dyn KindSource] = &[
     &pull_request::PullRequest,
     &pipeline::Pipeline,
     &work_item::WorkItem,
+    &git_extras::RepositoryPolicy,
+    &git_extras::Branch,
+    &builds::Build,
+    &builds::PipelineRun,
+    &builds::PipelineStage,
+    &environments::PipelineDeployment,
+    &environments::Environment,
+    &releases::Release,
+    &releases::ReleaseDefinition,
+    &releases::ReleaseDeployment,
+    &test_run::TestRun,
+    &git_extras::AdvancedSecurityAlert,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn KindSource> {
