@@ -67,7 +67,7 @@ impl CicdSpec {
             builds_per_pipeline: 3,
             environments_per_project: 2,
             release_definitions_per_project: 2,
-            releases_per_project: 4,
+            releases_per_project: 8,
             test_results_per_run: 6,
             alerts_per_repo: 3,
         }
