@@ -5,6 +5,7 @@ mod helpers;
 mod kinds;
 mod kinds_cicd;
 mod live;
+mod live_cicd;
 mod moto;
 mod queue;
 mod resync;

@@ -18,7 +18,12 @@ mod work_item;
 pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
 #[allow(unused_imports)]
-pub(crate) use {builds::*, git_extras::*, releases::enrich_definition, test_run::*};
+pub(crate) use {
+    builds::*,
+    git_extras::*,
+    releases::{enrich_definition, release_as_listed},
+    test_run::*,
+};
 
 use std::sync::Arc;
 

@@ -183,3 +183,36 @@ impl KindSource for ReleaseDeployment {
         .await
     }
 }
+
+/// A release read by id, shaped and filtered as the block's listing would have returned it: the single
+/// GET always carries `environments` and `artifacts`, the list only when `expand` asks; a release outside
+/// the block's `statusFilter` or `tagFilter` is `None` (the listing would not return it).
+pub(crate) fn release_as_listed(release: &Value, selector: &Selector) -> Option<Value> {
+    let text = |k: &str| selector.str_option(k).ok().flatten();
+    if let Some(status) = text("statusFilter")
+        && status != "undefined"
+        && release.get("status").and_then(Value::as_str) != Some(status.as_str())
+    {
+        return None;
+    }
+    let tags = selector.str_list_option("tagFilter").unwrap_or_default();
+    let has = |t: &String| {
+        release
+            .get("tags")
+            .and_then(Value::as_array)
+            .is_some_and(|ts| ts.iter().any(|x| x.as_str() == Some(t.trim())))
+    };
+    if !tags.iter().filter(|t| !t.trim().is_empty()).all(has) {
+        return None;
+    }
+    let expand = text("expand").unwrap_or_default().to_ascii_lowercase();
+    let mut listed = release.clone();
+    if let Value::Object(map) = &mut listed {
+        for key in ["environments", "artifacts"] {
+            if !expand.split(',').any(|e| e.trim() == key) {
+                map.remove(key);
+            }
+        }
+    }
+    Some(listed)
+}
