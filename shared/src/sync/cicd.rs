@@ -357,3 +357,40 @@ async fn releases<'b>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_change_names_the_kinds_it_also_moves() {
+        let build = Change::Build {
+            build_id: 1,
+            definition_id: None,
+        };
+        assert_eq!(
+            follow_on_kinds(&build),
+            ["build", "pipeline-run", "pipeline-stage", "test-run"]
+        );
+        let push = Change::Push {
+            repository_id: "r".into(),
+            ref_updates: vec![],
+        };
+        assert_eq!(follow_on_kinds(&push), ["branch"]);
+        let deployment = Change::ReleaseDeployment {
+            release_id: 1,
+            definition_environment_id: None,
+            deployment_id: None,
+        };
+        assert_eq!(
+            follow_on_kinds(&deployment),
+            ["release-deployment", "release"]
+        );
+        let item = Change::WorkItem {
+            id: 1,
+            deleted: false,
+            snapshot: None,
+        };
+        assert!(follow_on_kinds(&item).is_empty());
+    }
+}

@@ -121,7 +121,7 @@ impl Org {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|d| std::cmp::Reverse(d.id));
         out
     }
 

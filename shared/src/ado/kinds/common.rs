@@ -52,7 +52,7 @@ where
 {
     let repos = ctx.repositories().await?;
     futures::stream::iter(repos.iter().filter(|r| is_healthy_repo(r)).cloned().map(Ok))
-        .try_for_each_concurrent(REPO_CONCURRENCY, |repo| each(repo))
+        .try_for_each_concurrent(REPO_CONCURRENCY, each)
         .await
 }
 
