@@ -205,3 +205,47 @@ pub fn deleted_security_alert(project_id: &str, repository_id: &str, alert_id: u
     kinds::enrich_alert(&mut a, repository_id, project_id);
     a
 }
+
+/// The deployment records a build wrote to the project's environments, as `pipeline-deployment` lists
+/// them. Records come newest first, so the first page of each environment holds a build that just
+/// finished: one call per environment, not a full listing.
+pub async fn deployment_records_of_build(
+    client: &AdoClient,
+    project: &Value,
+    build_id: u64,
+) -> Result<Vec<Value>, AdoError> {
+    use futures::TryStreamExt;
+    let project_id = str_field(project, "id");
+    let envs: Vec<Vec<Value>> = client
+        .token_pages(
+            kinds::environments_request(project_id),
+            Some(kinds::PAGE_SIZE),
+            "value",
+        )
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for env in envs.into_iter().flatten() {
+        let req = Request::get(format!(
+            "/{project_id}/_apis/distributedtask/environments/{}/environmentdeploymentrecords",
+            env["id"]
+        ))
+        .version(ApiVersion::Preview(1))
+        .query("top", kinds::PAGE_SIZE);
+        let Some(page) = found(client.send(&req).await)? else {
+            continue;
+        };
+        out.extend(
+            super::paging::take_items(page, "value")
+                .into_iter()
+                .filter(|r| r.pointer("/owner/id").and_then(Value::as_u64) == Some(build_id))
+                .map(|mut r| {
+                    if let Value::Object(map) = &mut r {
+                        map.insert("__project".into(), project.clone());
+                    }
+                    r
+                }),
+        );
+    }
+    Ok(out)
+}

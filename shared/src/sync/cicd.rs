@@ -16,8 +16,19 @@ use crate::queue::message::{Change, ChangeMessage};
 /// The follow-on kinds of a change, in the order they are applied.
 pub fn follow_on_kinds(change: &Change) -> &'static [&'static str] {
     match change {
-        Change::Build { .. } => &["build", "pipeline-run", "pipeline-stage", "test-run"],
-        Change::PipelineRun { .. } => &["pipeline-run", "pipeline-stage", "build"],
+        Change::Build { .. } => &[
+            "build",
+            "pipeline-run",
+            "pipeline-stage",
+            "test-run",
+            "pipeline-deployment",
+        ],
+        Change::PipelineRun { .. } => &[
+            "pipeline-run",
+            "pipeline-stage",
+            "build",
+            "pipeline-deployment",
+        ],
         Change::Release { .. } => &["release", "release-definition"],
         Change::ReleaseDeployment { .. } => &["release-deployment", "release"],
         Change::SecurityAlert { .. } => &["advanced-security-alert"],
@@ -267,6 +278,16 @@ async fn builds<'b>(
                     .flat_map(|&b| stages.iter().map(move |s| (b, RawItem::Current(s.clone()))))
                     .collect()
             }
+            // The peer never updates deployment records live; a finished build is when they appear.
+            "pipeline-deployment" => {
+                let records = live::deployment_records_of_build(ado, project, build_id)
+                    .await
+                    .map_err(err)?;
+                blocks
+                    .iter()
+                    .flat_map(|&b| records.iter().map(move |r| (b, RawItem::Current(r.clone()))))
+                    .collect()
+            }
             "test-run" => {
                 let mut items = Vec::new();
                 for &b in blocks {
@@ -370,7 +391,13 @@ mod tests {
         };
         assert_eq!(
             follow_on_kinds(&build),
-            ["build", "pipeline-run", "pipeline-stage", "test-run"]
+            [
+                "build",
+                "pipeline-run",
+                "pipeline-stage",
+                "test-run",
+                "pipeline-deployment"
+            ]
         );
         let push = Change::Push {
             repository_id: "r".into(),

@@ -138,8 +138,8 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
         },
     );
     let applied = sync::apply(&org.runtime, &msg).await.unwrap();
-    // pipeline, pipeline-run, one stage, build.
-    assert_eq!(applied.upserted, 4, "{applied:?}");
+    // pipeline, pipeline-run, one stage, build, the deployment record.
+    assert_eq!(applied.upserted, 5, "{applied:?}");
 }
 
 #[tokio::test]

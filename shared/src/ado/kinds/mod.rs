@@ -17,13 +17,11 @@ mod work_item;
 
 pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
-#[allow(unused_imports)]
-pub(crate) use {
-    builds::*,
-    git_extras::*,
-    releases::{enrich_definition, release_as_listed},
-    test_run::*,
-};
+pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
+pub(crate) use environments::environments_request;
+pub(crate) use git_extras::{ADVSEC_VERSION, Criteria, branch_item, enrich_alert};
+pub(crate) use releases::{enrich_definition, release_as_listed};
+pub(crate) use test_run::{Options, enrich_runs, runs_request};
 
 use std::sync::Arc;
 
