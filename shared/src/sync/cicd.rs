@@ -285,7 +285,11 @@ async fn builds<'b>(
                     .map_err(err)?;
                 blocks
                     .iter()
-                    .flat_map(|&b| records.iter().map(move |r| (b, RawItem::Current(r.clone()))))
+                    .flat_map(|&b| {
+                        records
+                            .iter()
+                            .map(move |r| (b, RawItem::Current(r.clone())))
+                    })
                     .collect()
             }
             "test-run" => {

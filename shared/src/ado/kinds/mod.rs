@@ -17,6 +17,7 @@ mod work_item;
 
 pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
+
 pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
 pub(crate) use environments::environments_request;
 pub(crate) use git_extras::{ADVSEC_VERSION, Criteria, branch_item, enrich_alert};
