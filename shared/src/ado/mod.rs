@@ -5,6 +5,7 @@ pub mod hooks;
 pub mod kinds;
 mod paging;
 pub mod resources;
+pub mod resources_cicd;
 mod url;
 
 pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};

@@ -3,7 +3,10 @@
 //! true state), map it with every resource block of its kind, upsert what passes and delete, if owned,
 //! what no longer passes or no longer exists.
 
+mod cicd;
 pub mod plan;
+
+pub use cicd::follow_on_kinds;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +37,20 @@ pub struct Applied {
 impl Applied {
     fn nothing() -> Self {
         Self::default()
+    }
+
+    fn add(&mut self, kind: &str, other: Applied) {
+        tracing::info!(
+            kind,
+            upserted = other.upserted,
+            deleted = other.deleted,
+            skipped = other.skipped,
+            "change applied"
+        );
+        self.kinds.push(kind.to_owned());
+        self.upserted += other.upserted;
+        self.deleted += other.deleted;
+        self.skipped += other.skipped;
     }
 }
 
@@ -142,35 +159,29 @@ pub async fn apply(runtime: &SyncRuntime, message: &ChangeMessage) -> Result<App
             ),
         ));
     }
-    let Some(kind) = target_kind(&message.change) else {
-        tracing::info!(event_type = %message.event_type, "no kind of this build follows this change; nothing to do");
-        return Ok(Applied::nothing());
-    };
-    let blocks: Vec<&CompiledResource> = runtime.mapping.resources_of(kind).collect();
-    if blocks.is_empty() {
-        tracing::info!(
-            kind,
-            "the mapping has no resource of this kind; nothing to do"
-        );
-        return Ok(Applied::nothing());
-    }
     let reader = Reader {
         ado: &runtime.ado,
         excluded_tags: &runtime.settings.excluded_tags,
     };
-    let Some(items) = reader.read(message, &blocks).await? else {
-        return Ok(Applied::nothing());
-    };
-    let plan = plan::plan(items);
-    let mut applied = write(runtime, plan).await?;
-    applied.kinds = vec![kind.to_owned()];
-    tracing::info!(
-        kind,
-        upserted = applied.upserted,
-        deleted = applied.deleted,
-        skipped = applied.skipped,
-        "change applied"
-    );
+    let mut applied = Applied::nothing();
+    if let Some(kind) = target_kind(&message.change) {
+        let blocks: Vec<&CompiledResource> = runtime.mapping.resources_of(kind).collect();
+        if blocks.is_empty() {
+            tracing::info!(
+                kind,
+                "the mapping has no resource of this kind; nothing to do"
+            );
+        } else if let Some(items) = reader.read(message, &blocks).await? {
+            applied.add(kind, write(runtime, plan::plan(items)).await?);
+        }
+    }
+    // The kinds the same change also moves (a build's runs, stages and tests; a push's branches; ...).
+    for (kind, items) in cicd::read(&reader, &runtime.mapping, message).await? {
+        applied.add(kind, write(runtime, plan::plan(items)).await?);
+    }
+    if applied.kinds.is_empty() {
+        tracing::info!(event_type = %message.event_type, "no kind of the mapping follows this change; nothing to do");
+    }
     Ok(applied)
 }
 
@@ -349,7 +360,33 @@ impl Reader<'_> {
                 RawItem::Gone(resources::deleted_pipeline(id, &project))
             }
         };
-        Ok(Some(each(blocks, raw)))
+        // Blocks with `includeRepo` get `__repository`, as their listing does (read once for all of them).
+        let mut with_repo: Option<RawItem> = None;
+        let mut out = Vec::with_capacity(blocks.len());
+        for &block in blocks {
+            let wants_repo =
+                crate::ado::kinds::include_repo_option(block.selector()).map_err(|e| {
+                    SyncError::permanent(format!("pipeline resource {}", block.index()), e)
+                })?;
+            let item = match (&raw, wants_repo) {
+                (RawItem::Current(item), true) => match &with_repo {
+                    Some(done) => done.clone(),
+                    None => {
+                        let enriched =
+                            crate::ado::kinds::with_repositories(self.ado, vec![item.clone()])
+                                .await
+                                .map_err(|e| SyncError::ado(&context, e))?
+                                .pop()
+                                .map_or_else(|| raw.clone(), RawItem::Current);
+                        with_repo = Some(enriched.clone());
+                        enriched
+                    }
+                },
+                _ => raw.clone(),
+            };
+            out.push((block, item));
+        }
+        Ok(Some(out))
     }
 
     /// The project reference, or just its id when the project is gone.

@@ -2,9 +2,12 @@
 //! REST wire protocol (URL shapes, JSON shapes, paging, limits, auth quirks, throttling), with
 //! mutation and fault-injection controls for tests, the demo and benchmarks.
 
+mod builds;
 mod faults;
+mod git_policy;
 mod hooks;
 mod org;
+mod releases;
 mod routes;
 mod wiql;
 
@@ -17,6 +20,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+pub use builds::CicdSpec;
 pub use hooks::Delivery;
 
 use faults::{FaultRule, RateWindow};
@@ -39,6 +43,8 @@ pub struct OrgSpec {
     /// The instant generated dates are relative to. `None`: the start of the current UTC hour, so
     /// "closed in the last 7 days" is meaningful against the real clock.
     pub anchor: Option<DateTime<Utc>>,
+    /// Builds, runs, environments, tests, releases, policies, branches and alerts.
+    pub cicd: CicdSpec,
 }
 
 impl OrgSpec {
@@ -59,6 +65,7 @@ impl OrgSpec {
                 vec!["archived".into(), "legacy".into()],
             ],
             anchor: None,
+            cicd: CicdSpec::small(),
         }
     }
 
@@ -77,6 +84,7 @@ impl OrgSpec {
             work_items_per_project: work_items,
             project_tags: vec![vec![], vec![], vec!["archived".into()]],
             anchor: None,
+            cicd: CicdSpec::large(),
         }
     }
 }

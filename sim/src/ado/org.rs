@@ -212,6 +212,7 @@ pub(crate) struct Org {
     pub anchor: DateTime<Utc>,
     pub projects: Vec<Project>,
     pub prs_per_repo: usize,
+    pub cicd: super::builds::CicdSpec,
 }
 
 /// The facts of one work item that queries look at, derived from (seed, id) without allocation.
@@ -315,6 +316,7 @@ impl Org {
             anchor,
             projects,
             prs_per_repo: spec.prs_per_repo,
+            cicd: spec.cicd.clone(),
         }
     }
 }

@@ -9,11 +9,26 @@ use shared::ado::{AdoClient, AdoClientConfig, OrgUrl};
 use shared::mapping::PortAppConfig;
 use sim::ado::OrgSpec;
 
-async fn list(
+pub(crate) async fn list(
     sim: &sim::RunningSim,
     kind: &str,
     selector_yaml: &str,
 ) -> (Vec<serde_json::Value>, AdoClient) {
+    let (r, all, client) = try_list(sim, kind, selector_yaml).await;
+    r.expect("listing succeeds");
+    (all, client)
+}
+
+/// Lists a kind, returning the listing's own result next to what it delivered.
+pub(crate) async fn try_list(
+    sim: &sim::RunningSim,
+    kind: &str,
+    selector_yaml: &str,
+) -> (
+    Result<(), shared::ado::AdoError>,
+    Vec<serde_json::Value>,
+    AdoClient,
+) {
     let cfg = AdoClientConfig::new(
         OrgUrl::parse(&sim.ado_org_url()).unwrap(),
         SecretString::from("pat".to_owned()),
@@ -41,8 +56,7 @@ async fn list(
         all
     };
     let (r, all) = tokio::join!(fetch.boxed(), collect);
-    r.expect("listing succeeds");
-    (all, client)
+    (r, all, client)
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 mod flow;
 mod helpers;
 mod kinds;
+mod kinds_cicd;
 mod live;
+mod live_cicd;
 mod moto;
 mod queue;
 mod resync;

@@ -3,14 +3,26 @@
 //! mappings keep working), and sends each page to a [`PageSink`]. Adding a kind = one file + one line in
 //! [`ALL`].
 
+mod builds;
+mod common;
+mod environments;
+mod git_extras;
 mod pipeline;
 mod project;
 mod pull_request;
+mod releases;
 mod repository;
+mod test_run;
 mod work_item;
 
-pub(crate) use pipeline::enrich_pipeline;
+pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
+
+pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
+pub(crate) use environments::environments_request;
+pub(crate) use git_extras::{ADVSEC_VERSION, Criteria, branch_item, enrich_alert};
+pub(crate) use releases::{enrich_definition, release_as_listed};
+pub(crate) use test_run::{Options, enrich_runs, runs_request};
 
 use std::sync::Arc;
 
@@ -82,6 +94,7 @@ pub struct FetchContext {
     pub now: DateTime<Utc>,
     projects: OnceCell<Arc<Vec<Value>>>,
     repositories: OnceCell<Arc<Vec<Value>>>,
+    environments: OnceCell<Arc<Vec<Value>>>,
 }
 
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
@@ -102,6 +115,7 @@ impl FetchContext {
             now: Utc::now(),
             projects: OnceCell::new(),
             repositories: OnceCell::new(),
+            environments: OnceCell::new(),
         }
     }
 
@@ -174,6 +188,17 @@ impl FetchContext {
     }
 }
 
+impl FetchContext {
+    /// Every environment of the (filtered) projects, fetched once per pass: `environment` and
+    /// `pipeline-deployment` both need it. A few per project, so holding it is cheap.
+    pub async fn environments(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.environments
+            .get_or_try_init(|| async { environments::list_all(self).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
+
 /// Whether a project carries one of `excluded_tags` (ADO stores tags as project properties named
 /// `Microsoft.TeamFoundation.Project.Tag.<tag>`). Shared by the listing and the live events, so a tagged
 /// project is skipped by both.
@@ -223,6 +248,18 @@ pub static ALL: &[&dyn KindSource] = &[
     &pull_request::PullRequest,
     &pipeline::Pipeline,
     &work_item::WorkItem,
+    &git_extras::RepositoryPolicy,
+    &git_extras::Branch,
+    &builds::Build,
+    &builds::PipelineRun,
+    &builds::PipelineStage,
+    &environments::PipelineDeployment,
+    &environments::Environment,
+    &releases::Release,
+    &releases::ReleaseDefinition,
+    &releases::ReleaseDeployment,
+    &test_run::TestRun,
+    &git_extras::AdvancedSecurityAlert,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn KindSource> {

@@ -1,11 +1,14 @@
-//! `pipeline`: per project, every pipeline (continuation-token paging), with `__projectId` and `__project`.
+//! `pipeline`: per project, every pipeline (continuation-token paging), with `__projectId` and `__project`;
+//! with `includeRepo`, `__repository` from the pipeline's build definition.
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
-use crate::ado::{AdoError, Request};
+use super::{
+    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+};
+use crate::ado::{AdoClient, AdoError, Request};
 use crate::mapping::Selector;
 
 pub struct Pipeline;
@@ -16,12 +19,18 @@ impl KindSource for Pipeline {
         "pipeline"
     }
 
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        include_repo_option(selector).map(|_| ())
+    }
+
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        selector: &Selector,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
+        let include_repo =
+            include_repo_option(selector).map_err(|e| option_error("pipeline", e))?;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
@@ -34,6 +43,9 @@ impl KindSource for Pipeline {
                 while let Some(mut page) = pages.try_next().await? {
                     for item in &mut page {
                         enrich_pipeline(item, project);
+                    }
+                    if include_repo {
+                        page = with_repositories(&ctx.client, page).await?;
                     }
                     sink.send(page).await?;
                 }
@@ -52,4 +64,51 @@ pub(crate) fn enrich_pipeline(item: &mut Value, project: &Value) {
         );
         map.insert("__project".into(), project.clone());
     }
+}
+
+pub(crate) fn include_repo_option(selector: &Selector) -> Result<bool, String> {
+    selector
+        .bool_option("includeRepo", false)
+        .map_err(|e| e.to_string())
+}
+
+/// Pipelines whose build definition is read concurrently.
+const DEFINITION_CONCURRENCY: usize = 8;
+
+/// Adds `__repository` (the build definition's `repository` plus its `project`) to each pipeline. Each
+/// pipeline keeps its own answer: a definition that is gone leaves only that pipeline without the field
+/// (the peer zips answers after dropping 404s, which shifts every later pipeline onto the wrong repo).
+pub(crate) async fn with_repositories(
+    client: &AdoClient,
+    page: Vec<Value>,
+) -> Result<Vec<Value>, AdoError> {
+    futures::stream::iter(page)
+        .map(|mut pipeline| async move {
+            let req = Request::get(format!(
+                "/{}/_apis/build/definitions/{}",
+                str_field(&pipeline, "__projectId"),
+                pipeline["id"]
+            ));
+            match client.send(&req).await {
+                Ok(reply) => {
+                    let def = reply.body;
+                    if let Some(mut repo) = def.get("repository").cloned() {
+                        if let (Value::Object(map), Some(project)) = (&mut repo, def.get("project")) {
+                            map.insert("project".into(), project.clone());
+                        }
+                        if let Value::Object(map) = &mut pipeline {
+                            map.insert("__repository".into(), repo);
+                        }
+                    }
+                }
+                Err(AdoError::NotFound(_)) => {
+                    tracing::info!(pipeline = %pipeline["id"], "build definition not found; pipeline kept without __repository");
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(pipeline)
+        })
+        .buffered(DEFINITION_CONCURRENCY)
+        .try_collect()
+        .await
 }

@@ -1,0 +1,377 @@
+//! `build` (optionally with `__firstCommit`), `pipeline-stage` (the Stage records of every build's
+//! timeline) and `pipeline-run` (every run of every pipeline). Builds are streamed per project, never held
+//! for the whole organisation.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use super::common::{put, with_project};
+use super::{
+    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+};
+use crate::ado::{AdoClient, AdoError, Request};
+use crate::mapping::Selector;
+
+/// Per-build reads (changes, timelines, runs) in flight for one page.
+const PER_BUILD_CONCURRENCY: usize = 8;
+/// The Runs List API answers at most this many runs of a pipeline, newest first, and has no paging.
+pub(crate) const RUNS_LIST_CAP: usize = 10_000;
+
+/// The newest builds first, as the peer lists them.
+fn builds_request(project_id: &str) -> Request {
+    Request::get(format!("/{project_id}/_apis/build/builds"))
+        .query("queryOrder", "queueTimeDescending")
+}
+
+/// Streams every project's builds, a page at a time, into `each(project, page)`.
+async fn each_build_page<F, Fut>(ctx: &FetchContext, each: F) -> Result<(), AdoError>
+where
+    F: Fn(Value, Vec<Value>) -> Fut + Sync,
+    Fut: std::future::Future<Output = Result<(), AdoError>> + Send,
+{
+    let projects = ctx.projects().await?;
+    futures::stream::iter(projects.iter().cloned().map(Ok))
+        .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| {
+            let each = &each;
+            async move {
+                let req = builds_request(str_field(&project, "id"));
+                let mut pages = ctx
+                    .client
+                    .token_pages(req, Some(PAGE_SIZE), "value")
+                    .boxed();
+                while let Some(page) = pages.try_next().await? {
+                    each(project.clone(), page).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+}
+
+pub struct Build;
+
+#[async_trait]
+impl KindSource for Build {
+    fn name(&self) -> &'static str {
+        "build"
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        first_commit_option(selector).map(|_| ())
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let first_commit = first_commit_option(selector).map_err(|e| option_error("build", e))?;
+        each_build_page(ctx, |project, page| async move {
+            let page = enrich_builds(&ctx.client, &project, page, first_commit).await?;
+            sink.send(page).await
+        })
+        .await
+    }
+}
+
+pub(crate) fn first_commit_option(selector: &Selector) -> Result<bool, String> {
+    selector
+        .bool_option("enrichWithFirstCommit", false)
+        .map_err(|e| e.to_string())
+}
+
+/// `__projectId`, `__project` and, when asked, `__firstCommit`; shared with the live read.
+pub(crate) async fn enrich_builds(
+    client: &AdoClient,
+    project: &Value,
+    page: Vec<Value>,
+    first_commit: bool,
+) -> Result<Vec<Value>, AdoError> {
+    futures::stream::iter(page)
+        .map(|mut build| async move {
+            with_project(&mut build, project);
+            if first_commit {
+                match first_commit_of(client, project, &build).await {
+                    Ok(Some(commit)) => put(&mut build, "__firstCommit", commit),
+                    Ok(None) => {}
+                    // Throttling or an outage must fail the kind (a pass that silently drops the field
+                    // would rewrite every entity without it); anything else only costs this build its field.
+                    Err(e) if e.is_transient() || matches!(e, AdoError::Unauthorized(_)) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(build = %build["id"], error = %e, "first commit not found; the build is kept without __firstCommit");
+                    }
+                }
+            }
+            Ok(build)
+        })
+        .buffered(PER_BUILD_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// The build's earliest change, with `__sha`, `__timestamp` and `__commitCount`; when no change has a
+/// timestamp (a manual run of an old commit), the source commit itself.
+async fn first_commit_of(
+    client: &AdoClient,
+    project: &Value,
+    build: &Value,
+) -> Result<Option<Value>, AdoError> {
+    let project_id = str_field(project, "id");
+    let req = Request::get(format!(
+        "/{project_id}/_apis/build/builds/{}/changes",
+        build["id"]
+    ));
+    let pages: Vec<Vec<Value>> = client
+        .token_pages(req, Some(PAGE_SIZE), "value")
+        .try_collect()
+        .await?;
+    let changes: Vec<Value> = pages.into_iter().flatten().collect();
+    let count = changes.len();
+    let earliest = changes
+        .into_iter()
+        .filter_map(|c| {
+            let at = c
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())?;
+            Some((at, c))
+        })
+        .min_by_key(|(at, _)| *at);
+    if let Some((_, mut change)) = earliest {
+        let sha = change.get("id").cloned().unwrap_or(Value::Null);
+        let at = change.get("timestamp").cloned().unwrap_or(Value::Null);
+        put(&mut change, "__sha", sha);
+        put(&mut change, "__timestamp", at);
+        put(&mut change, "__commitCount", json!(count));
+        return Ok(Some(change));
+    }
+    let (Some(repo), Some(version)) = (
+        build.pointer("/repository/id").and_then(Value::as_str),
+        build.get("sourceVersion").and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    let req = Request::get(format!(
+        "/{project_id}/_apis/git/repositories/{repo}/commits/{version}"
+    ));
+    let mut commit = client.send(&req).await?.body;
+    let sha = commit
+        .get("commitId")
+        .cloned()
+        .unwrap_or_else(|| json!(version));
+    let at = commit
+        .pointer("/committer/date")
+        .cloned()
+        .unwrap_or(Value::Null);
+    put(&mut commit, "__sha", sha);
+    put(&mut commit, "__timestamp", at);
+    put(&mut commit, "__commitCount", json!(1));
+    Ok(Some(commit))
+}
+
+pub struct PipelineStage;
+
+#[async_trait]
+impl KindSource for PipelineStage {
+    fn name(&self) -> &'static str {
+        "pipeline-stage"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        each_build_page(ctx, |project, builds| async move {
+            let stages: Vec<Vec<Value>> = futures::stream::iter(builds)
+                .map(|build| {
+                    let project = &project;
+                    async move { stages_of(&ctx.client, project, &build, None).await }
+                })
+                .buffered(PER_BUILD_CONCURRENCY)
+                .try_collect()
+                .await?;
+            sink.send(stages.into_iter().flatten().collect()).await
+        })
+        .await
+    }
+}
+
+/// The Stage records of a build's timeline (only `stage_id` when given), with `__project` and `__build`.
+/// A build without a timeline yet (queued) has no stages.
+pub(crate) async fn stages_of(
+    client: &AdoClient,
+    project: &Value,
+    build: &Value,
+    stage_id: Option<&str>,
+) -> Result<Vec<Value>, AdoError> {
+    let req = Request::get(format!(
+        "/{}/_apis/build/builds/{}/timeline",
+        str_field(project, "id"),
+        build["id"]
+    ));
+    let timeline = match client.send(&req).await {
+        Ok(reply) => reply.body,
+        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(super::super::paging::take_items(timeline, "records")
+        .into_iter()
+        .filter(|r| r.get("type").and_then(Value::as_str) == Some("Stage"))
+        .filter(|r| stage_id.is_none_or(|id| str_field(r, "id").eq_ignore_ascii_case(id)))
+        .map(|mut r| {
+            put(&mut r, "__project", project.clone());
+            put(&mut r, "__build", build.clone());
+            r
+        })
+        .collect())
+}
+
+pub struct PipelineRun;
+
+#[async_trait]
+impl KindSource for PipelineRun {
+    fn name(&self) -> &'static str {
+        "pipeline-run"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let projects = ctx.projects().await?;
+        futures::stream::iter(projects.iter().map(Ok))
+            .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
+                let id = str_field(project, "id");
+                let mut pipelines = ctx
+                    .client
+                    .token_pages(
+                        Request::get(format!("/{id}/_apis/pipelines")),
+                        Some(PAGE_SIZE),
+                        "value",
+                    )
+                    .boxed();
+                while let Some(page) = pipelines.try_next().await? {
+                    let mut runs =
+                        futures::stream::iter(page)
+                            .map(|pipeline| async move {
+                                runs_of(&ctx.client, project, &pipeline).await
+                            })
+                            .buffered(PER_BUILD_CONCURRENCY);
+                    while let Some(runs) = runs.try_next().await? {
+                        for chunk in runs.chunks(PAGE_SIZE as usize) {
+                            sink.send(chunk.to_vec()).await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Every run of a pipeline. The Runs List stops at 10,000 runs; past that, the older runs come from the
+/// builds of the same definition (a run *is* a build), paged to the end and shaped like runs.
+async fn runs_of(
+    client: &AdoClient,
+    project: &Value,
+    pipeline: &Value,
+) -> Result<Vec<Value>, AdoError> {
+    let project_id = str_field(project, "id");
+    let pipeline_id = &pipeline["id"];
+    let req = Request::get(format!("/{project_id}/_apis/pipelines/{pipeline_id}/runs"));
+    let mut runs = match client.send(&req).await {
+        Ok(reply) => super::super::paging::take_items(reply.body, "value"),
+        // Deleted between the two listings.
+        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    if runs.len() >= RUNS_LIST_CAP {
+        let seen: HashSet<u64> = runs.iter().filter_map(|r| r["id"].as_u64()).collect();
+        let req = builds_request(project_id).query("definitions", pipeline_id);
+        let mut pages = client.token_pages(req, Some(PAGE_SIZE), "value").boxed();
+        while let Some(page) = pages.try_next().await? {
+            runs.extend(
+                page.iter()
+                    .filter(|b| b["id"].as_u64().is_some_and(|id| !seen.contains(&id)))
+                    .map(|b| run_from_build(b, pipeline)),
+            );
+        }
+    }
+    for run in &mut runs {
+        enrich_run(run, project, pipeline);
+    }
+    Ok(runs)
+}
+
+/// `__project` and `__pipeline`, as the peer adds them.
+pub(crate) fn enrich_run(run: &mut Value, project: &Value, pipeline: &Value) {
+    put(run, "__project", project.clone());
+    put(run, "__pipeline", pipeline.clone());
+}
+
+/// A build in the Runs API's shape (the fields Runs List returns).
+fn run_from_build(build: &Value, pipeline: &Value) -> Value {
+    let state = match build["status"].as_str() {
+        Some("completed") => "completed",
+        Some("inProgress") => "inProgress",
+        Some("cancelling") => "canceling",
+        _ => "unknown",
+    };
+    let mut run = json!({
+        "_links": {"web": build.pointer("/_links/web").cloned().unwrap_or(Value::Null)},
+        "pipeline": {
+            "url": pipeline["url"], "id": pipeline["id"], "revision": pipeline["revision"],
+            "name": pipeline["name"], "folder": pipeline["folder"],
+        },
+        "state": state,
+        "createdDate": build["queueTime"],
+        "url": pipeline["url"].as_str().map(|u| {
+            format!("{}/runs/{}", u.split('?').next().unwrap_or(u), build["id"])
+        }),
+        "id": build["id"],
+        "name": build["buildNumber"],
+    });
+    if let Some(finished) = build.get("finishTime") {
+        run["finishedDate"] = finished.clone();
+        run["result"] = json!(match build["result"].as_str() {
+            Some("partiallySucceeded") | Some("succeeded") => "succeeded",
+            Some("failed") => "failed",
+            Some("canceled") => "canceled",
+            _ => "unknown",
+        });
+    }
+    run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_past_the_runs_cap_takes_the_runs_shape() {
+        let pipeline = json!({"id": 7, "revision": 2, "name": "ci", "folder": "\\", "url": "https://x/p/_apis/pipelines/7?revision=2"});
+        let build = json!({"id": 42, "buildNumber": "20240101.1", "status": "completed", "result": "partiallySucceeded",
+            "queueTime": "2024-01-01T00:00:00Z", "finishTime": "2024-01-01T00:05:00Z"});
+        let run = run_from_build(&build, &pipeline);
+        assert_eq!(run["id"], 42);
+        assert_eq!(run["name"], "20240101.1");
+        assert_eq!(run["state"], "completed");
+        assert_eq!(run["result"], "succeeded");
+        assert_eq!(run["pipeline"]["id"], 7);
+        assert_eq!(run["url"], "https://x/p/_apis/pipelines/7/runs/42");
+        let running = run_from_build(&json!({"id": 43, "status": "inProgress"}), &pipeline);
+        assert_eq!(running["state"], "inProgress");
+        assert!(running.get("result").is_none());
+    }
+}

@@ -1,0 +1,120 @@
+//! `environment` (per project) and `pipeline-deployment` (every deployment record of every environment).
+//! The environment list is shared through [`FetchContext::environments`], so both kinds list it once.
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use super::common::put;
+use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
+use crate::ado::{AdoError, ApiVersion, Request};
+use crate::mapping::Selector;
+
+/// The environments API exists only as a preview (7.1-preview.1; 7.0-preview.1 on Server 2022).
+pub(crate) fn environments_request(project_id: &str) -> Request {
+    Request::get(format!("/{project_id}/_apis/distributedtask/environments"))
+        .version(ApiVersion::Preview(1))
+}
+
+pub struct Environment;
+
+#[async_trait]
+impl KindSource for Environment {
+    fn name(&self) -> &'static str {
+        "environment"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let envs = ctx.environments().await?;
+        for chunk in envs.chunks(PAGE_SIZE as usize) {
+            sink.send(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+}
+
+pub struct PipelineDeployment;
+
+#[async_trait]
+impl KindSource for PipelineDeployment {
+    fn name(&self) -> &'static str {
+        "pipeline-deployment"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let envs = ctx.environments().await?;
+        let projects = ctx.projects().await?;
+        futures::stream::iter(envs.iter().map(Ok))
+            .try_for_each_concurrent(PROJECT_CONCURRENCY, |env| {
+                let projects = projects.clone();
+                async move {
+                    let project_id = env
+                        .pointer("/project/id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    // The environment names its project by id only (its `name` is null); the listed project
+                    // is the richer `__project`.
+                    let project = projects
+                        .iter()
+                        .find(|p| str_field(p, "id") == project_id)
+                        .cloned()
+                        .unwrap_or_else(|| env["project"].clone());
+                    // This API pages with `top` (no `$`) and a continuation token.
+                    let req = Request::get(format!(
+                        "/{project_id}/_apis/distributedtask/environments/{}/environmentdeploymentrecords",
+                        env["id"]
+                    ))
+                    .version(ApiVersion::Preview(1))
+                    .query("top", PAGE_SIZE);
+                    let mut pages = ctx.client.token_pages(req, None, "value").boxed();
+                    loop {
+                        match pages.try_next().await {
+                            Ok(Some(mut page)) => {
+                                for record in &mut page {
+                                    put(record, "__project", project.clone());
+                                }
+                                sink.send(page).await?;
+                            }
+                            Ok(None) => return Ok(()),
+                            // Deleted since the environment list was read.
+                            Err(AdoError::NotFound(_)) => return Ok(()),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// Every environment of the (filtered) projects.
+pub(crate) async fn list_all(ctx: &FetchContext) -> Result<Vec<Value>, AdoError> {
+    let projects = ctx.projects().await?;
+    let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
+        .map(|p| async move {
+            let pages: Vec<Vec<Value>> = ctx
+                .client
+                .token_pages(
+                    environments_request(str_field(&p, "id")),
+                    Some(PAGE_SIZE),
+                    "value",
+                )
+                .try_collect()
+                .await?;
+            Ok::<_, AdoError>(pages.into_iter().flatten().collect::<Vec<_>>())
+        })
+        .buffered(PROJECT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_project.into_iter().flatten().collect())
+}

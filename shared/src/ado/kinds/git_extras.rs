@@ -1,0 +1,336 @@
+//! Per-repository kinds over the healthy repositories: `repository-policy` (branch policies of the default
+//! branch), `branch` (every `refs/heads/*`) and `advanced-security-alert` (on the advsec host).
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use super::common::{healthy_repos, put, repo_project};
+use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use crate::ado::{AdoError, ApiVersion, Request, Service};
+use crate::mapping::Selector;
+
+pub struct RepositoryPolicy;
+
+#[async_trait]
+impl KindSource for RepositoryPolicy {
+    fn name(&self) -> &'static str {
+        "repository-policy"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        healthy_repos(ctx, |repo| async move {
+            // Git policy configurations are a preview API (7.1-preview.1; 7.0-preview.1 on Server).
+            let mut req = Request::get(format!(
+                "/{}/_apis/git/policy/configurations",
+                repo_project(&repo)
+            ))
+            .version(ApiVersion::Preview(1))
+            .query("repositoryId", str_field(&repo, "id"));
+            if let Some(branch) = repo.get("defaultBranch").and_then(Value::as_str) {
+                req = req.query("refName", branch);
+            }
+            let mut pages = ctx
+                .client
+                .token_pages(req, Some(PAGE_SIZE), "value")
+                .boxed();
+            while let Some(mut page) = pages.try_next().await? {
+                for policy in &mut page {
+                    put(policy, "__repository", repo.clone());
+                }
+                sink.send(page).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub struct Branch;
+
+#[async_trait]
+impl KindSource for Branch {
+    fn name(&self) -> &'static str {
+        "branch"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        healthy_repos(ctx, |repo| async move {
+            let req = Request::get(format!(
+                "/{}/_apis/git/repositories/{}/refs",
+                repo_project(&repo),
+                str_field(&repo, "id")
+            ))
+            .query("filter", "heads/");
+            let mut pages = ctx
+                .client
+                .token_pages(req, Some(PAGE_SIZE), "value")
+                .boxed();
+            loop {
+                match pages.try_next().await {
+                    Ok(Some(page)) => {
+                        let branches = page
+                            .iter()
+                            .map(|r| {
+                                branch_item(
+                                    str_field(r, "name"),
+                                    r.get("objectId").cloned().unwrap_or(Value::Null),
+                                    &repo,
+                                )
+                            })
+                            .collect();
+                        sink.send(branches).await?;
+                    }
+                    Ok(None) => return Ok(()),
+                    // Removed since the repository list was read: it has no branches left.
+                    Err(AdoError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The item the peer synthesises from a ref: `{name, refName, objectId, __repository}`; shared with the
+/// live push path so both produce the same entity.
+pub(crate) fn branch_item(ref_name: &str, object_id: Value, repo: &Value) -> Value {
+    json!({
+        "name": ref_name.strip_prefix("refs/heads/").unwrap_or(ref_name),
+        "refName": ref_name,
+        "objectId": object_id,
+        "__repository": repo,
+    })
+}
+
+/// The only version the Advanced Security alerts API serves.
+pub(crate) const ADVSEC_VERSION: &str = "7.2-preview.1";
+const STATES: &[&str] = &["active", "dismissed", "fixed", "autoDismissed"];
+const SEVERITIES: &[&str] = &[
+    "low", "medium", "high", "critical", "note", "warning", "error",
+];
+const ALERT_TYPES: &[&str] = &["dependency", "code", "secret"];
+
+/// `criteria` {states, severity, alertType}, as ADO query keys.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Criteria {
+    pub states: Vec<String>,
+    pub severities: Vec<String>,
+    pub alert_type: Option<String>,
+}
+
+impl Criteria {
+    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
+        let Some(raw) = selector.options.get("criteria").filter(|v| !v.is_null()) else {
+            return Ok(Self::default());
+        };
+        let obj = raw
+            .as_object()
+            .ok_or("criteria must be an object with states, severity and alertType")?;
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["states", "severity", "alertType"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "criteria has an unknown key {k:?} (allowed: states, severity, alertType)"
+            ));
+        }
+        let list = |key: &str, allowed: &[&str]| -> Result<Vec<String>, String> {
+            let values: Vec<String> = match obj.get(key) {
+                None | Some(Value::Null) => vec![],
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or(format!("criteria.{key} must list strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(format!("criteria.{key} must be a list")),
+            };
+            match values.iter().find(|v| !allowed.contains(&v.as_str())) {
+                Some(bad) => Err(format!(
+                    "criteria.{key} has {bad:?}; allowed: {}",
+                    allowed.join(", ")
+                )),
+                None => Ok(values),
+            }
+        };
+        let alert_type = list("alertType", ALERT_TYPES)?;
+        if alert_type.len() > 1 {
+            return Err("criteria.alertType is one type, not a list".into());
+        }
+        Ok(Self {
+            states: list("states", STATES)?,
+            severities: list("severity", SEVERITIES)?,
+            alert_type: alert_type.into_iter().next(),
+        })
+    }
+
+    /// ADO documents the severity filter as `criteria.severities`; the peer's `criteria.severity` is not a
+    /// parameter the API knows, so its severity filter is silently ignored there.
+    fn apply(&self, mut req: Request) -> Request {
+        if !self.states.is_empty() {
+            req = req.query("criteria.states", self.states.join(","));
+        }
+        if !self.severities.is_empty() {
+            req = req.query("criteria.severities", self.severities.join(","));
+        }
+        if let Some(t) = &self.alert_type {
+            req = req.query("criteria.alertType", t);
+        }
+        req
+    }
+
+    /// Whether an alert passes the criteria (for live events, which are not filtered by ADO).
+    pub(crate) fn admits(&self, alert: &Value) -> bool {
+        let is = |key: &str, allowed: &[String]| {
+            allowed.is_empty()
+                || alert
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| allowed.iter().any(|a| a.eq_ignore_ascii_case(v)))
+        };
+        is("state", &self.states)
+            && is("severity", &self.severities)
+            && is("alertType", self.alert_type.as_slice())
+    }
+}
+
+pub struct AdvancedSecurityAlert;
+
+#[async_trait]
+impl KindSource for AdvancedSecurityAlert {
+    fn name(&self) -> &'static str {
+        "advanced-security-alert"
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        Criteria::read(selector).map(|_| ())
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let criteria =
+            Criteria::read(selector).map_err(|e| option_error("advanced-security-alert", e))?;
+        let criteria = &criteria;
+        healthy_repos(ctx, |repo| async move {
+            let (project, id) = (
+                repo_project(&repo).to_owned(),
+                str_field(&repo, "id").to_owned(),
+            );
+            let req = criteria.apply(
+                Request::get(format!("/{project}/_apis/alert/repositories/{id}/alerts"))
+                    .service(Service::AdvancedSecurity)
+                    .version(ApiVersion::Exact(ADVSEC_VERSION.into())),
+            );
+            let mut pages = ctx
+                .client
+                .token_pages(req, Some(PAGE_SIZE), "value")
+                .boxed();
+            loop {
+                match pages.try_next().await {
+                    Ok(Some(mut page)) => {
+                        for alert in &mut page {
+                            enrich_alert(alert, &id, &project);
+                        }
+                        sink.send(page).await?;
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => return unavailable(e, &id),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// `__repositoryId` and `__projectId`, as the peer adds them; shared with the live read.
+pub(crate) fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
+    put(alert, "__repositoryId", json!(repo_id));
+    put(alert, "__projectId", json!(project_id));
+}
+
+/// A repository without Advanced Security answers 400: it has no alerts. A missing API (404, or a refused
+/// api-version) means the server does not offer Advanced Security at all, which fails the kind with a
+/// message that says so rather than a bare HTTP error.
+fn unavailable(e: AdoError, repo: &str) -> Result<(), AdoError> {
+    match e {
+        AdoError::Invalid(m) if !m.to_ascii_lowercase().contains("version") => {
+            tracing::debug!(repository = %repo, reason = %m, "Advanced Security is not enabled on this repository");
+            Ok(())
+        }
+        AdoError::NotFound(m) | AdoError::Invalid(m) => Err(AdoError::Invalid(format!(
+            "advanced-security-alert: this organisation does not serve the Advanced Security alerts API (api-version {ADVSEC_VERSION}); it exists only on Azure DevOps Services with Advanced Security. Remove the kind from the mapping for Azure DevOps Server. ({m})"
+        ))),
+        other => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::PortAppConfig;
+
+    fn selector(criteria: &str) -> Selector {
+        let text = format!(
+            "resources:\n  - kind: advanced-security-alert\n    selector:\n      query: 'true'\n      criteria: {criteria}\n    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
+        );
+        PortAppConfig::parse(&text).unwrap().resources[0]
+            .selector
+            .clone()
+    }
+
+    #[test]
+    fn criteria_become_the_documented_query_keys() {
+        let c = Criteria::read(&selector(
+            "{states: [active, dismissed], severity: [high, critical], alertType: code}",
+        ))
+        .unwrap();
+        let req = c.apply(Request::get("/x"));
+        assert_eq!(
+            req.query,
+            vec![
+                ("criteria.states".to_owned(), "active,dismissed".to_owned()),
+                ("criteria.severities".to_owned(), "high,critical".to_owned()),
+                ("criteria.alertType".to_owned(), "code".to_owned()),
+            ]
+        );
+        assert!(c.admits(&json!({"state": "active", "severity": "high", "alertType": "code"})));
+        assert!(!c.admits(&json!({"state": "fixed", "severity": "high", "alertType": "code"})));
+        assert!(!c.admits(&json!({"state": "active", "severity": "low", "alertType": "code"})));
+    }
+
+    #[test]
+    fn unknown_criteria_keys_and_values_are_refused() {
+        assert!(
+            Criteria::read(&selector("{ruleId: 3}"))
+                .unwrap_err()
+                .contains("ruleId")
+        );
+        assert!(
+            Criteria::read(&selector("{states: [open]}"))
+                .unwrap_err()
+                .contains("open")
+        );
+        assert_eq!(
+            Criteria::read(&selector("null")).unwrap(),
+            Criteria::default()
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! `test-run`: every test run of every project (`$top`/`$skip`), with `__testResults` (every result,
+//! paged to the end, not only the first page the peer reads) and `__codeCoverage` of the run's build.
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use super::common::put;
+use super::{
+    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+};
+use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
+use crate::mapping::Selector;
+
+/// Results per page: the most the results API returns when no details are asked for.
+const RESULTS_PAGE: u32 = 1_000;
+/// Runs of one page enriched at once.
+const RUN_CONCURRENCY: usize = 8;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Options {
+    include_results: bool,
+    coverage_flags: Option<i64>,
+}
+
+impl Options {
+    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
+        let include_results = selector
+            .bool_option("includeResults", true)
+            .map_err(|e| e.to_string())?;
+        let coverage_flags = match selector.options.get("codeCoverage") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(cc)) => {
+                if let Some(k) = cc.keys().find(|k| k.as_str() != "flags") {
+                    return Err(format!(
+                        "codeCoverage has an unknown key {k:?} (only flags)"
+                    ));
+                }
+                match cc.get("flags") {
+                    None | Some(Value::Null) => Some(0),
+                    Some(v) => Some(v.as_i64().ok_or("codeCoverage.flags must be an integer")?),
+                }
+            }
+            Some(_) => return Err("codeCoverage must be an object such as {flags: 7}".into()),
+        };
+        Ok(Self {
+            include_results,
+            coverage_flags,
+        })
+    }
+}
+
+pub struct TestRun;
+
+#[async_trait]
+impl KindSource for TestRun {
+    fn name(&self) -> &'static str {
+        "test-run"
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        Options::read(selector).map(|_| ())
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let opts = Options::read(selector).map_err(|e| option_error("test-run", e))?;
+        let projects = ctx.projects().await?;
+        futures::stream::iter(projects.iter().map(Ok))
+            .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
+                let req = runs_request(str_field(project, "id"));
+                let mut pages = ctx.client.top_skip_pages(req, PAGE_SIZE, None).boxed();
+                while let Some(page) = pages.try_next().await? {
+                    let page = enrich_runs(&ctx.client, project, page, opts).await?;
+                    sink.send(page).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+pub(crate) fn runs_request(project_id: &str) -> Request {
+    Request::get(format!("/{project_id}/_apis/test/runs")).query("includeRunDetails", "true")
+}
+
+/// Adds `__testResults` and `__codeCoverage` (`[]` and `{}` when not asked for or not applicable).
+pub(crate) async fn enrich_runs(
+    client: &AdoClient,
+    project: &Value,
+    runs: Vec<Value>,
+    opts: Options,
+) -> Result<Vec<Value>, AdoError> {
+    let project_id = str_field(project, "id");
+    futures::stream::iter(runs)
+        .map(|mut run| async move {
+            let results = if opts.include_results {
+                let req = Request::get(format!(
+                    "/{project_id}/_apis/test/Runs/{}/results",
+                    run["id"]
+                ));
+                let pages: Vec<Vec<Value>> = client
+                    .top_skip_pages(req, RESULTS_PAGE, None)
+                    .try_collect()
+                    .await?;
+                pages.into_iter().flatten().collect()
+            } else {
+                Vec::new()
+            };
+            put(&mut run, "__testResults", Value::Array(results));
+            let build_id = run.pointer("/build/id").and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            let coverage = match (opts.coverage_flags, build_id) {
+                (Some(flags), Some(build)) => {
+                    let mut req = Request::get(format!("/{project_id}/_apis/test/codecoverage"))
+                        .query("buildId", build)
+                        .version(ApiVersion::Preview(1));
+                    if flags != 0 {
+                        req = req.query("flags", flags);
+                    }
+                    client.send(&req).await?.body
+                }
+                _ => json!({}),
+            };
+            put(&mut run, "__codeCoverage", coverage);
+            Ok::<_, AdoError>(run)
+        })
+        .buffered(RUN_CONCURRENCY)
+        .try_collect()
+        .await
+}
