@@ -9,6 +9,14 @@ mod pull_request;
 mod repository;
 mod work_item;
 
+mod board;
+mod files;
+mod glob;
+mod identity;
+mod org_lists;
+mod team;
+mod wiki;
+
 pub(crate) use pipeline::enrich_pipeline;
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
 
@@ -52,6 +60,7 @@ pub struct FetchContext {
     pub now: DateTime<Utc>,
     projects: OnceCell<Arc<Vec<Value>>>,
     repositories: OnceCell<Arc<Vec<Value>>>,
+    lists: org_lists::OrgLists,
 }
 
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
@@ -71,6 +80,7 @@ impl FetchContext {
             now: Utc::now(),
             projects: OnceCell::new(),
             repositories: OnceCell::new(),
+            lists: Default::default(),
         }
     }
 
@@ -192,6 +202,18 @@ pub static ALL: &[&dyn KindSource] = &[
     &pull_request::PullRequest,
     &pipeline::Pipeline,
     &work_item::WorkItem,
+    &team::Team,
+    &team::Member,
+    &identity::User,
+    &identity::Group,
+    &identity::GroupMember,
+    &board::Board,
+    &board::Column,
+    &board::Iteration,
+    &board::AreaPath,
+    &wiki::Wiki,
+    &files::File,
+    &files::Folder,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn KindSource> {
