@@ -8,6 +8,11 @@ mod org;
 mod routes;
 mod wiql;
 
+mod content;
+mod people;
+mod planning;
+mod wiki;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,6 +44,12 @@ pub struct OrgSpec {
     /// The instant generated dates are relative to. `None`: the start of the current UTC hour, so
     /// "closed in the last 7 days" is meaningful against the real clock.
     pub anchor: Option<DateTime<Utc>>,
+    /// Teams per project (the first is the project's default team).
+    pub teams_per_project: usize,
+    /// People in the organisation (users, entitlements, team and group members).
+    pub users: usize,
+    /// Pages of each project wiki.
+    pub wiki_pages: usize,
 }
 
 impl OrgSpec {
@@ -59,6 +70,9 @@ impl OrgSpec {
                 vec!["archived".into(), "legacy".into()],
             ],
             anchor: None,
+            teams_per_project: 2,
+            users: 12,
+            wiki_pages: 6,
         }
     }
 
@@ -77,6 +91,9 @@ impl OrgSpec {
             work_items_per_project: work_items,
             project_tags: vec![vec![], vec![], vec!["archived".into()]],
             anchor: None,
+            teams_per_project: 4,
+            users: 300,
+            wiki_pages: 30,
         }
     }
 }
@@ -119,6 +136,7 @@ pub struct AdoSim {
     pub(crate) fault_seq: AtomicU64,
     pub(crate) rate: Mutex<RateWindow>,
     pub(crate) hooks: hooks::Hooks,
+    pub(crate) content: content::ContentOverlay,
 }
 
 impl AdoSim {
@@ -133,6 +151,7 @@ impl AdoSim {
             fault_seq: AtomicU64::new(0),
             rate: Mutex::new(RateWindow::default()),
             hooks: hooks::Hooks::default(),
+            content: Default::default(),
         })
     }
 

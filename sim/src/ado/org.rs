@@ -212,6 +212,9 @@ pub(crate) struct Org {
     pub anchor: DateTime<Utc>,
     pub projects: Vec<Project>,
     pub prs_per_repo: usize,
+    pub teams_per_project: usize,
+    pub users: usize,
+    pub wiki_pages: usize,
 }
 
 /// The facts of one work item that queries look at, derived from (seed, id) without allocation.
@@ -315,6 +318,9 @@ impl Org {
             anchor,
             projects,
             prs_per_repo: spec.prs_per_repo,
+            teams_per_project: spec.teams_per_project.max(1),
+            users: spec.users.max(1),
+            wiki_pages: spec.wiki_pages,
         }
     }
 }

@@ -95,6 +95,10 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
             get(work_item_org),
         )
         .merge(super::hooks::routes(&o))
+        .merge(super::people::routes(&o))
+        .merge(super::planning::routes(&o))
+        .merge(super::wiki::routes(&o))
+        .merge(super::content::routes(&o))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone())
@@ -109,13 +113,13 @@ async fn not_found() -> AdoError {
 
 // ---------------------------------------------------------------- helpers
 
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| v.as_str())
 }
 
-fn int_param(q: &[(String, String)], key: &str) -> Result<Option<usize>> {
+pub(crate) fn int_param(q: &[(String, String)], key: &str) -> Result<Option<usize>> {
     param(q, key)
         .map(|v| {
             v.trim().parse().map_err(|_| {
@@ -129,7 +133,7 @@ fn int_param(q: &[(String, String)], key: &str) -> Result<Option<usize>> {
 }
 
 /// The URL prefix links are rendered with: whatever host the client used, so links resolve.
-fn base(sim: &AdoSim, headers: &HeaderMap) -> String {
+pub(crate) fn base(sim: &AdoSim, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -137,7 +141,7 @@ fn base(sim: &AdoSim, headers: &HeaderMap) -> String {
     format!("http://{host}/{}", sim.org.name)
 }
 
-fn project<'a>(sim: &'a AdoSim, key: &str) -> Result<&'a Project> {
+pub(crate) fn project<'a>(sim: &'a AdoSim, key: &str) -> Result<&'a Project> {
     sim.org.project_by_key(key).ok_or_else(|| {
         if uuid::Uuid::parse_str(key).is_ok() {
             AdoError::not_found(
@@ -153,11 +157,11 @@ fn project<'a>(sim: &'a AdoSim, key: &str) -> Result<&'a Project> {
     })
 }
 
-fn list_body(value: Vec<Value>) -> Value {
+pub(crate) fn list_body(value: Vec<Value>) -> Value {
     json!({"count": value.len(), "value": value})
 }
 
-fn with_continuation(body: Value, token: Option<String>) -> Response {
+pub(crate) fn with_continuation(body: Value, token: Option<String>) -> Response {
     let mut resp = Json(body).into_response();
     if let Some(t) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
         resp.headers_mut().insert("x-ms-continuationtoken", t);
@@ -267,7 +271,7 @@ async fn list_repositories(
     Ok(Json(list_body(value)))
 }
 
-fn find_repo<'a>(sim: &AdoSim, p: &'a Project, key: &str) -> Result<&'a Repo> {
+pub(crate) fn find_repo<'a>(sim: &AdoSim, p: &'a Project, key: &str) -> Result<&'a Repo> {
     let ov = sim.read_overlay();
     p.repos
         .iter()
