@@ -33,7 +33,8 @@ pub(crate) struct ContentOverlay {
 impl AdoSim {
     /// Writes a file on a branch of a repository (no event; follow with [`AdoSim::push`]).
     pub fn write_file(&self, repo_id: &str, branch: &str, path: &str, content: &str) {
-        self.content.set(repo_id, branch, path, Some(content.to_owned()));
+        self.content
+            .set(repo_id, branch, path, Some(content.to_owned()));
     }
 
     /// Deletes a file from a branch of a repository.
@@ -103,7 +104,10 @@ fn tree(
         format!("# {name}\n\nThe {name} repository of {}.\n", p.name),
     );
     if r.global.is_multiple_of(2) {
-        put("/CODEOWNERS", format!("* @{}-team\n", p.name.to_lowercase().replace(' ', "-")));
+        put(
+            "/CODEOWNERS",
+            format!("* @{}-team\n", p.name.to_lowercase().replace(' ', "-")),
+        );
     }
     put(
         "/package.json",
@@ -137,10 +141,16 @@ fn tree(
         put(&format!("/services/{s}/README.md"), format!("# {s}\n"));
         put(
             &format!("/services/{s}/port.yml"),
-            format!("identifier: {}-{s}\ntitle: {s}\n", name.to_lowercase().replace(' ', "-")),
+            format!(
+                "identifier: {}-{s}\ntitle: {s}\n",
+                name.to_lowercase().replace(' ', "-")
+            ),
         );
     }
-    put("/docs/guide.md", "# Guide\n\nHow to work on this repository.\n".into());
+    put(
+        "/docs/guide.md",
+        "# Guide\n\nHow to work on this repository.\n".into(),
+    );
     if r.global == 0 {
         put("/assets/big.json", big_json());
     }
@@ -181,7 +191,12 @@ fn object_id(seed: u64, text: &str) -> String {
     for b in text.bytes() {
         acc = h(acc, TAG_CONTENT, b as u64, acc >> 7);
     }
-    format!("{:016x}{:016x}{:08x}", acc, h(acc, 1, 2, 3), h(acc, 4, 5, 6) as u32)
+    format!(
+        "{:016x}{:016x}{:08x}",
+        acc,
+        h(acc, 1, 2, 3),
+        h(acc, 4, 5, 6) as u32
+    )
 }
 
 struct Ctx<'a> {
@@ -245,7 +260,11 @@ impl Ctx<'_> {
         if !self.folders.contains(scope) {
             return out;
         }
-        let prefix = if scope == "/" { "/".to_owned() } else { format!("{scope}/") };
+        let prefix = if scope == "/" {
+            "/".to_owned()
+        } else {
+            format!("{scope}/")
+        };
         let under = self
             .folders
             .iter()
@@ -283,7 +302,12 @@ fn item_not_found(path: &str, repo: &Repo, branch: &str) -> AdoError {
     )
 }
 
-fn ctx<'a>(sim: &'a AdoSim, headers: &HeaderMap, repo: &'a Repo, version: Option<&str>) -> Result<Ctx<'a>> {
+fn ctx<'a>(
+    sim: &'a AdoSim,
+    headers: &HeaderMap,
+    repo: &'a Repo,
+    version: Option<&str>,
+) -> Result<Ctx<'a>> {
     let default = repo.default_branch.unwrap_or("refs/heads/main");
     let branch = version
         .unwrap_or(default)
@@ -292,7 +316,9 @@ fn ctx<'a>(sim: &'a AdoSim, headers: &HeaderMap, repo: &'a Repo, version: Option
     let Some(files) = tree(&sim.org, repo, &branch, &sim.content) else {
         return Err(AdoError::not_found(
             "GitUnresolvableToCommitException",
-            format!("TF401175:The version descriptor <Branch: {branch} > could not be resolved to a version commit"),
+            format!(
+                "TF401175:The version descriptor <Branch: {branch} > could not be resolved to a version commit"
+            ),
         ));
     };
     Ok(Ctx {
@@ -352,13 +378,20 @@ fn flag(q: &[(String, String)], key: &str) -> bool {
     param(q, key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-fn items(sim: &AdoSim, headers: &HeaderMap, repo: &Repo, q: &[(String, String)]) -> Result<Json<Value>> {
+fn items(
+    sim: &AdoSim,
+    headers: &HeaderMap,
+    repo: &Repo,
+    q: &[(String, String)],
+) -> Result<Json<Value>> {
     let version = param(q, "versionDescriptor.version").or(param(q, "version"));
     let c = ctx(sim, headers, repo, version)?;
     let content = flag(q, "includeContent");
     let metadata = flag(q, "includeContentMetadata");
     let recursion = param(q, "recursionLevel").map(str::to_ascii_lowercase);
-    if let Some(path) = param(q, "path").filter(|_| recursion.as_deref().is_none_or(|r| r == "none")) {
+    if let Some(path) =
+        param(q, "path").filter(|_| recursion.as_deref().is_none_or(|r| r == "none"))
+    {
         // One item: the file (with its content when asked) or the folder.
         let path = normalise(path);
         if !c.exists(&path) {
@@ -403,15 +436,17 @@ async fn items_batch(
     let mut groups = Vec::new();
     for d in descriptors {
         let version = d.get("version").and_then(Value::as_str);
-        let c = ctx(&sim, &headers, repo, version).map_err(|e| {
-            AdoError::bad_request("GitUnresolvableToCommitException", e.message)
-        })?;
+        let c = ctx(&sim, &headers, repo, version)
+            .map_err(|e| AdoError::bad_request("GitUnresolvableToCommitException", e.message))?;
         let path = normalise(d.get("path").and_then(Value::as_str).unwrap_or("/"));
         if !c.exists(&path) {
             // itemsbatch answers a missing path with 400, not 404.
             return Err(AdoError::bad_request(
                 "GitItemNotFoundException",
-                format!("TF401174: The item '{path}' could not be found in the repository '{}'.", repo.name),
+                format!(
+                    "TF401174: The item '{path}' could not be found in the repository '{}'.",
+                    repo.name
+                ),
             ));
         }
         let recursion = d

@@ -67,7 +67,10 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
             &format!("{o}/_apis/graph/memberships/{{descriptor}}"),
             get(memberships),
         )
-        .route(&format!("{o}/_apis/graph/subjectlookup"), post(subject_lookup))
+        .route(
+            &format!("{o}/_apis/graph/subjectlookup"),
+            post(subject_lookup),
+        )
         .route(&format!("{o}/_apis/userentitlements"), get(entitlements))
 }
 
@@ -301,7 +304,10 @@ fn all_groups(org: &Org) -> Vec<GroupRef> {
             })
         })
         .collect();
-    out.push(GroupRef { project: None, g: 0 });
+    out.push(GroupRef {
+        project: None,
+        g: 0,
+    });
     out
 }
 
@@ -337,7 +343,10 @@ fn group_json(org: &Org, base: &str, r: &GroupRef) -> Value {
         None => (
             "Project Collection Administrators".to_owned(),
             format!("[{}]\\Project Collection Administrators", org.name),
-            format!("vstfs:///Framework/IdentityDomain/{}", guid(org.seed, TAG_GROUP, 0, 0)),
+            format!(
+                "vstfs:///Framework/IdentityDomain/{}",
+                guid(org.seed, TAG_GROUP, 0, 0)
+            ),
             "Members of this group can perform all operations in the organization.".to_owned(),
         ),
     };
@@ -401,11 +410,18 @@ fn decode_token(t: &str) -> Result<usize> {
 
 async fn graph_users(State(sim): Sim, headers: HeaderMap, Query(q): Params) -> Result<Response> {
     let base = base(&sim, &headers);
-    let types: Option<Vec<String>> = param(&q, "subjectTypes")
-        .map(|t| t.split(',').map(|s| s.trim().to_ascii_lowercase()).collect());
+    let types: Option<Vec<String>> = param(&q, "subjectTypes").map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect()
+    });
     let all = (0..sim.org.users)
         .map(|i| person(&sim.org, i))
-        .filter(|p| types.as_ref().is_none_or(|t| t.iter().any(|t| t == p.origin)))
+        .filter(|p| {
+            types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == p.origin))
+        })
         .map(|p| graph_user_json(&base, &p))
         .collect();
     token_page(all, &q)

@@ -97,12 +97,14 @@ async fn get_board(
     let pi = project_index(&sim, p);
     let base = base(&sim, &headers);
     let org = &sim.org;
-    let Some((b, (name, types))) = boards_of(p.process)
-        .iter()
-        .enumerate()
-        .find(|(b, (name, _))| {
-            board_id(org, pi, &t, *b).eq_ignore_ascii_case(&bkey) || name.eq_ignore_ascii_case(&bkey)
-        })
+    let Some((b, (name, types))) =
+        boards_of(p.process)
+            .iter()
+            .enumerate()
+            .find(|(b, (name, _))| {
+                board_id(org, pi, &t, *b).eq_ignore_ascii_case(&bkey)
+                    || name.eq_ignore_ascii_case(&bkey)
+            })
     else {
         return Err(AdoError::not_found(
             "BoardDoesNotExistException",
@@ -179,7 +181,12 @@ async fn iterations(
     let timeframe = param(&q, "$timeframe").map(str::to_ascii_lowercase);
     // The default team follows every sprint; the others joined at sprint 7.
     let first = if t.k == 0 { 1 } else { 7 };
-    let day0 = org.anchor.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let day0 = org
+        .anchor
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     let value = (first..=SPRINTS)
         .filter_map(|n| {
             let start = day0 + Duration::days((n as i64 - CURRENT_SPRINT) * 14 - 3);
@@ -246,7 +253,9 @@ async fn areas(
                     n["children"] = kids
                         .iter()
                         .enumerate()
-                        .map(|(j, kid)| node(2 + i as u64 * 10 + j as u64, &[name, kid], kid, false))
+                        .map(|(j, kid)| {
+                            node(2 + i as u64 * 10 + j as u64, &[name, kid], kid, false)
+                        })
                         .collect();
                 }
                 n

@@ -28,7 +28,10 @@ const CODE_WIKI_PAGES: usize = 3;
 
 pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
     Router::new()
-        .route(&format!("{o}/{{project}}/_apis/wiki/wikis"), get(list_wikis))
+        .route(
+            &format!("{o}/{{project}}/_apis/wiki/wikis"),
+            get(list_wikis),
+        )
         .route(
             &format!("{o}/{{project}}/_apis/wiki/wikis/{{wiki}}/pagesbatch"),
             post(pages_batch),

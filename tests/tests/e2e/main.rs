@@ -3,6 +3,7 @@
 mod flow;
 mod helpers;
 mod kinds;
+mod kinds_people;
 mod live;
 mod moto;
 mod queue;

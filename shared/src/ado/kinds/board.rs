@@ -249,11 +249,17 @@ mod tests {
         });
         let mut out = Vec::new();
         flatten_areas(tree, None, &json!({"id": "p1"}), &mut out);
-        let paths: Vec<&str> = out.iter().map(|n| n["__normalizedPath"].as_str().unwrap()).collect();
+        let paths: Vec<&str> = out
+            .iter()
+            .map(|n| n["__normalizedPath"].as_str().unwrap())
+            .collect();
         assert_eq!(paths, ["P", "P\\Frontend", "P\\Frontend\\Web"]);
         assert_eq!(out[0]["__parentIdentifier"], Value::Null);
         assert_eq!(out[2]["__parentIdentifier"], "fe");
-        assert!(out.iter().all(|n| n.get("children").is_none() && n["__project"]["id"] == "p1"));
+        assert!(
+            out.iter()
+                .all(|n| n.get("children").is_none() && n["__project"]["id"] == "p1")
+        );
     }
 
     #[test]

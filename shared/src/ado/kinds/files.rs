@@ -228,7 +228,10 @@ impl FileOptions {
                 .into_iter()
                 .map(|p| p.trim_start_matches('/').to_owned())
                 .collect(),
-            globs: globs.iter().map(|g| Glob::new(g)).collect::<Result<_, _>>()?,
+            globs: globs
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect::<Result<_, _>>()?,
             repos: list("repos")?,
             included: included_option(selector)?,
         })
@@ -333,7 +336,10 @@ pub(crate) async fn repo_files(
         }) {
             let path = str_field(&item, "path").to_owned();
             let blob = str_field(&item, "gitObjectType") == "blob"
-                && !item.get("isFolder").and_then(Value::as_bool).unwrap_or(false);
+                && !item
+                    .get("isFolder")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
             if blob && opts.wants_path(&path) {
                 found.insert(path, item);
             }
@@ -376,10 +382,18 @@ pub(crate) async fn file_item(
     }
     let mut file = Map::new();
     file.insert("path".into(), json!(path));
-    file.insert("objectId".into(), read.get("objectId").cloned().unwrap_or(item["objectId"].clone()));
+    file.insert(
+        "objectId".into(),
+        read.get("objectId")
+            .cloned()
+            .unwrap_or(item["objectId"].clone()),
+    );
     file.insert("size".into(), json!(raw.len()));
     file.insert("isFolder".into(), json!(false));
-    file.insert("commitId".into(), read.get("commitId").cloned().unwrap_or(Value::Null));
+    file.insert(
+        "commitId".into(),
+        read.get("commitId").cloned().unwrap_or(Value::Null),
+    );
     if let Some(Value::Object(meta)) = read.get("contentMetadata").or(item.get("contentMetadata")) {
         for (k, v) in meta {
             file.entry(k.clone()).or_insert(v.clone());
@@ -429,13 +443,20 @@ impl FolderOptions {
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("folders: each entry needs a path, got {f}"))?;
             let mut repos = Vec::new();
-            for r in f.get("repos").and_then(Value::as_array).into_iter().flatten() {
+            for r in f
+                .get("repos")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let (name, branch) = match r {
                     Value::String(s) => (s.clone(), None),
                     Value::Object(o) => (
                         o.get("name")
                             .and_then(Value::as_str)
-                            .ok_or_else(|| format!("folders.repos: each repo needs a name, got {r}"))?
+                            .ok_or_else(|| {
+                                format!("folders.repos: each repo needs a name, got {r}")
+                            })?
                             .to_owned(),
                         o.get("branch")
                             .and_then(Value::as_str)
@@ -558,7 +579,10 @@ pub(crate) async fn repo_folders(
     let mut out = Vec::new();
     for mut item in listed {
         let path = str_field(&item, "path").trim_matches('/').to_owned();
-        let folder = item.get("isFolder").and_then(Value::as_bool).unwrap_or(false)
+        let folder = item
+            .get("isFolder")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
             || str_field(&item, "gitObjectType") == "tree";
         if !folder || path == base || !pattern.glob.matches(&path) {
             continue;
@@ -583,10 +607,19 @@ mod tests {
     #[test]
     fn content_parses_as_json_then_yaml_then_text() {
         assert_eq!(parse_content("{\"a\": 1}"), json!({"a": 1}));
-        assert_eq!(parse_content("name: x\nlist: [1, 2]\n"), json!({"name": "x", "list": [1, 2]}));
-        assert_eq!(parse_content("---\na: 1\n---\nb: 2\n"), json!([{"a": 1}, {"b": 2}]));
+        assert_eq!(
+            parse_content("name: x\nlist: [1, 2]\n"),
+            json!({"name": "x", "list": [1, 2]})
+        );
+        assert_eq!(
+            parse_content("---\na: 1\n---\nb: 2\n"),
+            json!([{"a": 1}, {"b": 2}])
+        );
         assert_eq!(parse_content("---\na: 1\n"), json!({"a": 1}));
-        assert_eq!(parse_content("# Title\n\nSome text: with: colons"), json!("# Title\n\nSome text: with: colons"));
+        assert_eq!(
+            parse_content("# Title\n\nSome text: with: colons"),
+            json!("# Title\n\nSome text: with: colons")
+        );
         assert_eq!(parse_content(""), json!(""));
     }
 
@@ -595,14 +628,23 @@ mod tests {
         assert_eq!(resolve("", "/README.md"), "README.md");
         assert_eq!(resolve(".", "README.md"), "README.md");
         assert_eq!(resolve("services/api", "port.yml"), "services/api/port.yml");
-        assert_eq!(resolve("services/api", "services/api/port.yml"), "services/api/port.yml");
+        assert_eq!(
+            resolve("services/api", "services/api/port.yml"),
+            "services/api/port.yml"
+        );
     }
 
     #[test]
     fn listing_scopes_start_at_the_static_part() {
         assert_eq!(listing_scope("services/*"), ("services".into(), "oneLevel"));
-        assert_eq!(listing_scope("services/api"), ("services".into(), "oneLevel"));
-        assert_eq!(listing_scope("services/*/port.yml"), ("services".into(), "full"));
+        assert_eq!(
+            listing_scope("services/api"),
+            ("services".into(), "oneLevel")
+        );
+        assert_eq!(
+            listing_scope("services/*/port.yml"),
+            ("services".into(), "full")
+        );
         assert_eq!(listing_scope("**/*.json"), ("".into(), "full"));
         assert_eq!(listing_scope("*.json"), ("".into(), "oneLevel"));
     }

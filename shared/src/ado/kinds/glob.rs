@@ -126,7 +126,10 @@ mod tests {
     fn stars_stay_in_one_segment_and_globstar_crosses_them() {
         assert!(m("*.json", "package.json"));
         assert!(!m("*.json", "config/settings.json"));
-        assert!(m("**/*.json", "package.json"), "**/ matches zero directories");
+        assert!(
+            m("**/*.json", "package.json"),
+            "**/ matches zero directories"
+        );
         assert!(m("**/*.json", "/config/deep/settings.json"));
         assert!(m("services/*/port.yml", "services/api/port.yml"));
         assert!(!m("services/*/port.yml", "services/api/v2/port.yml"));

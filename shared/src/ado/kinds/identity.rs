@@ -115,7 +115,10 @@ async fn entitlements(
     sink: &PageSink,
 ) -> Result<(), AdoError> {
     // 7.x returns `{items, continuationToken}`; the older releases paged with `top`/`skip` and `members`.
-    let legacy = api_version.as_deref().and_then(major).is_some_and(|m| m < 7);
+    let legacy = api_version
+        .as_deref()
+        .and_then(major)
+        .is_some_and(|m| m < 7);
     let version = match api_version {
         Some(v) => ApiVersion::Exact(v),
         None => ApiVersion::Preview(3),
@@ -130,10 +133,7 @@ async fn entitlements(
     if legacy {
         let mut skip = 0usize;
         loop {
-            let r = req
-                .clone()
-                .query("top", PAGE_SIZE)
-                .query("skip", skip);
+            let r = req.clone().query("top", PAGE_SIZE).query("skip", skip);
             let body = ctx.client.send(&r).await.map_err(fail)?.body;
             let page = match body.get("members") {
                 Some(_) => crate::ado::paging::take_items(body, "members"),
@@ -181,6 +181,7 @@ async fn graph_users(
                 let groups = groups_of(&ctx.client, str_field(&user, "descriptor")).await?;
                 let projects: BTreeSet<String> = groups
                     .iter()
+                    .filter(|g| is_project_group(g))
                     .filter_map(|g| project_of_principal(str_field(g, "principalName")))
                     .collect();
                 user["__groups"] = Value::Array(groups);
@@ -193,6 +194,12 @@ async fn graph_users(
         sink.send(page).await?;
     }
     Ok(())
+}
+
+/// Collection-level groups are also named `[org]\Group`; only project groups name a project.
+fn is_project_group(group: &Value) -> bool {
+    let domain = str_field(group, "domain");
+    domain.is_empty() || domain.contains("Classification/TeamProject")
 }
 
 /// `[Project]\Group` → `Project`.

@@ -40,10 +40,8 @@ impl FetchContext {
                 let projects = self.projects().await?;
                 let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
                     .map(|p| async move {
-                        let req = Request::get(format!(
-                            "/_apis/projects/{}/teams",
-                            str_field(&p, "id")
-                        ));
+                        let req =
+                            Request::get(format!("/_apis/projects/{}/teams", str_field(&p, "id")));
                         let pages: Vec<Vec<Value>> = self
                             .client
                             .top_skip_pages(req, PAGE_SIZE, None)
@@ -68,9 +66,9 @@ impl FetchContext {
             .iter()
             .find(|p| str_field(p, "id") == id)
             .cloned()
-            .unwrap_or_else(|| {
-                serde_json::json!({"id": id, "name": str_field(team, "projectName")})
-            }))
+            .unwrap_or_else(
+                || serde_json::json!({"id": id, "name": str_field(team, "projectName")}),
+            ))
     }
 
     /// Every board of every team, each read in full (the list gives only id, name and url; columns and

@@ -75,11 +75,9 @@ impl KindSource for Wiki {
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| {
                 let opts = &opts;
                 async move {
-                    let req = Request::get(format!(
-                        "/{}/_apis/wiki/wikis",
-                        str_field(project, "id")
-                    ))
-                    .version(opts.version.clone());
+                    let req =
+                        Request::get(format!("/{}/_apis/wiki/wikis", str_field(project, "id")))
+                            .version(opts.version.clone());
                     let wikis = match ctx.client.send(&req).await {
                         Ok(r) => crate::ado::paging::take_items(r.body, "value"),
                         // A project without the wiki feature.
@@ -94,8 +92,15 @@ impl KindSource for Wiki {
                             continue;
                         }
                         wiki["__project"] = project.clone();
-                        wiki_pages(&ctx.client, project, &wiki, opts.content, &opts.version, sink)
-                            .await?;
+                        wiki_pages(
+                            &ctx.client,
+                            project,
+                            &wiki,
+                            opts.content,
+                            &opts.version,
+                            sink,
+                        )
+                        .await?;
                     }
                     Ok(())
                 }
