@@ -3,6 +3,7 @@
 //! true state), map it with every resource block of its kind, upsert what passes and delete, if owned,
 //! what no longer passes or no longer exists.
 
+mod content;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -133,6 +134,16 @@ pub fn target_kind(change: &Change) -> Option<&'static str> {
 
 /// Applies one change. Safe to repeat: every write is derived from Azure DevOps' current state.
 pub async fn apply(runtime: &SyncRuntime, message: &ChangeMessage) -> Result<Applied, SyncError> {
+    let mut applied = apply_target(runtime, message).await?;
+    applied.absorb(content::apply_push(runtime, message).await?);
+    Ok(applied)
+}
+
+/// The change's own kind (see [`target_kind`]).
+async fn apply_target(
+    runtime: &SyncRuntime,
+    message: &ChangeMessage,
+) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
         return Err(SyncError::permanent(
             format!("message {}", message.event_id),
@@ -251,7 +262,7 @@ impl Reader<'_> {
                         RawItem::Gone(gone)
                     }
                 };
-                Ok(Some(each(blocks, raw)))
+                Ok(Some(content::repository_items(self, blocks, raw).await?))
             }
             Change::Build { definition_id, .. } => {
                 self.pipeline(project_id, *definition_id, blocks).await

@@ -5,6 +5,7 @@ mod helpers;
 mod kinds;
 mod kinds_people;
 mod live;
+mod live_content;
 mod moto;
 mod queue;
 mod resync;

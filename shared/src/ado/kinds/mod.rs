@@ -17,6 +17,10 @@ mod org_lists;
 mod team;
 mod wiki;
 
+pub(crate) use files::{
+    FileOptions, FolderOptions, default_branch, enrich_repositories, included_option, repo_files,
+    repo_folders,
+};
 pub(crate) use pipeline::enrich_pipeline;
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
 
