@@ -4,6 +4,7 @@
 //! what no longer passes or no longer exists.
 
 mod cicd;
+mod content;
 pub mod plan;
 
 pub use cicd::follow_on_kinds;
@@ -150,6 +151,16 @@ pub fn target_kind(change: &Change) -> Option<&'static str> {
 
 /// Applies one change. Safe to repeat: every write is derived from Azure DevOps' current state.
 pub async fn apply(runtime: &SyncRuntime, message: &ChangeMessage) -> Result<Applied, SyncError> {
+    let mut applied = apply_target(runtime, message).await?;
+    applied.absorb(content::apply_push(runtime, message).await?);
+    Ok(applied)
+}
+
+/// The change's own kind (see [`target_kind`]).
+async fn apply_target(
+    runtime: &SyncRuntime,
+    message: &ChangeMessage,
+) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
         return Err(SyncError::permanent(
             format!("message {}", message.event_id),
@@ -262,7 +273,7 @@ impl Reader<'_> {
                         RawItem::Gone(gone)
                     }
                 };
-                Ok(Some(each(blocks, raw)))
+                Ok(Some(content::repository_items(self, blocks, raw).await?))
             }
             Change::Build { definition_id, .. } => {
                 self.pipeline(project_id, *definition_id, blocks).await

@@ -11,6 +11,11 @@ mod releases;
 mod routes;
 mod wiql;
 
+mod content;
+mod people;
+mod planning;
+mod wiki;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,6 +50,12 @@ pub struct OrgSpec {
     pub anchor: Option<DateTime<Utc>>,
     /// Builds, runs, environments, tests, releases, policies, branches and alerts.
     pub cicd: CicdSpec,
+    /// Teams per project (the first is the project's default team).
+    pub teams_per_project: usize,
+    /// People in the organisation (users, entitlements, team and group members).
+    pub users: usize,
+    /// Pages of each project wiki.
+    pub wiki_pages: usize,
 }
 
 impl OrgSpec {
@@ -66,6 +77,9 @@ impl OrgSpec {
             ],
             anchor: None,
             cicd: CicdSpec::small(),
+            teams_per_project: 2,
+            users: 12,
+            wiki_pages: 6,
         }
     }
 
@@ -85,6 +99,9 @@ impl OrgSpec {
             project_tags: vec![vec![], vec![], vec!["archived".into()]],
             anchor: None,
             cicd: CicdSpec::large(),
+            teams_per_project: 4,
+            users: 300,
+            wiki_pages: 30,
         }
     }
 }
@@ -127,6 +144,7 @@ pub struct AdoSim {
     pub(crate) fault_seq: AtomicU64,
     pub(crate) rate: Mutex<RateWindow>,
     pub(crate) hooks: hooks::Hooks,
+    pub(crate) content: content::ContentOverlay,
 }
 
 impl AdoSim {
@@ -141,6 +159,7 @@ impl AdoSim {
             fault_seq: AtomicU64::new(0),
             rate: Mutex::new(RateWindow::default()),
             hooks: hooks::Hooks::default(),
+            content: Default::default(),
         })
     }
 

@@ -213,6 +213,9 @@ pub(crate) struct Org {
     pub projects: Vec<Project>,
     pub prs_per_repo: usize,
     pub cicd: super::builds::CicdSpec,
+    pub teams_per_project: usize,
+    pub users: usize,
+    pub wiki_pages: usize,
 }
 
 /// The facts of one work item that queries look at, derived from (seed, id) without allocation.
@@ -317,6 +320,9 @@ impl Org {
             projects,
             prs_per_repo: spec.prs_per_repo,
             cicd: spec.cicd.clone(),
+            teams_per_project: spec.teams_per_project.max(1),
+            users: spec.users.max(1),
+            wiki_pages: spec.wiki_pages,
         }
     }
 }

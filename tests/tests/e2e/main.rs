@@ -6,6 +6,8 @@ mod kinds;
 mod kinds_cicd;
 mod live;
 mod live_cicd;
+mod kinds_people;
+mod live_content;
 mod moto;
 mod queue;
 mod resync;

@@ -288,6 +288,47 @@ async fn the_shipped_default_mapping_syncs_all_five_kinds() {
 }
 
 #[tokio::test]
+async fn the_shipped_default_mapping_syncs_planning_identity_wiki_and_content_kinds() {
+    let org = Setup {
+        mapping: shared::runtime::DEFAULT_MAPPING,
+        ..Default::default()
+    }
+    .start()
+    .await;
+    let report: Value = org.resync().await.expect("pass");
+    for (k, bp) in [
+        ("team", "azureDevopsTeam"),
+        ("member", "azureDevopsMember"),
+        ("user", "azureDevopsUser"),
+        ("group", "azureDevopsGroup"),
+        ("group-member", "azureDevopsGroupMember"),
+        ("board", "azureDevopsBoard"),
+        ("column", "azureDevopsColumn"),
+        ("iteration", "azureDevopsIteration"),
+        ("area-path", "azureDevopsAreaPath"),
+        ("wiki", "azureDevopsWikiPage"),
+        ("file", "azureDevopsFile"),
+        ("folder", "azureDevopsFolder"),
+    ] {
+        assert_eq!(kind(&report, k)["errors"], 0, "{k}: {report}");
+        assert_eq!(kind(&report, k)["field_warnings"], 0, "{k}: {report}");
+        assert!(!org.catalog_ids(bp).is_empty(), "{bp}");
+    }
+    let repo = org
+        .catalog_ids("azureDevopsRepository")
+        .into_iter()
+        .filter_map(|id| org.catalog_entity("azureDevopsRepository", &id))
+        .find(|e| e.title.as_ref().is_some_and(|t| t == "Platform"))
+        .expect("the Platform repository");
+    assert!(
+        repo.properties.unwrap()["readme"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("# Platform")),
+        "README from includedFiles"
+    );
+}
+
+#[tokio::test]
 async fn with_a_webhook_url_the_resync_function_also_creates_the_subscriptions() {
     let org = Setup::default().start().await;
     let vars = std::collections::HashMap::from([

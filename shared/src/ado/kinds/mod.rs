@@ -16,6 +16,18 @@ mod test_run;
 mod work_item;
 
 pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
+mod board;
+mod files;
+mod glob;
+mod identity;
+mod org_lists;
+mod team;
+mod wiki;
+
+pub(crate) use files::{
+    FileOptions, FolderOptions, default_branch, enrich_repositories, included_option, repo_files,
+    repo_folders,
+};
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
 
 pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
@@ -95,6 +107,7 @@ pub struct FetchContext {
     projects: OnceCell<Arc<Vec<Value>>>,
     repositories: OnceCell<Arc<Vec<Value>>>,
     environments: OnceCell<Arc<Vec<Value>>>,
+    lists: org_lists::OrgLists,
 }
 
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
@@ -116,6 +129,7 @@ impl FetchContext {
             projects: OnceCell::new(),
             repositories: OnceCell::new(),
             environments: OnceCell::new(),
+            lists: Default::default(),
         }
     }
 
@@ -260,6 +274,18 @@ pub static ALL: &[&dyn KindSource] = &[
     &releases::ReleaseDeployment,
     &test_run::TestRun,
     &git_extras::AdvancedSecurityAlert,
+    &team::Team,
+    &team::Member,
+    &identity::User,
+    &identity::Group,
+    &identity::GroupMember,
+    &board::Board,
+    &board::Column,
+    &board::Iteration,
+    &board::AreaPath,
+    &wiki::Wiki,
+    &files::File,
+    &files::Folder,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn KindSource> {

@@ -1,9 +1,11 @@
-//! `repository`: every repository of every (filtered) project, disabled ones included (as the peer does).
+//! `repository`: every repository of every (filtered) project, disabled ones included (as the peer does);
+//! with `includedFiles`, `__includedFiles` from each repository's default branch.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{FetchContext, KindSource, PageSink};
+use super::files::{enrich_repositories, included_option};
+use super::{FetchContext, KindSource, PageSink, option_error};
 use crate::ado::AdoError;
 use crate::mapping::Selector;
 
@@ -15,12 +17,17 @@ impl KindSource for Repository {
         "repository"
     }
 
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        included_option(selector).map(|_| ())
+    }
+
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        selector: &Selector,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
+        let included = included_option(selector).map_err(|e| option_error("repository", e))?;
         let repos = ctx.repositories().await?;
         // One page per project keeps pages the size ADO itself returned.
         let mut page: Vec<Value> = Vec::new();
@@ -28,11 +35,14 @@ impl KindSource for Repository {
         for repo in repos.iter() {
             let project = repo.pointer("/project/id").and_then(Value::as_str);
             if current.is_some() && project != current {
-                sink.send(std::mem::take(&mut page)).await?;
+                let mut full = std::mem::take(&mut page);
+                enrich_repositories(&ctx.client, &mut full, &included).await?;
+                sink.send(full).await?;
             }
             current = project;
             page.push(repo.clone());
         }
+        enrich_repositories(&ctx.client, &mut page, &included).await?;
         sink.send(page).await
     }
 }

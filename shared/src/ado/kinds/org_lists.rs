@@ -1,0 +1,164 @@
+//! Upstream lists that several kinds of one pass share (teams: team, member, board, column, iteration;
+//! boards: board, column; groups: group, group-member), fetched once per pass on first use. They are
+//! small next to repositories or work items (a few per project), so holding them is cheaper than
+//! listing them again for each kind.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, str_field};
+use crate::ado::{AdoError, ApiVersion, Request, Service};
+
+#[derive(Default)]
+pub(crate) struct OrgLists {
+    teams: OnceCell<Arc<Vec<Value>>>,
+    boards: OnceCell<Arc<Vec<Board>>>,
+    groups: OnceCell<Arc<Vec<Value>>>,
+}
+
+/// A board with the team and project it belongs to (boards are per team).
+#[derive(Debug, Clone)]
+pub(crate) struct Board {
+    pub board: Value,
+    pub project: Value,
+    pub team: Value,
+}
+
+/// Teams asked for at once: ADO's team APIs are cheap, but one project can hold hundreds of teams.
+const TEAM_CONCURRENCY: usize = 5;
+
+impl FetchContext {
+    /// Every team of every (filtered) project, paged with `$top`/`$skip` (the peer's iteration kind
+    /// stopped at ADO's default page of 100 teams).
+    pub async fn teams(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.lists
+            .teams
+            .get_or_try_init(|| async {
+                let projects = self.projects().await?;
+                let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
+                    .map(|p| async move {
+                        let req =
+                            Request::get(format!("/_apis/projects/{}/teams", str_field(&p, "id")));
+                        let pages: Vec<Vec<Value>> = self
+                            .client
+                            .top_skip_pages(req, PAGE_SIZE, None)
+                            .try_collect()
+                            .await?;
+                        Ok::<_, AdoError>(pages.into_iter().flatten().collect())
+                    })
+                    .buffered(PROJECT_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                Ok(Arc::new(per_project.into_iter().flatten().collect()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The project a team belongs to, as the project list renders it.
+    pub(crate) async fn project_of_team(&self, team: &Value) -> Result<Value, AdoError> {
+        let id = str_field(team, "projectId");
+        let projects = self.projects().await?;
+        Ok(projects
+            .iter()
+            .find(|p| str_field(p, "id") == id)
+            .cloned()
+            .unwrap_or_else(
+                || serde_json::json!({"id": id, "name": str_field(team, "projectName")}),
+            ))
+    }
+
+    /// Every board of every team, each read in full (the list gives only id, name and url; columns and
+    /// their state mappings come with the single GET).
+    pub(crate) async fn boards(&self) -> Result<Arc<Vec<Board>>, AdoError> {
+        self.lists
+            .boards
+            .get_or_try_init(|| async {
+                let teams = self.teams().await?;
+                let per_team: Vec<Vec<Board>> = futures::stream::iter(teams.iter().cloned())
+                    .map(|team| async move { self.team_boards(&team).await })
+                    .buffered(TEAM_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                Ok(Arc::new(per_team.into_iter().flatten().collect()))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn team_boards(&self, team: &Value) -> Result<Vec<Board>, AdoError> {
+        let project = self.project_of_team(team).await?;
+        let (pid, tid) = (str_field(&project, "id"), str_field(team, "id"));
+        let list = self
+            .client
+            .send(&Request::get(format!("/{pid}/{tid}/_apis/work/boards")))
+            .await?;
+        let mut out = Vec::new();
+        for reference in crate::ado::paging::take_items(list.body, "value") {
+            let detail = self
+                .client
+                .send(&Request::get(format!(
+                    "/{pid}/{tid}/_apis/work/boards/{}",
+                    str_field(&reference, "id")
+                )))
+                .await;
+            let board = match detail {
+                Ok(reply) => merge(reference, reply.body),
+                // Deleted between the list and the read.
+                Err(AdoError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(Board {
+                board,
+                project: project.clone(),
+                team: team.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every security group of the organisation (Graph API, continuation-token paging).
+    pub(crate) async fn groups(&self) -> Result<Arc<Vec<Value>>, AdoError> {
+        self.lists
+            .groups
+            .get_or_try_init(|| async {
+                let req = Request::get("/_apis/graph/groups")
+                    .service(Service::Identity)
+                    .version(ApiVersion::Preview(1));
+                let pages: Vec<Vec<Value>> = self
+                    .client
+                    .token_pages(req, None, "value")
+                    .map_err(|e| services_only(e, "group", "Graph"))
+                    .try_collect()
+                    .await?;
+                Ok(Arc::new(pages.into_iter().flatten().collect()))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// The list item with the detail's fields laid over it.
+fn merge(mut base: Value, detail: Value) -> Value {
+    if let (Value::Object(b), Value::Object(d)) = (&mut base, detail) {
+        b.extend(d);
+    }
+    base
+}
+
+/// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; a server
+/// answers 404 for their whole area. Say so instead of a bare "not found", so the kind fails with a
+/// reason and the rest of the pass carries on.
+pub(crate) fn services_only(e: AdoError, kind: &str, api: &str) -> AdoError {
+    match e {
+        AdoError::NotFound(detail) => AdoError::Invalid(format!(
+            "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
+             Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for this \
+             organisation ({detail})"
+        )),
+        other => other,
+    }
+}

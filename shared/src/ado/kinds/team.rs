@@ -1,0 +1,144 @@
+//! `team` and `member`: the teams of every (filtered) project, optionally with their members
+//! (`__members`) and area-path settings (`__areaPaths`); and every team's members, one item per
+//! (team, member) with `__teamId`.
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use crate::ado::{AdoError, Request};
+use crate::mapping::Selector;
+
+pub struct Team;
+pub struct Member;
+
+/// Teams enriched at once (each needs one or two extra calls).
+const TEAMS_AT_ONCE: usize = 5;
+
+struct TeamOptions {
+    members: bool,
+    area_paths: bool,
+}
+
+impl TeamOptions {
+    fn read(selector: &Selector) -> Result<Self, String> {
+        Ok(Self {
+            members: selector
+                .bool_option("includeMembers", false)
+                .map_err(|e| e.to_string())?,
+            area_paths: selector
+                .bool_option("includeAreaPaths", false)
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+#[async_trait]
+impl KindSource for Team {
+    fn name(&self) -> &'static str {
+        "team"
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), String> {
+        TeamOptions::read(selector).map(|_| ())
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let opts = TeamOptions::read(selector).map_err(|e| option_error("team", e))?;
+        let teams = ctx.teams().await?;
+        for chunk in teams.chunks(PAGE_SIZE as usize) {
+            let page: Vec<Value> = futures::stream::iter(chunk.iter().cloned())
+                .map(|mut team| {
+                    let opts = &opts;
+                    async move {
+                        if opts.members {
+                            let members = team_members(ctx, &team).await?;
+                            team["__members"] = Value::Array(members);
+                        }
+                        if opts.area_paths {
+                            team["__areaPaths"] = area_paths(ctx, &team).await?;
+                        }
+                        Ok::<_, AdoError>(team)
+                    }
+                })
+                .buffered(TEAMS_AT_ONCE)
+                .try_collect()
+                .await?;
+            sink.send(page).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KindSource for Member {
+    fn name(&self) -> &'static str {
+        "member"
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        _selector: &Selector,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let teams = ctx.teams().await?;
+        futures::stream::iter(teams.iter().map(Ok))
+            .try_for_each_concurrent(TEAMS_AT_ONCE, |team| async move {
+                let mut pages = ctx
+                    .client
+                    .top_skip_pages(members_request(team), PAGE_SIZE, None)
+                    .boxed();
+                while let Some(mut page) = pages.try_next().await? {
+                    for member in &mut page {
+                        member["__teamId"] = Value::String(str_field(team, "id").to_owned());
+                    }
+                    sink.send(page).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn members_request(team: &Value) -> Request {
+    Request::get(format!(
+        "/_apis/projects/{}/teams/{}/members",
+        str_field(team, "projectId"),
+        str_field(team, "id")
+    ))
+}
+
+/// Every member of a team (`$top`/`$skip`: a team past one page keeps all its members).
+async fn team_members(ctx: &FetchContext, team: &Value) -> Result<Vec<Value>, AdoError> {
+    let pages: Vec<Vec<Value>> = ctx
+        .client
+        .top_skip_pages(members_request(team), PAGE_SIZE, None)
+        .try_collect()
+        .await?;
+    Ok(pages.into_iter().flatten().collect())
+}
+
+/// The team's area-path settings (`teamfieldvalues`), or null when the team has none to show. A
+/// throttled or failing read fails the kind instead: writing null over a real value would be wrong.
+async fn area_paths(ctx: &FetchContext, team: &Value) -> Result<Value, AdoError> {
+    let req = Request::get(format!(
+        "/{}/{}/_apis/work/teamsettings/teamfieldvalues",
+        str_field(team, "projectId"),
+        str_field(team, "id")
+    ));
+    match ctx.client.send(&req).await {
+        Ok(reply) => Ok(reply.body),
+        Err(e @ (AdoError::NotFound(_) | AdoError::Invalid(_))) => {
+            tracing::warn!(team = %str_field(team, "id"), error = %e, "team area paths unavailable; __areaPaths is null");
+            Ok(Value::Null)
+        }
+        Err(e) => Err(e),
+    }
+}
