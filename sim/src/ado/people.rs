@@ -561,7 +561,7 @@ fn entitlement_json(org: &Org, base: &str, p: &Person, select: Option<&str>) -> 
             org.projects
                 .iter()
                 .enumerate()
-                .filter(|(pi, _)| (p.i + pi) % 2 == 0)
+                .filter(|(pi, _)| (p.i + pi).is_multiple_of(2))
                 .map(|(_, pr)| {
                     json!({
                         "group": {"groupType": "projectContributor", "displayName": "Contributors"},

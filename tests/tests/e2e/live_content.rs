@@ -79,13 +79,11 @@ async fn a_push_to_the_default_branch_refreshes_files_and_one_to_a_folder_branch
     let repos = org.sim.ado.repository_ids(&project);
     // The small org's first project: the repository named after it, then api-gateway.
     let (platform, gateway) = (&repos[0], &repos[1]);
-    let default = org
-        .sim
-        .ado
-        .file_paths(platform, "main")
-        .is_empty()
-        .then_some("master")
-        .unwrap_or("main");
+    let default = if org.sim.ado.file_paths(platform, "main").is_empty() {
+        "master"
+    } else {
+        "main"
+    };
     org.sim.ado.write_file(
         platform,
         default,

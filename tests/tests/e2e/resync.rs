@@ -266,7 +266,7 @@ async fn excluded_tags_drop_a_project_from_every_kind() {
 }
 
 #[tokio::test]
-async fn the_shipped_default_mapping_syncs_all_five_kinds() {
+async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_blueprint() {
     let org = Setup {
         mapping: shared::runtime::DEFAULT_MAPPING,
         ..Default::default()
@@ -274,15 +274,21 @@ async fn the_shipped_default_mapping_syncs_all_five_kinds() {
     .start()
     .await;
     let report: Value = org.resync().await.expect("pass");
-    for (k, bp) in [
-        ("project", "azureDevopsProject"),
-        ("repository", "azureDevopsRepository"),
-        ("pull-request", "azureDevopsPullRequest"),
-        ("pipeline", "azureDevopsPipeline"),
-        ("work-item", "azureDevopsWorkItem"),
-    ] {
-        assert_eq!(kind(&report, k)["errors"], 0);
-        assert!(!org.catalog_ids(bp).is_empty(), "{bp}");
+    let kinds = report["kinds"].as_array().expect("kinds");
+    let names: std::collections::BTreeSet<&str> =
+        kinds.iter().filter_map(|k| k["kind"].as_str()).collect();
+    assert_eq!(names.len(), 29, "{names:?}");
+    for k in kinds {
+        assert_eq!(k["errors"], 0, "{k}");
+        assert_eq!(k["field_warnings"], 0, "{k}");
+        assert!(k["upserted"].as_u64().unwrap_or(0) > 0, "{k}");
+    }
+    let blueprints: Vec<Value> =
+        serde_json::from_str(shared::runtime::DEFAULT_BLUEPRINTS).expect("blueprints.json");
+    assert_eq!(blueprints.len(), 29);
+    for bp in &blueprints {
+        let id = bp["identifier"].as_str().unwrap();
+        assert!(!org.catalog_ids(id).is_empty(), "{id} is empty");
     }
     assert_eq!(kind(&report, "project")["field_warnings"], 0, "{report}");
 }
