@@ -20,7 +20,7 @@ trap 'rm -f "$log"; scripts/moto.sh stop' EXIT
 MOTO_ENDPOINT=$(scripts/moto.sh start "$port")
 export MOTO_ENDPOINT
 echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 # One closing line for the whole suite (cargo prints one per test binary, the last often a doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -62,7 +62,11 @@ fn resync_against_the_simulator_urls_works_with_any_credentials() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let kinds = report["kinds"].as_array().unwrap();
-    assert_eq!(kinds.len(), 5);
+    assert_eq!(
+        kinds.len(),
+        29,
+        "the shipped default mapping covers every kind"
+    );
     assert!(
         kinds
             .iter()

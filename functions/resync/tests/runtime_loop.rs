@@ -30,7 +30,7 @@ async fn the_function_binary_answers_a_scheduled_event_through_the_runtime_api()
     let _ = child.wait();
     match outcome {
         Some(Outcome::Response(report)) => {
-            assert_eq!(report["kinds"].as_array().unwrap().len(), 5, "{report}");
+            assert_eq!(report["kinds"].as_array().unwrap().len(), 29, "{report}");
             assert!(
                 report["kinds"]
                     .as_array()
