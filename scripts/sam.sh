@@ -32,6 +32,10 @@ EOF
 }
 
 install() {
+  # cargo-lambda would add the target itself on the first build; doing it here fails early and clearly.
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    rustup target add aarch64-unknown-linux-gnu
+  fi
   local pins=("aws-sam-cli==$SAM_VERSION" "cfn-lint==$CFN_LINT_VERSION"
     "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION")
   if [ -x "$VENV/bin/sam" ] && installed "${pins[@]}"; then

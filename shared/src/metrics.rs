@@ -68,6 +68,8 @@ impl Unit {
 pub struct Metrics {
     function_name: String,
     values: Vec<(&'static str, f64, Unit)>,
+    /// Outside Lambda (tests, benchmarks) nothing reads stdout for metrics.
+    enabled: bool,
 }
 
 impl Metrics {
@@ -75,18 +77,21 @@ impl Metrics {
         Self {
             function_name: function_name.into(),
             values: Vec::new(),
+            enabled: true,
         }
     }
 
-    /// Named after the running Lambda function (`AWS_LAMBDA_FUNCTION_NAME`), or `fallback` outside
-    /// Lambda (tests, `cargo lambda watch` names the function itself).
+    /// Named after the running Lambda function (`AWS_LAMBDA_FUNCTION_NAME`, also set by
+    /// `cargo lambda watch`). Without it the process is not a Lambda function and [`Self::emit`]
+    /// writes nothing; the document is still built under `fallback`.
     pub fn for_function(fallback: &str) -> Self {
-        Self::new(
-            std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| fallback.to_owned()),
-        )
+        match std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+            Ok(name) if !name.is_empty() => Self::new(name),
+            _ => Self {
+                enabled: false,
+                ..Self::new(fallback)
+            },
+        }
     }
 
     /// Sets a counter; zero values are emitted too, so alarms see data rather than a gap.
@@ -129,7 +134,12 @@ impl Metrics {
     /// Writes the document as one line on stdout, where the Lambda log agent picks it up. A write
     /// failure is ignored: losing a data point must never fail an invocation.
     pub fn emit(&self) {
-        let line = self.to_emf(chrono::Utc::now().timestamp_millis()).to_string();
+        if !self.enabled {
+            return;
+        }
+        let line = self
+            .to_emf(chrono::Utc::now().timestamp_millis())
+            .to_string();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
