@@ -6,11 +6,13 @@
 //! - [`catalog`]: the catalog port, the Port API client and the embedded catalog.
 //! - [`resync`]: the full pass and the stale-entity plan.
 //! - [`sync`]: applying one queued live change.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines, one per invocation.
 
 pub mod ado;
 pub mod catalog;
 pub mod config;
 pub mod mapping;
+pub mod metrics;
 pub mod queue;
 pub mod resync;
 pub mod runtime;

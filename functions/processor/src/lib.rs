@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use shared::metrics::{self, Metrics};
 use shared::queue::message::ChangeMessage;
 use shared::runtime::SyncRuntime;
 use shared::sync::{self, SyncError};
@@ -12,7 +13,10 @@ use tracing::Instrument;
 
 /// What became of one record.
 enum Outcome {
-    Applied,
+    Applied {
+        upserted: usize,
+        deleted: usize,
+    },
     /// Comes back after the visibility timeout; the redrive policy moves it to the dead-letter queue once
     /// its receive count reaches the queue's `maxReceiveCount`.
     Failed,
@@ -26,6 +30,7 @@ pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<SqsEvent>) -> SqsB
     // applies out of order (the failed record comes back first on the next receive).
     let mut blocked_groups: HashSet<String> = HashSet::new();
     let mut response = SqsBatchResponse::default();
+    let (mut applied, mut upserted, mut deleted) = (0_u64, 0_u64, 0_u64);
     for record in &records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let group = record.attributes.get("MessageGroupId").cloned();
@@ -52,15 +57,34 @@ pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<SqsEvent>) -> SqsB
         }
         .instrument(span)
         .await;
-        if let Outcome::Failed = outcome {
-            if let Some(g) = group {
-                blocked_groups.insert(g);
+        match outcome {
+            Outcome::Applied {
+                upserted: u,
+                deleted: d,
+            } => {
+                applied += 1;
+                upserted += u as u64;
+                deleted += d as u64;
             }
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
+            Outcome::Failed => {
+                if let Some(g) = group {
+                    blocked_groups.insert(g);
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
         }
     }
+    Metrics::for_function("processor")
+        .count(metrics::RECORDS_APPLIED, applied)
+        .count(
+            metrics::RECORDS_FAILED,
+            response.batch_item_failures.len() as u64,
+        )
+        .count(metrics::ENTITIES_UPSERTED, upserted)
+        .count(metrics::ENTITIES_DELETED, deleted)
+        .emit();
     tracing::info!(
         records = records.len(),
         failed = response.batch_item_failures.len(),
@@ -96,7 +120,10 @@ async fn process(runtime: &SyncRuntime, record: &SqsMessage, receive_count: u32)
                 skipped = applied.skipped,
                 "record applied"
             );
-            Outcome::Applied
+            Outcome::Applied {
+                upserted: applied.upserted,
+                deleted: applied.deleted,
+            }
         }
         Err(e @ SyncError::Transient { .. }) => {
             tracing::warn!(error = %e, receive_count, "transient failure; the record will be retried");

@@ -3,6 +3,7 @@
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
+use shared::metrics::{self, Metrics};
 use shared::queue::Queue;
 use shared::webhook::{WebhookOutcome, WebhookSettings, accept};
 
@@ -16,18 +17,34 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     // Azure DevOps only POSTs; anything else is not a delivery and learns nothing more.
     if parts.method != Method::POST {
-        let mut response = respond(&WebhookOutcome {
+        let outcome = WebhookOutcome {
             status: StatusCode::METHOD_NOT_ALLOWED.as_u16(),
             body: serde_json::json!({"error": "method not allowed"}),
             basic_challenge: false,
-        });
+        };
+        outcome_metrics(&outcome).emit();
+        let mut response = respond(&outcome);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     let outcome = accept(settings, queue, &parts.headers, body.as_ref()).await;
+    outcome_metrics(&outcome).emit();
     respond(&outcome)
+}
+
+/// One delivery counts in exactly one of the four webhook metrics.
+fn outcome_metrics(outcome: &WebhookOutcome) -> Metrics {
+    let queued = outcome.status == 202 && outcome.body["status"] == "queued";
+    let ignored = outcome.status == 202 && !queued;
+    let failed = outcome.status >= 500;
+    let rejected = !queued && !ignored && !failed;
+    Metrics::for_function("webhook")
+        .count(metrics::EVENTS_ACCEPTED, u64::from(queued))
+        .count(metrics::EVENTS_IGNORED, u64::from(ignored))
+        .count(metrics::EVENTS_REJECTED, u64::from(rejected))
+        .count(metrics::QUEUE_FAILURES, u64::from(failed))
 }
 
 fn respond(outcome: &WebhookOutcome) -> Response<Body> {
@@ -152,6 +169,84 @@ mod tests {
         queue.fail(true);
         let (status, _, _) = call("workitem-updated", &queue).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn every_delivery_counts_in_exactly_one_metric() {
+        let queue = MemoryQueue::new();
+        for (scenario, metric) in [
+            ("workitem-updated", "EventsAccepted"),
+            ("unknown-event-type", "EventsIgnored"),
+            ("forged-password", "EventsRejected"),
+        ] {
+            let (status, body, _) = call(scenario, &queue).await;
+            let outcome = WebhookOutcome {
+                status: status.as_u16(),
+                body,
+                basic_challenge: false,
+            };
+            let doc = outcome_metrics(&outcome).to_emf(0);
+            for name in [
+                "EventsAccepted",
+                "EventsIgnored",
+                "EventsRejected",
+                "QueueFailures",
+            ] {
+                let expected = if name == metric { 1.0 } else { 0.0 };
+                assert_eq!(doc[name], expected, "{scenario}: {name}");
+            }
+        }
+        queue.fail(true);
+        let (status, body, _) = call("workitem-updated", &queue).await;
+        let outcome = WebhookOutcome {
+            status: status.as_u16(),
+            body,
+            basic_challenge: false,
+        };
+        assert_eq!(outcome_metrics(&outcome).to_emf(0)["QueueFailures"], 1.0);
+    }
+
+    /// Every envelope in events/webhook/ and the answer it gets (the table in its README).
+    const SCENARIOS: &[(&str, u16, &str)] = &[
+        ("workitem-updated", 202, "queued"),
+        ("http-api-workitem-updated", 202, "queued"),
+        ("git-push-base64", 202, "queued"),
+        ("git-pullrequest-updated", 202, "queued"),
+        ("pipeline-run-state-changed", 202, "queued"),
+        ("forged-password", 401, "unauthorized"),
+        ("missing-credentials", 401, "unauthorized"),
+        ("malformed-json", 202, "ignored"),
+        ("unknown-event-type", 202, "ignored"),
+        ("get-request", 405, "method not allowed"),
+    ];
+
+    #[tokio::test]
+    async fn every_sample_envelope_gets_the_answer_its_readme_promises() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/webhook");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
+            .collect();
+        files.sort();
+        let mut listed: Vec<String> = SCENARIOS.iter().map(|s| s.0.to_owned()).collect();
+        listed.sort();
+        assert_eq!(
+            files, listed,
+            "a sample without an expected answer, or the reverse"
+        );
+        for (scenario, status, word) in SCENARIOS {
+            let queue = MemoryQueue::new();
+            let (got, body, _) = call(scenario, &queue).await;
+            assert_eq!(got.as_u16(), *status, "{scenario}");
+            let said = body.get("status").or(body.get("error")).unwrap();
+            assert_eq!(said, word, "{scenario}");
+            assert_eq!(
+                queue.sent().len(),
+                usize::from(*word == "queued"),
+                "{scenario}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -11,3 +11,4 @@ mod live_content;
 mod moto;
 mod queue;
 mod resync;
+mod template;
