@@ -147,7 +147,8 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
         crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
     Ok(match &settings.catalog {
         CatalogTarget::Embedded { path } => {
-            (Arc::new(EmbeddedCatalog::open(path, datasource)?), None)
+            let catalog: Arc<dyn Catalog> = Arc::new(EmbeddedCatalog::open(path, datasource)?);
+            (catalog, None)
         }
         CatalogTarget::Port {
             base_url,
@@ -164,7 +165,9 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
                 timeout: Duration::from_secs(60),
                 max_retries: 5,
             })?);
-            (client.clone(), Some(client))
+            let catalog: Arc<dyn Catalog> = client.clone();
+            let admin: Arc<dyn CatalogAdmin> = client;
+            (catalog, Some(admin))
         }
     })
 }
@@ -234,7 +237,7 @@ impl SyncRuntime {
                     None
                 }
             };
-            Ok(defaults::initialize(admin, &blueprints, record).await?)
+            Ok::<_, SetupError>(defaults::initialize(admin, &blueprints, record).await?)
         };
         Some(run.await)
     }

@@ -167,7 +167,7 @@ impl Env {
                 && !v.trim().eq_ignore_ascii_case("single account")
             {
                 problems.push(ConfigError::Invalid {
-                    name,
+                    name: *name,
                     reason: format!("{v:?}: {why}"),
                 });
             } else {
