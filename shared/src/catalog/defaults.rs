@@ -42,9 +42,11 @@ fn stages(blueprint: &Map<String, Value>) -> (Value, Option<Value>, Option<Value
             .collect();
         (!part.is_empty()).then_some(Value::Object(part))
     };
+    // Empty ones (`"relations": {}`) point at nothing, so they go with the bare blueprint.
+    let later = |k: &str| LINK_KEYS.contains(&k) || DERIVED_KEYS.contains(&k);
     let bare: Map<String, Value> = blueprint
         .iter()
-        .filter(|(k, _)| !LINK_KEYS.contains(&k.as_str()) && !DERIVED_KEYS.contains(&k.as_str()))
+        .filter(|(k, v)| !later(k) || is_empty(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (Value::Object(bare), pick(&LINK_KEYS), pick(&DERIVED_KEYS))
@@ -283,7 +285,10 @@ mod tests {
         let bp = json!({"identifier": "a", "schema": {"properties": {}}, "relations": {"p": {"target": "b"}},
                         "mirrorProperties": {}, "calculationProperties": {"c": {}}});
         let (bare, links, derived) = stages(bp.as_object().unwrap());
-        assert_eq!(bare, json!({"identifier": "a", "schema": {"properties": {}}}));
+        assert_eq!(
+            bare,
+            json!({"identifier": "a", "schema": {"properties": {}}, "mirrorProperties": {}})
+        );
         assert_eq!(links, Some(json!({"relations": {"p": {"target": "b"}}})));
         assert_eq!(derived, Some(json!({"calculationProperties": {"c": {}}})));
     }
