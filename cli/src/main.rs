@@ -203,7 +203,9 @@ fn main() -> ExitCode {
 async fn start() -> Result<SyncRuntime, String> {
     let env = Env::load().await.map_err(|e| e.to_string())?;
     let settings = Settings::from_env(&env).map_err(|e| e.to_string())?;
-    SyncRuntime::start(settings).await.map_err(|e| e.to_string())
+    SyncRuntime::start(settings)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn resync(json: bool) -> ExitCode {

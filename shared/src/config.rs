@@ -500,7 +500,10 @@ mod tests {
         assert!(matches!(s.mapping, MappingSetting::Default));
         assert!(s.initialize_port_resources);
         let mut vars = BASE.to_vec();
-        vars.extend([("MAPPING", "resources: []"), ("INITIALIZE_PORT_RESOURCES", "false")]);
+        vars.extend([
+            ("MAPPING", "resources: []"),
+            ("INITIALIZE_PORT_RESOURCES", "false"),
+        ]);
         let s = settings(&vars).unwrap();
         assert!(matches!(s.mapping, MappingSetting::Inline(_)));
         assert!(!s.initialize_port_resources);

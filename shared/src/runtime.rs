@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ado::{AdoClient, AdoError};
+use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::port::{PortClient, PortConfig};
-use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::{Catalog, CatalogAdmin, CatalogError};
 use crate::config::{CatalogTarget, MappingSetting, Settings};
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};

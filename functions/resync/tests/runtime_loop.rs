@@ -106,11 +106,17 @@ async fn the_cold_start_reads_peer_names_and_secrets_from_secrets_manager_and_ss
     let api = RuntimeApi::start().await.unwrap();
     let mut child = api
         .function_command(env!("CARGO_BIN_EXE_resync"), "resync")
-        .env("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", org.ado_org_url())
+        .env(
+            "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+            org.ado_org_url(),
+        )
         .env("OCEAN__PORT__BASE_URL", org.catalog_base_url())
         .env("OCEAN__PORT__CLIENT_ID", "peer-client")
         .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .env("ADO_PAT_SECRET_ARN", format!("{}#pat", secret.arn().unwrap()))
+        .env(
+            "ADO_PAT_SECRET_ARN",
+            format!("{}#pat", secret.arn().unwrap()),
+        )
         .env("CATALOG_CLIENT_SECRET_SSM_PARAMETER", &parameter)
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_REGION", "us-east-1")

@@ -31,9 +31,15 @@ pub struct InitReport {
     pub integration_created: bool,
 }
 
-/// The three request bodies of one blueprint: bare, links, derived (`None` when there is nothing to
-/// send in that stage).
-fn stages(blueprint: &Map<String, Value>) -> (Value, Option<Value>, Option<Value>) {
+/// The three request bodies of one blueprint (`None` when there is nothing to send in that stage).
+#[derive(Debug, PartialEq)]
+struct Stages {
+    bare: Value,
+    links: Option<Value>,
+    derived: Option<Value>,
+}
+
+fn stages(blueprint: &Map<String, Value>) -> Stages {
     let pick = |keys: &[&str]| {
         let part: Map<String, Value> = keys
             .iter()
@@ -49,7 +55,11 @@ fn stages(blueprint: &Map<String, Value>) -> (Value, Option<Value>, Option<Value
         .filter(|(k, v)| !later(k) || is_empty(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    (Value::Object(bare), pick(&LINK_KEYS), pick(&DERIVED_KEYS))
+    Stages {
+        bare: Value::Object(bare),
+        links: pick(&LINK_KEYS),
+        derived: pick(&DERIVED_KEYS),
+    }
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -119,20 +129,20 @@ pub async fn initialize(
 
 async fn create_blueprints(
     admin: &dyn CatalogAdmin,
-    missing: &[(String, (Value, Option<Value>, Option<Value>))],
+    missing: &[(String, Stages)],
     created: &mut Vec<String>,
 ) -> Result<(), CatalogError> {
-    for (id, (bare, _, _)) in missing {
-        admin.create_blueprint(bare).await?;
+    for (id, stages) in missing {
+        admin.create_blueprint(&stages.bare).await?;
         created.push(id.clone());
     }
-    for (id, (_, links, _)) in missing {
-        if let Some(links) = links {
+    for (id, stages) in missing {
+        if let Some(links) = &stages.links {
             admin.patch_blueprint(id, links).await?;
         }
     }
-    for (id, (_, _, derived)) in missing {
-        if let Some(derived) = derived {
+    for (id, stages) in missing {
+        if let Some(derived) = &stages.derived {
             admin.patch_blueprint(id, derived).await?;
         }
     }
@@ -239,7 +249,11 @@ mod tests {
             .await
             .unwrap();
         assert!(again.created_blueprints.is_empty() && !again.integration_created);
-        assert_eq!(admin.writes.lock().unwrap().len(), writes, "no write the second time");
+        assert_eq!(
+            admin.writes.lock().unwrap().len(),
+            writes,
+            "no write the second time"
+        );
     }
 
     #[tokio::test]
@@ -257,7 +271,10 @@ mod tests {
             .unwrap();
         assert_eq!(report.existing_blueprints, vec!["azureDevopsProject"]);
         assert!(!report.integration_created);
-        assert_eq!(admin.blueprint("azureDevopsProject").await.unwrap(), Some(mine));
+        assert_eq!(
+            admin.blueprint("azureDevopsProject").await.unwrap(),
+            Some(mine)
+        );
         assert_eq!(
             admin.integration().await.unwrap(),
             Some(json!({"config": {"resources": []}}))
@@ -284,7 +301,11 @@ mod tests {
     fn the_bare_stage_carries_no_links() {
         let bp = json!({"identifier": "a", "schema": {"properties": {}}, "relations": {"p": {"target": "b"}},
                         "mirrorProperties": {}, "calculationProperties": {"c": {}}});
-        let (bare, links, derived) = stages(bp.as_object().unwrap());
+        let Stages {
+            bare,
+            links,
+            derived,
+        } = stages(bp.as_object().unwrap());
         assert_eq!(
             bare,
             json!({"identifier": "a", "schema": {"properties": {}}, "mirrorProperties": {}})

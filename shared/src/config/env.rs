@@ -167,7 +167,7 @@ impl Env {
                 && !v.trim().eq_ignore_ascii_case("single account")
             {
                 problems.push(ConfigError::Invalid {
-                    name: *name,
+                    name,
                     reason: format!("{v:?}: {why}"),
                 });
             } else {
@@ -265,7 +265,10 @@ mod tests {
                 "{name} is not an alias"
             );
         }
-        for name in ["OCEAN__EVENT_LISTENER__TYPE", "OCEAN__SEND_RAW_DATA_EXAMPLES"] {
+        for name in [
+            "OCEAN__EVENT_LISTENER__TYPE",
+            "OCEAN__SEND_RAW_DATA_EXAMPLES",
+        ] {
             assert!(PEER_IGNORED.iter().any(|(n, _)| *n == name), "{name}");
             Env::from_lookup(lookup(&[(name, "ONCE")])).unwrap();
         }
@@ -289,7 +292,10 @@ mod tests {
         let e = Env::from_lookup(lookup(&[
             ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "hourly"),
             ("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "maybe"),
-            ("OCEAN__INTEGRATION__CONFIG__ACCOUNT_MODE", "Multiple Accounts"),
+            (
+                "OCEAN__INTEGRATION__CONFIG__ACCOUNT_MODE",
+                "Multiple Accounts",
+            ),
         ]))
         .unwrap_err()
         .to_string();
@@ -310,8 +316,12 @@ mod tests {
     #[tokio::test]
     async fn secrets_come_from_either_store_and_never_show_in_debug() {
         let mut store = MemorySecretStore::default();
-        store.secrets.insert("ado".into(), r#"{"pat":"pat-1"}"#.into());
-        store.parameters.insert("/catalog/secret".into(), "cs-2".into());
+        store
+            .secrets
+            .insert("ado".into(), r#"{"pat":"pat-1"}"#.into());
+        store
+            .parameters
+            .insert("/catalog/secret".into(), "cs-2".into());
         let env = Env::resolve(
             lookup(&[
                 ("ADO_PAT_SECRET_ARN", "ado#pat"),
@@ -346,7 +356,10 @@ mod tests {
         .await
         .unwrap_err()
         .to_string();
-        assert!(e.contains("ADO_PAT") && e.contains("ADO_PAT_SECRET_ARN"), "{e}");
+        assert!(
+            e.contains("ADO_PAT") && e.contains("ADO_PAT_SECRET_ARN"),
+            "{e}"
+        );
         assert!(e.contains("WEBHOOK_SECRET_SSM_PARAMETER"), "{e}");
         assert!(e.contains("set only one of CATALOG_CLIENT_SECRET"), "{e}");
         assert!(!e.contains("direct"), "{e}");
@@ -374,7 +387,12 @@ mod tests {
                 .find(|r| r.starts_with(&format!("| `{}`", setting.name)))
                 .unwrap_or_else(|| panic!("no README row for {}", setting.name));
             for alias in setting.aliases {
-                assert!(row.contains(alias.name), "{} row lacks {}", setting.name, alias.name);
+                assert!(
+                    row.contains(alias.name),
+                    "{} row lacks {}",
+                    setting.name,
+                    alias.name
+                );
             }
             if setting.secret {
                 assert!(
@@ -387,7 +405,10 @@ mod tests {
         }
         for row in rows {
             let name = row[3..].split('`').next().unwrap_or_default();
-            assert!(names::setting(name).is_some(), "README row {name} is not a setting");
+            assert!(
+                names::setting(name).is_some(),
+                "README row {name} is not a setting"
+            );
         }
         for (name, _) in PEER_IGNORED {
             assert!(section.contains(name), "README does not explain {name}");

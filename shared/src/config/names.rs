@@ -73,7 +73,10 @@ pub const SETTINGS: &[Setting] = &[
     ),
     plain("CATALOG_BASE_URL", &[same("OCEAN__PORT__BASE_URL")]),
     secret("CATALOG_CLIENT_ID", &[same("OCEAN__PORT__CLIENT_ID")]),
-    secret("CATALOG_CLIENT_SECRET", &[same("OCEAN__PORT__CLIENT_SECRET")]),
+    secret(
+        "CATALOG_CLIENT_SECRET",
+        &[same("OCEAN__PORT__CLIENT_SECRET")],
+    ),
     plain("CATALOG_DB", &[]),
     plain(
         "INTEGRATION_IDENTIFIER",
@@ -138,7 +141,10 @@ pub const PEER_IGNORED: &[(&str, &str)] = &[
         "OCEAN__INTEGRATION__CONFIG__APP_HOST",
         "the peer's own address; set WEBHOOK_URL to the webhook function's URL",
     ),
-    ("OCEAN__INTEGRATION__TYPE", "the type is always azure-devops"),
+    (
+        "OCEAN__INTEGRATION__TYPE",
+        "the type is always azure-devops",
+    ),
     (
         "OCEAN__INTEGRATION__CONFIG__ACCOUNT_MODE",
         "only Single Account (a personal access token) is supported",

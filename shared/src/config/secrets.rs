@@ -155,9 +155,9 @@ impl SecretStore for AwsSecretStore {
             .await
             .map_err(sdk_error)?;
         // A binary secret has no SecretString; settings are text.
-        out.secret_string
-            .map(SecretString::from)
-            .ok_or_else(|| "the secret has no SecretString (binary secrets are not supported)".into())
+        out.secret_string.map(SecretString::from).ok_or_else(|| {
+            "the secret has no SecretString (binary secrets are not supported)".into()
+        })
     }
 
     async fn parameter(&self, name: &str) -> Result<SecretString, String> {
@@ -191,7 +191,9 @@ impl SecretStore for MemorySecretStore {
         self.secrets
             .get(secret_id)
             .map(|v| SecretString::from(v.clone()))
-            .ok_or_else(|| "ResourceNotFoundException: Secrets Manager can't find the specified secret.".into())
+            .ok_or_else(|| {
+                "ResourceNotFoundException: Secrets Manager can't find the specified secret.".into()
+            })
     }
 
     async fn parameter(&self, name: &str) -> Result<SecretString, String> {

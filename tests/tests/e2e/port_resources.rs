@@ -43,7 +43,11 @@ async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_seco
     let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
-    let report = runtime.initialize().await.expect("on").expect("initialized");
+    let report = runtime
+        .initialize()
+        .await
+        .expect("on")
+        .expect("initialized");
     assert_eq!(report.created_blueprints.len(), default_blueprints().len());
     assert!(report.integration_created);
     let store = sim.catalog.store();
@@ -54,12 +58,22 @@ async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_seco
         assert_eq!(stored["schema"], bp["schema"], "{id}");
         assert_eq!(stored["mirrorProperties"], bp["mirrorProperties"], "{id}");
     }
-    let record = store.integration("e2e").unwrap().expect("the integration record");
-    assert_eq!(record["config"], default_integration_record().unwrap()["config"]);
+    let record = store
+        .integration("e2e")
+        .unwrap()
+        .expect("the integration record");
+    assert_eq!(
+        record["config"],
+        default_integration_record().unwrap()["config"]
+    );
     assert_eq!(record["installationAppType"], "azure-devops");
 
     let before = writes(&sim);
-    let again = runtime.initialize().await.expect("on").expect("initialized");
+    let again = runtime
+        .initialize()
+        .await
+        .expect("on")
+        .expect("initialized");
     assert!(again.created_blueprints.is_empty() && !again.integration_created);
     assert_eq!(writes(&sim), before, "the second run only reads");
 
@@ -95,7 +109,11 @@ async fn a_users_blueprint_and_mapping_are_left_alone_and_the_mapping_is_used() 
         .await
         .expect("runtime");
     assert_eq!(runtime.mapping.resources().len(), 1, "the record's mapping");
-    let report = runtime.initialize().await.expect("on").expect("initialized");
+    let report = runtime
+        .initialize()
+        .await
+        .expect("on")
+        .expect("initialized");
     assert_eq!(report.existing_blueprints, vec!["azureDevopsProject"]);
     assert_eq!(
         report.created_blueprints.len(),
@@ -114,7 +132,11 @@ async fn with_a_mapping_file_or_initialization_off_no_record_is_created() {
     let runtime = SyncRuntime::start(settings_for(&sim, &vars))
         .await
         .expect("runtime");
-    let report = runtime.initialize().await.expect("on").expect("initialized");
+    let report = runtime
+        .initialize()
+        .await
+        .expect("on")
+        .expect("initialized");
     assert!(!report.integration_created);
     assert!(sim.catalog.store().integration("e2e").unwrap().is_none());
 

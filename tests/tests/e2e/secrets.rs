@@ -101,7 +101,10 @@ async fn unreadable_secrets_fail_the_start_naming_each_setting_and_never_a_value
     let e = Env::resolve(
         lookup(vec![
             ("ADO_PAT_SECRET_ARN", unique("ado-sync/missing")),
-            ("CATALOG_CLIENT_SECRET_SSM_PARAMETER", unique("/ado-sync/missing")),
+            (
+                "CATALOG_CLIENT_SECRET_SSM_PARAMETER",
+                unique("/ado-sync/missing"),
+            ),
             ("WEBHOOK_SECRET_SECRET_ARN", format!("{existing}#secret")),
         ]),
         &AwsSecretStore::new(&config),

@@ -351,7 +351,11 @@ impl PortClient {
     }
 
     /// Replaces the top-level fields the body names (`PATCH /v1/blueprints/{id}`).
-    pub async fn patch_blueprint(&self, identifier: &str, patch: &Value) -> Result<(), CatalogError> {
+    pub async fn patch_blueprint(
+        &self,
+        identifier: &str,
+        patch: &Value,
+    ) -> Result<(), CatalogError> {
         self.admin_write(
             Method::PATCH,
             &["v1", "blueprints", identifier],
