@@ -58,23 +58,25 @@ struct AppState {
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     // Every setting is read before anything starts, so a misconfiguration fails at once with the
     // variables' names instead of on the first delivery.
-    let env = match Env::load().await {
-        Ok(env) => env,
-        Err(e) => return setup_error(e),
-    };
-    let interval = match args.resync_interval_secs {
-        Some(secs) => Ok(secs),
-        None => env.get("RESYNC_INTERVAL_SECS").map_or(Ok(3600), |v| {
-            v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                name: "RESYNC_INTERVAL_SECS",
-                reason: format!("{v:?} is not a whole number of seconds"),
-            })
-        }),
-    };
-    let (webhook, (settings, resync_interval_secs)) = match ConfigError::both(
-        WebhookSettings::from_env(&env),
-        ConfigError::both(Settings::from_env(&env), interval),
-    ) {
+    let explicit_interval = args.resync_interval_secs;
+    let setup = Env::load_and(|env| {
+        let interval = match explicit_interval {
+            Some(secs) => Ok(secs),
+            None => env.get("RESYNC_INTERVAL_SECS").map_or(Ok(3600), |v| {
+                v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                    name: "RESYNC_INTERVAL_SECS",
+                    reason: format!("{v:?} is not a whole number of seconds"),
+                })
+            }),
+        };
+        let (webhook, (settings, interval)) = ConfigError::both(
+            WebhookSettings::from_env(env),
+            ConfigError::both(Settings::from_env(env), interval),
+        )?;
+        Ok((webhook, settings, interval, env.get("QUEUE_URL")))
+    })
+    .await;
+    let (webhook, settings, resync_interval_secs, queue_url) = match setup {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
@@ -82,7 +84,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         Ok(r) => Arc::new(r),
         Err(e) => return setup_error(e),
     };
-    let queue = match open_queue(env.get("QUEUE_URL"), &args.queue_db).await {
+    let queue = match open_queue(queue_url, &args.queue_db).await {
         Ok(q) => q,
         Err(e) => {
             eprintln!("error: {e}");

@@ -9,13 +9,10 @@ use shared::ado::kinds::FetchContext;
 use shared::config::{ConfigError, Env, Settings};
 
 pub(crate) async fn sync(dry_run: bool, json: bool) -> ExitCode {
-    let settings = match Env::load().await {
-        Ok(env) => ConfigError::both(
-            Settings::from_env(&env),
-            SubscriptionSettings::from_env(&env),
-        ),
-        Err(e) => Err(e),
-    };
+    let settings = Env::load_and(|env| {
+        ConfigError::both(Settings::from_env(env), SubscriptionSettings::from_env(env))
+    })
+    .await;
     let (settings, hook_settings) = match settings {
         Ok(pair) => pair,
         Err(e) => {

@@ -37,16 +37,19 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The single problems this error is made of.
+    pub fn into_list(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(inner) => inner.into_iter().flat_map(Self::into_list).collect(),
+            one => vec![one],
+        }
+    }
+
     /// `Ok` when there is no problem; one problem as itself; several together.
-    pub fn check(mut problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+    pub fn check(problems: Vec<ConfigError>) -> Result<(), ConfigError> {
         // Nested lists flatten so the message stays one list.
-        problems = problems
-            .into_iter()
-            .flat_map(|p| match p {
-                ConfigError::Several(inner) => inner,
-                one => vec![one],
-            })
-            .collect();
+        let mut problems: Vec<ConfigError> =
+            problems.into_iter().flat_map(Self::into_list).collect();
         match problems.len() {
             0 => Ok(()),
             1 => Err(problems.remove(0)),

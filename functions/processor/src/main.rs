@@ -28,7 +28,6 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn start() -> Result<SyncRuntime, Error> {
-    let env = Env::load().await?;
-    let settings = Settings::from_env(&env)?;
+    let settings = Env::load_and(Settings::from_env).await?;
     Ok(SyncRuntime::start(settings).await?)
 }

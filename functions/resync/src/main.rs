@@ -30,11 +30,13 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn start() -> Result<(SyncRuntime, Option<SubscriptionSettings>), Error> {
-    let env = Env::load().await?;
     // Live events are optional: without WEBHOOK_URL the schedule only resyncs.
-    let (settings, subscriptions) = ConfigError::both(
-        Settings::from_env(&env),
-        SubscriptionSettings::from_env_if_set(&env),
-    )?;
+    let (settings, subscriptions) = Env::load_and(|env| {
+        ConfigError::both(
+            Settings::from_env(env),
+            SubscriptionSettings::from_env_if_set(env),
+        )
+    })
+    .await?;
     Ok((SyncRuntime::start(settings).await?, subscriptions))
 }

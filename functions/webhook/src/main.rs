@@ -30,12 +30,14 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn start() -> Result<(WebhookSettings, SqsQueue), Error> {
-    let env = Env::load().await?;
-    let queue_url = env.get("QUEUE_URL").ok_or(ConfigError::Missing {
-        name: "QUEUE_URL",
-        hint: "the URL of the SQS FIFO queue to send changes to",
-    });
-    let (settings, queue_url) = ConfigError::both(WebhookSettings::from_env(&env), queue_url)?;
+    let (settings, queue_url) = Env::load_and(|env| {
+        let queue_url = env.get("QUEUE_URL").ok_or(ConfigError::Missing {
+            name: "QUEUE_URL",
+            hint: "the URL of the SQS FIFO queue to send changes to",
+        });
+        ConfigError::both(WebhookSettings::from_env(env), queue_url)
+    })
+    .await?;
     if settings.is_open() {
         tracing::warn!(
             "WEBHOOK_ALLOW_UNAUTHENTICATED is set: deliveries are accepted without credentials"

@@ -41,13 +41,50 @@ impl Env {
     /// The process environment, with secrets fetched through the default AWS configuration (only when
     /// some secret setting names a source: a run without one never touches AWS).
     pub async fn load() -> Result<Self, ConfigError> {
+        let (env, problems) = Self::load_all().await;
+        ConfigError::check(problems)?;
+        Ok(env)
+    }
+
+    /// Loads the environment and parses the typed settings from it, reporting the problems of both
+    /// together: a start names everything that is wrong at once. A setting whose secret could not be
+    /// read is not reported missing as well.
+    pub async fn load_and<T>(
+        parse: impl FnOnce(&Env) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        let (env, problems) = Self::load_all().await;
+        Self::parse_with(&env, problems, parse)
+    }
+
+    async fn load_all() -> (Self, Vec<ConfigError>) {
         let (mut env, pending, mut problems) = Self::read(|k| std::env::var(k).ok());
         if !pending.is_empty() {
             let store = AwsSecretStore::from_env().await;
             problems.extend(env.fetch(pending, &store).await);
         }
-        ConfigError::check(problems)?;
-        Ok(env)
+        (env, problems)
+    }
+
+    fn parse_with<T>(
+        env: &Env,
+        mut problems: Vec<ConfigError>,
+        parse: impl FnOnce(&Env) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        let unread: Vec<&'static str> = problems
+            .iter()
+            .filter_map(|p| match p {
+                ConfigError::Secret { name, .. } => Some(*name),
+                _ => None,
+            })
+            .collect();
+        match parse(env) {
+            Ok(t) if problems.is_empty() => return Ok(t),
+            Ok(_) => {}
+            Err(e) => problems.extend(e.into_list().into_iter().filter(
+                |p| !matches!(p, ConfigError::Missing { name, .. } if unread.contains(name)),
+            )),
+        }
+        Err(ConfigError::check(problems).expect_err("there are problems"))
     }
 
     /// As [`Env::load`], reading variables through `get` and secrets from `store`.
@@ -363,6 +400,25 @@ mod tests {
         assert!(e.contains("WEBHOOK_SECRET_SSM_PARAMETER"), "{e}");
         assert!(e.contains("set only one of CATALOG_CLIENT_SECRET"), "{e}");
         assert!(!e.contains("direct"), "{e}");
+    }
+
+    #[test]
+    fn secret_and_settings_problems_are_reported_together_without_repeats() {
+        let problems = vec![ConfigError::Secret {
+            name: "ADO_PAT",
+            variable: "ADO_PAT_SECRET_ARN".into(),
+            reason: "ResourceNotFoundException".into(),
+        }];
+        let e = Env::parse_with(&Env::default(), problems, |env| {
+            crate::config::Settings::from_env(env)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ADO_PAT_SECRET_ARN") && e.contains("ADO_ORG_URL"),
+            "{e}"
+        );
+        assert!(!e.contains("missing setting ADO_PAT"), "{e}");
     }
 
     #[test]
