@@ -48,6 +48,7 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
     vars.insert("CATALOG_DB", db.display().to_string());
     for passthrough in [
         "MAPPING_FILE",
+        "MAPPING",
         "ADO_EXCLUDED_TAGS",
         "INTEGRATION_IDENTIFIER",
     ] {

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shared::config::Settings;
+use shared::config::{Env, Settings};
 use shared::resync::{KindReport, Observer};
 use shared::runtime::SyncRuntime;
 
@@ -86,8 +86,9 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
         /// Seconds between full resyncs (the first one interval after the start); 0 turns them off.
-        #[arg(long, default_value_t = 3600)]
-        resync_interval_secs: u64,
+        /// Default: RESYNC_INTERVAL_SECS, else 3600.
+        #[arg(long)]
+        resync_interval_secs: Option<u64>,
         /// The local queue's SQLite file (unused when QUEUE_URL is set).
         #[arg(long, default_value = ".ado-sync/queue.db")]
         queue_db: std::path::PathBuf,
@@ -198,11 +199,17 @@ fn main() -> ExitCode {
     })
 }
 
-async fn resync(json: bool) -> ExitCode {
-    let runtime = match Settings::from_env()
+/// Settings (secrets included) and the mapping, resolved before any Azure DevOps call.
+async fn start() -> Result<SyncRuntime, String> {
+    let env = Env::load().await.map_err(|e| e.to_string())?;
+    let settings = Settings::from_env(&env).map_err(|e| e.to_string())?;
+    SyncRuntime::start(settings)
+        .await
         .map_err(|e| e.to_string())
-        .and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string()))
-    {
+}
+
+async fn resync(json: bool) -> ExitCode {
+    let runtime = match start().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

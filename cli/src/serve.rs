@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use shared::config::Settings;
+use shared::config::{ConfigError, Env, Settings};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
@@ -41,7 +41,8 @@ const QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 pub(crate) struct ServeArgs {
     pub listen: SocketAddr,
-    pub resync_interval_secs: u64,
+    /// `None`: `RESYNC_INTERVAL_SECS`, else an hour.
+    pub resync_interval_secs: Option<u64>,
     pub queue_db: PathBuf,
 }
 
@@ -56,19 +57,34 @@ struct AppState {
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     // Every setting is read before anything starts, so a misconfiguration fails at once with the
-    // variable's name instead of on the first delivery.
-    let webhook = match WebhookSettings::from_env() {
+    // variables' names instead of on the first delivery.
+    let explicit_interval = args.resync_interval_secs;
+    let setup = Env::load_and(|env| {
+        let interval = match explicit_interval {
+            Some(secs) => Ok(secs),
+            None => env.get("RESYNC_INTERVAL_SECS").map_or(Ok(3600), |v| {
+                v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                    name: "RESYNC_INTERVAL_SECS",
+                    reason: format!("{v:?} is not a whole number of seconds"),
+                })
+            }),
+        };
+        let (webhook, (settings, interval)) = ConfigError::both(
+            WebhookSettings::from_env(env),
+            ConfigError::both(Settings::from_env(env), interval),
+        )?;
+        Ok((webhook, settings, interval, env.get("QUEUE_URL")))
+    })
+    .await;
+    let (webhook, settings, resync_interval_secs, queue_url) = match setup {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
-    let runtime = match Settings::from_env()
-        .map_err(|e| e.to_string())
-        .and_then(|s| SyncRuntime::new(s).map_err(|e| e.to_string()))
-    {
+    let runtime = match SyncRuntime::start(settings).await {
         Ok(r) => Arc::new(r),
         Err(e) => return setup_error(e),
     };
-    let queue = match open_queue(&args.queue_db).await {
+    let queue = match open_queue(queue_url, &args.queue_db).await {
         Ok(q) => q,
         Err(e) => {
             eprintln!("error: {e}");
@@ -109,7 +125,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }));
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
 
-    let resync_interval = Duration::from_secs(args.resync_interval_secs);
+    let resync_interval = Duration::from_secs(resync_interval_secs);
     let (served, (), ()) = tokio::join!(
         server.into_future(),
         consume(runtime.as_ref(), queue.as_ref(), stop_rx.clone()),
@@ -131,8 +147,8 @@ fn setup_error(e: impl std::fmt::Display) -> ExitCode {
 
 /// SQS when `QUEUE_URL` is set (several `serve` processes can then share one queue), otherwise the
 /// durable local SQLite queue.
-async fn open_queue(db: &Path) -> Result<Arc<dyn ServeQueue>, String> {
-    if let Some(url) = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty()) {
+async fn open_queue(queue_url: Option<String>, db: &Path) -> Result<Arc<dyn ServeQueue>, String> {
+    if let Some(url) = queue_url {
         let q = SqsQueue::from_env(url)
             .await
             .map_err(|e| format!("QUEUE_URL: {e}"))?;

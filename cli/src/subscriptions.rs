@@ -6,23 +6,20 @@ use std::process::ExitCode;
 use shared::ado::AdoClient;
 use shared::ado::hooks::{self, SubscriptionSettings};
 use shared::ado::kinds::FetchContext;
-use shared::config::Settings;
+use shared::config::{ConfigError, Env, Settings};
 
 pub(crate) async fn sync(dry_run: bool, json: bool) -> ExitCode {
-    let (settings, hook_settings) =
-        match Settings::from_env()
-            .map_err(|e| e.to_string())
-            .and_then(|s| {
-                SubscriptionSettings::from_env()
-                    .map(|h| (s, h))
-                    .map_err(|e| e.to_string())
-            }) {
-            Ok(pair) => pair,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let settings = Env::load_and(|env| {
+        ConfigError::both(Settings::from_env(env), SubscriptionSettings::from_env(env))
+    })
+    .await;
+    let (settings, hook_settings) = match settings {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let client = match AdoClient::new(settings.ado.clone()) {
         Ok(c) => c,
         Err(e) => {

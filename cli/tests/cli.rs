@@ -94,6 +94,30 @@ fn resync_with_a_missing_setting_names_it_and_exits_2() {
 }
 
 #[test]
+fn resync_reports_every_problem_at_once_under_peer_names_too() {
+    let out = Command::new(BIN)
+        .args(["resync"])
+        .env_clear()
+        .env(
+            "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN",
+            "peer-pat-value",
+        )
+        .env("OCEAN__PORT__BASE_URL", "eu")
+        .env("OCEAN__PORT__CLIENT_ID", "id")
+        .env("ADO_MAX_RETRIES", "many")
+        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 configuration problems"), "{stderr}");
+    for name in ["ADO_ORG_URL", "ADO_MAX_RETRIES", "CATALOG_CLIENT_SECRET"] {
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    assert!(!stderr.contains("peer-pat-value"), "{stderr}");
+}
+
+#[test]
 fn map_prints_one_entity_per_line_in_the_upsert_body_shape() {
     let out = Command::new(BIN)
         .args([

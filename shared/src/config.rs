@@ -1,5 +1,11 @@
-//! Typed settings, read once from the environment; secrets never print. Every setting has one canonical
-//! name (documented in the README); a missing or malformed one fails at start with its name.
+//! Typed settings, read once at cold start from the resolved environment ([`Env`]: canonical names, the
+//! peer's names as aliases, secrets from Secrets Manager or SSM); secrets never print. Every setting has
+//! one canonical name ([`names::SETTINGS`], documented in the README); missing or malformed ones fail at
+//! start, all together, each with its name.
+
+mod env;
+pub mod names;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +13,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::ado::{AdoClientConfig, OrgUrl};
+
+pub use env::Env;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -17,6 +25,49 @@ pub enum ConfigError {
     },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A secret setting whose source (`variable`) could not be read.
+    #[error("cannot read setting {name} from {variable}: {reason}")]
+    Secret {
+        name: &'static str,
+        variable: String,
+        reason: String,
+    },
+    #[error("{} configuration problems:\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// The single problems this error is made of.
+    pub fn into_list(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(inner) => inner.into_iter().flat_map(Self::into_list).collect(),
+            one => vec![one],
+        }
+    }
+
+    /// `Ok` when there is no problem; one problem as itself; several together.
+    pub fn check(problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+        // Nested lists flatten so the message stays one list.
+        let mut problems: Vec<ConfigError> =
+            problems.into_iter().flat_map(Self::into_list).collect();
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Several(problems)),
+        }
+    }
+
+    /// Both values, or every problem of both reported together.
+    pub fn both<A, B>(
+        a: Result<A, ConfigError>,
+        b: Result<B, ConfigError>,
+    ) -> Result<(A, B), ConfigError> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (a, b) => Err(Self::check(a.err().into_iter().chain(b.err()).collect())
+                .expect_err("at least one is an error")),
+        }
+    }
 }
 
 /// Where entities go.
@@ -32,6 +83,17 @@ pub enum CatalogTarget {
     Embedded { path: PathBuf },
 }
 
+/// Where the mapping comes from when the catalog's integration record has none.
+#[derive(Debug, Clone)]
+pub enum MappingSetting {
+    /// `MAPPING_FILE`.
+    File(PathBuf),
+    /// `MAPPING`: the port-app-config itself (YAML or JSON).
+    Inline(String),
+    /// The shipped default.
+    Default,
+}
+
 /// Everything a resync needs. Built once at cold start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -40,131 +102,230 @@ pub struct Settings {
     /// Ties this integration's entities together (`$datasource` suffix); use the peer's identifier to take
     /// over the entities it created.
     pub integration_identifier: String,
-    pub mapping_file: Option<PathBuf>,
+    pub mapping: MappingSetting,
     /// Lets jq mappings read the process environment (`env`, `$ENV`). Off: a mapping must not be able to
     /// read the PAT or the catalog secret out of the function's environment.
     pub mapping_allow_env: bool,
     /// Projects carrying any of these tags are skipped by every kind.
     pub excluded_tags: Vec<String>,
+    /// Create the shipped blueprints and the integration record when they are missing (never
+    /// overwriting), as the peer's `initializePortResources` does. The peer's default: on.
+    pub initialize_port_resources: bool,
 }
 
 pub const DEFAULT_INTEGRATION_IDENTIFIER: &str = "ado-sync";
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    /// The settings of the resolved environment (aliases applied, secrets fetched).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env.get(k))
     }
 
-    /// Reads settings through `get` (the environment, or a map in tests).
+    /// Reads settings through `get` (canonical names; a map in tests). Every problem is reported at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let org = get("ADO_ORG_URL").ok_or(ConfigError::Missing {
-            name: "ADO_ORG_URL",
-            hint: "the organisation URL, e.g. https://dev.azure.com/contoso",
-        })?;
-        let org_url = OrgUrl::parse(&org).map_err(|e| ConfigError::Invalid {
-            name: "ADO_ORG_URL",
-            reason: e.to_string(),
-        })?;
-        let pat = get("ADO_PAT").ok_or(ConfigError::Missing {
-            name: "ADO_PAT",
-            hint: "a personal access token with read scopes",
-        })?;
-        let mut ado = AdoClientConfig::new(org_url, SecretString::from(pat));
-        // Azure DevOps Server 2022 serves 7.0 at most; Services serves 7.1.
-        ado.api_version = match get("ADO_API_VERSION") {
-            Some(v) => {
-                if !v.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                    return Err(ConfigError::Invalid {
-                        name: "ADO_API_VERSION",
-                        reason: format!("{v:?} is not a version like 7.1"),
-                    });
-                }
-                v
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
+        let mut ok = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                problems.push(e);
             }
-            None if ado.org_url.is_cloud() => "7.1".into(),
-            None => "7.0".into(),
         };
-        if let Some(n) = get("ADO_MAX_CONCURRENCY") {
-            ado.max_concurrency = parse_num("ADO_MAX_CONCURRENCY", &n, 1, 200)? as usize;
+
+        let org_url = match get("ADO_ORG_URL") {
+            None => {
+                ok(Err(ConfigError::Missing {
+                    name: "ADO_ORG_URL",
+                    hint: "the organisation URL, e.g. https://dev.azure.com/contoso",
+                }));
+                None
+            }
+            Some(org) => match OrgUrl::parse(&org) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    ok(Err(ConfigError::Invalid {
+                        name: "ADO_ORG_URL",
+                        reason: e.to_string(),
+                    }));
+                    None
+                }
+            },
+        };
+        let pat = get("ADO_PAT");
+        if pat.is_none() {
+            ok(Err(ConfigError::Missing {
+                name: "ADO_PAT",
+                hint: "a personal access token with read scopes (or ADO_PAT_SECRET_ARN / ADO_PAT_SSM_PARAMETER)",
+            }));
         }
-        if let Some(n) = get("ADO_TIMEOUT_SECS") {
-            ado.timeout = Duration::from_secs(parse_num("ADO_TIMEOUT_SECS", &n, 1, 900)?);
+        let api_version = get("ADO_API_VERSION");
+        if let Some(v) = &api_version
+            && !v.chars().next().is_some_and(|c| c.is_ascii_digit())
+        {
+            ok(Err(ConfigError::Invalid {
+                name: "ADO_API_VERSION",
+                reason: format!("{v:?} is not a version like 7.1"),
+            }));
         }
-        if let Some(n) = get("ADO_MAX_RETRIES") {
-            ado.max_retries = parse_num("ADO_MAX_RETRIES", &n, 0, 20)? as u32;
-        }
-        if let Some(headers) = get("ADO_EXTRA_HEADERS") {
-            ado.extra_headers = parse_headers(&headers)?;
-        }
+        let num = |name: &'static str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
+            get(name).map(|v| parse_num(name, &v, min, max)).transpose()
+        };
+        let max_concurrency = num("ADO_MAX_CONCURRENCY", 1, 200).unwrap_or_else(|e| {
+            ok(Err(e));
+            None
+        });
+        let timeout = num("ADO_TIMEOUT_SECS", 1, 900).unwrap_or_else(|e| {
+            ok(Err(e));
+            None
+        });
+        let max_retries = num("ADO_MAX_RETRIES", 0, 20).unwrap_or_else(|e| {
+            ok(Err(e));
+            None
+        });
+        let extra_headers = match get("ADO_EXTRA_HEADERS").map(|h| parse_headers(&h)) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                ok(Err(e));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
 
         let catalog = match (get("CATALOG_BASE_URL"), get("CATALOG_DB")) {
             (Some(base), _) => {
-                let base = match base.to_ascii_lowercase().as_str() {
+                let base = match base.trim().to_ascii_lowercase().as_str() {
                     "eu" => crate::catalog::port::PORT_EU_BASE_URL.to_owned(),
                     "us" => crate::catalog::port::PORT_US_BASE_URL.to_owned(),
                     _ => base,
                 };
-                let base_url = url::Url::parse(&base).map_err(|e| ConfigError::Invalid {
-                    name: "CATALOG_BASE_URL",
-                    reason: format!("{base:?} is not a URL: {e}"),
-                })?;
-                let client_id = get("CATALOG_CLIENT_ID").ok_or(ConfigError::Missing {
-                    name: "CATALOG_CLIENT_ID",
-                    hint: "the catalog API client id",
-                })?;
-                let client_secret = get("CATALOG_CLIENT_SECRET").ok_or(ConfigError::Missing {
-                    name: "CATALOG_CLIENT_SECRET",
-                    hint: "the catalog API client secret",
-                })?;
-                CatalogTarget::Port {
-                    base_url,
-                    client_id,
-                    client_secret: SecretString::from(client_secret),
+                let base_url = url::Url::parse(&base)
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "CATALOG_BASE_URL",
+                        reason: format!("{base:?} is not a URL: {e}"),
+                    })
+                    .map_err(|e| ok(Err(e)))
+                    .ok();
+                let client_id = get("CATALOG_CLIENT_ID");
+                if client_id.is_none() {
+                    ok(Err(ConfigError::Missing {
+                        name: "CATALOG_CLIENT_ID",
+                        hint: "the catalog API client id",
+                    }));
+                }
+                let client_secret = get("CATALOG_CLIENT_SECRET");
+                if client_secret.is_none() {
+                    ok(Err(ConfigError::Missing {
+                        name: "CATALOG_CLIENT_SECRET",
+                        hint: "the catalog API client secret",
+                    }));
+                }
+                match (base_url, client_id, client_secret) {
+                    (Some(base_url), Some(client_id), Some(client_secret)) => {
+                        Some(CatalogTarget::Port {
+                            base_url,
+                            client_id,
+                            client_secret: SecretString::from(client_secret),
+                        })
+                    }
+                    _ => None,
                 }
             }
-            (None, Some(path)) => CatalogTarget::Embedded {
+            (None, Some(path)) => Some(CatalogTarget::Embedded {
                 path: PathBuf::from(path),
-            },
+            }),
             (None, None) => {
-                return Err(ConfigError::Missing {
+                ok(Err(ConfigError::Missing {
                     name: "CATALOG_BASE_URL",
                     hint: "the catalog API URL (eu, us, or a URL) with CATALOG_CLIENT_ID and CATALOG_CLIENT_SECRET; or CATALOG_DB for the embedded catalog",
-                });
+                }));
+                None
             }
         };
 
         let integration_identifier = get("INTEGRATION_IDENTIFIER")
             .unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
         if integration_identifier.contains('/') {
-            return Err(ConfigError::Invalid {
+            ok(Err(ConfigError::Invalid {
                 name: "INTEGRATION_IDENTIFIER",
                 reason: "must not contain '/'".into(),
-            });
+            }));
         }
-        let mapping_allow_env = match get("MAPPING_ALLOW_ENV")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "MAPPING_ALLOW_ENV",
-                    reason: format!("{other:?} is not true or false"),
-                });
+        let mapping = match (get("MAPPING_FILE"), get("MAPPING")) {
+            (Some(_), Some(_)) => {
+                ok(Err(ConfigError::Invalid {
+                    name: "MAPPING",
+                    reason: "set MAPPING_FILE or MAPPING, not both".into(),
+                }));
+                MappingSetting::Default
             }
+            (Some(path), None) => MappingSetting::File(PathBuf::from(path)),
+            (None, Some(text)) => MappingSetting::Inline(text),
+            (None, None) => MappingSetting::Default,
         };
+        let mapping_allow_env = parse_bool("MAPPING_ALLOW_ENV", get("MAPPING_ALLOW_ENV"), false)
+            .unwrap_or_else(|e| {
+                ok(Err(e));
+                false
+            });
+        let initialize_port_resources = parse_bool(
+            "INITIALIZE_PORT_RESOURCES",
+            get("INITIALIZE_PORT_RESOURCES"),
+            true,
+        )
+        .unwrap_or_else(|e| {
+            ok(Err(e));
+            true
+        });
+        let excluded_tags = get("ADO_EXCLUDED_TAGS")
+            .map(|t| parse_list(&t))
+            .unwrap_or_default();
+
+        ConfigError::check(problems)?;
+        let (Some(org_url), Some(pat), Some(catalog)) = (org_url, pat, catalog) else {
+            unreachable!("a missing required setting is a problem reported above")
+        };
+        let mut ado = AdoClientConfig::new(org_url, SecretString::from(pat));
+        // Azure DevOps Server 2022 serves 7.0 at most; Services serves 7.1.
+        ado.api_version = match api_version {
+            Some(v) => v,
+            None if ado.org_url.is_cloud() => "7.1".into(),
+            None => "7.0".into(),
+        };
+        if let Some(n) = max_concurrency {
+            ado.max_concurrency = n as usize;
+        }
+        if let Some(n) = timeout {
+            ado.timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = max_retries {
+            ado.max_retries = n as u32;
+        }
+        ado.extra_headers = extra_headers;
         Ok(Self {
             ado,
             catalog,
             integration_identifier,
-            mapping_file: get("MAPPING_FILE").map(PathBuf::from),
+            mapping,
             mapping_allow_env,
-            excluded_tags: get("ADO_EXCLUDED_TAGS")
-                .map(|t| parse_list(&t))
-                .unwrap_or_default(),
+            excluded_tags,
+            initialize_port_resources,
         })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`), `default` when unset.
+pub fn parse_bool(
+    name: &'static str,
+    v: Option<String>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match v.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{other:?} is not true or false"),
+        }),
     }
 }
 
@@ -311,6 +472,47 @@ mod tests {
         assert_eq!(s.ado.extra_headers[1].0, "X-Other");
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("shh") && !dbg.contains("abc"), "{dbg}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = settings(&[
+            ("ADO_MAX_CONCURRENCY", "lots"),
+            ("MAPPING_ALLOW_ENV", "perhaps"),
+            ("CATALOG_BASE_URL", "eu"),
+            ("CATALOG_CLIENT_SECRET", "shh"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "ADO_ORG_URL",
+            "ADO_PAT",
+            "ADO_MAX_CONCURRENCY",
+            "MAPPING_ALLOW_ENV",
+            "CATALOG_CLIENT_ID",
+        ] {
+            assert!(e.contains(name), "{name}: {e}");
+        }
+        assert!(e.starts_with("5 configuration problems"), "{e}");
+        assert!(!e.contains("shh"), "{e}");
+    }
+
+    #[test]
+    fn mapping_sources_and_initialization_parse() {
+        let s = settings(BASE).unwrap();
+        assert!(matches!(s.mapping, MappingSetting::Default));
+        assert!(s.initialize_port_resources);
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("MAPPING", "resources: []"),
+            ("INITIALIZE_PORT_RESOURCES", "false"),
+        ]);
+        let s = settings(&vars).unwrap();
+        assert!(matches!(s.mapping, MappingSetting::Inline(_)));
+        assert!(!s.initialize_port_resources);
+        vars.push(("MAPPING_FILE", "m.yaml"));
+        let e = settings(&vars).unwrap_err().to_string();
+        assert!(e.contains("MAPPING"), "{e}");
     }
 
     #[test]

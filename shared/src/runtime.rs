@@ -1,15 +1,19 @@
 //! Builds what a pass needs from [`Settings`], once per process (a Lambda cold start, a CLI run): the ADO
 //! client, the catalog adapter and the compiled mapping. Everything that can be wrong in configuration
-//! fails here, before any call.
+//! fails here, before any Azure DevOps call.
+//!
+//! The mapping comes from, in order: the catalog's integration record (`integration.config`, where the
+//! peer keeps it and users edit it), else `MAPPING_FILE` or `MAPPING`, else the shipped default.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ado::{AdoClient, AdoError};
+use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::port::{PortClient, PortConfig};
-use crate::catalog::{Catalog, CatalogError};
-use crate::config::{CatalogTarget, Settings};
+use crate::catalog::{Catalog, CatalogAdmin, CatalogError};
+use crate::config::{CatalogTarget, MappingSetting, Settings};
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
 use crate::resync::{Observer, Resync, RunReport};
 
@@ -18,7 +22,8 @@ use crate::resync::{Observer, Resync, RunReport};
 pub const INTEGRATION_TYPE: &str = "azure-devops";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The shipped default mapping and blueprints, used when no `MAPPING_FILE` is given.
+/// The shipped default mapping and blueprints: the mapping when neither the catalog nor the settings
+/// give one; both are what `INITIALIZE_PORT_RESOURCES` creates.
 pub const DEFAULT_MAPPING: &str = include_str!("../defaults/port-app-config.yaml");
 pub const DEFAULT_BLUEPRINTS: &str = include_str!("../defaults/blueprints.json");
 
@@ -40,19 +45,80 @@ pub enum SetupError {
     Catalog(#[from] CatalogError),
 }
 
-/// Loads and compiles the mapping: `MAPPING_FILE` if set, else the shipped default.
+/// Loads and compiles the local mapping: `MAPPING_FILE` or `MAPPING` if set, else the shipped default.
 pub fn load_mapping(settings: &Settings) -> Result<CompiledConfig, SetupError> {
-    let (origin, text) = match &settings.mapping_file {
-        Some(path) => {
+    let (origin, text) = local_mapping(settings)?;
+    compile_mapping(&text, &origin, settings.mapping_allow_env)
+}
+
+fn local_mapping(settings: &Settings) -> Result<(String, String), SetupError> {
+    Ok(match &settings.mapping {
+        MappingSetting::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| SetupError::MappingFile {
                 path: path.display().to_string(),
                 source,
             })?;
-            (path.display().to_string(), text)
+            (format!("MAPPING_FILE {}", path.display()), text)
         }
-        None => ("the default mapping".to_owned(), DEFAULT_MAPPING.to_owned()),
-    };
+        MappingSetting::Inline(text) => ("MAPPING".to_owned(), text.clone()),
+        MappingSetting::Default => ("the default mapping".to_owned(), DEFAULT_MAPPING.to_owned()),
+    })
+}
+
+/// The mapping of the catalog's integration record, when it has one (a non-empty `config`).
+fn record_mapping(record: &serde_json::Value) -> Option<String> {
+    record
+        .get("config")
+        .filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
+        .map(ToString::to_string)
+}
+
+/// Resolves and compiles the mapping in source order, logging the source used.
+pub async fn resolve_mapping(
+    settings: &Settings,
+    admin: Option<&dyn CatalogAdmin>,
+) -> Result<CompiledConfig, SetupError> {
+    if let Some(admin) = admin {
+        match admin.integration().await?.as_ref().map(record_mapping) {
+            Some(Some(text)) => {
+                if !matches!(settings.mapping, MappingSetting::Default) {
+                    tracing::warn!(
+                        "the catalog's integration record has a mapping, which wins over MAPPING_FILE / MAPPING; edit the mapping in the catalog, or empty its config to use the setting"
+                    );
+                }
+                tracing::info!(source = "catalog integration record", "mapping loaded");
+                return compile_mapping(
+                    &text,
+                    "the catalog's integration record",
+                    settings.mapping_allow_env,
+                );
+            }
+            Some(None) => tracing::info!("the catalog's integration record has no mapping"),
+            None => tracing::info!("the catalog has no integration record"),
+        }
+    }
+    let (origin, text) = local_mapping(settings)?;
+    tracing::info!(source = %origin, "mapping loaded");
     compile_mapping(&text, &origin, settings.mapping_allow_env)
+}
+
+/// The integration record `INITIALIZE_PORT_RESOURCES` creates: the peer's create body, with the
+/// shipped default mapping.
+pub fn default_integration_record() -> Result<serde_json::Value, SetupError> {
+    let config: serde_json::Value =
+        serde_yaml::from_str(DEFAULT_MAPPING).map_err(|e| SetupError::Mapping {
+            origin: "the default mapping".into(),
+            source: MappingError::Parse(e),
+        })?;
+    Ok(serde_json::json!({
+        "installationAppType": INTEGRATION_TYPE,
+        "version": VERSION,
+        "changelogDestination": {},
+        "config": config,
+        "actionsProcessingEnabled": false,
+        "incrementalSyncEnabled": false,
+        "createPortResourcesOrigin": "Ocean",
+    }))
 }
 
 pub fn compile_mapping(
@@ -70,24 +136,39 @@ pub fn compile_mapping(
 
 /// Opens the configured catalog adapter.
 pub fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>, SetupError> {
+    Ok(open(settings)?.0)
+}
+
+type Adapters = (Arc<dyn Catalog>, Option<Arc<dyn CatalogAdmin>>);
+
+/// The catalog adapter and, for the Port API, its admin side (the embedded catalog has none).
+fn open(settings: &Settings) -> Result<Adapters, SetupError> {
     let datasource =
         crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
     Ok(match &settings.catalog {
-        CatalogTarget::Embedded { path } => Arc::new(EmbeddedCatalog::open(path, datasource)?),
+        CatalogTarget::Embedded { path } => {
+            let catalog: Arc<dyn Catalog> = Arc::new(EmbeddedCatalog::open(path, datasource)?);
+            (catalog, None)
+        }
         CatalogTarget::Port {
             base_url,
             client_id,
             client_secret,
-        } => Arc::new(PortClient::new(PortConfig {
-            base_url: base_url.clone(),
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            integration_identifier: settings.integration_identifier.clone(),
-            integration_type: INTEGRATION_TYPE.to_owned(),
-            version: VERSION.to_owned(),
-            timeout: Duration::from_secs(60),
-            max_retries: 5,
-        })?),
+        } => {
+            let client = Arc::new(PortClient::new(PortConfig {
+                base_url: base_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                integration_identifier: settings.integration_identifier.clone(),
+                integration_type: INTEGRATION_TYPE.to_owned(),
+                version: VERSION.to_owned(),
+                timeout: Duration::from_secs(60),
+                max_retries: 5,
+            })?);
+            let catalog: Arc<dyn Catalog> = client.clone();
+            let admin: Arc<dyn CatalogAdmin> = client;
+            (catalog, Some(admin))
+        }
     })
 }
 
@@ -96,10 +177,28 @@ pub struct SyncRuntime {
     pub settings: Settings,
     pub ado: AdoClient,
     pub catalog: Arc<dyn Catalog>,
+    /// The integration record and blueprints (the Port API only).
+    pub admin: Option<Arc<dyn CatalogAdmin>>,
     pub mapping: CompiledConfig,
 }
 
 impl SyncRuntime {
+    /// The cold start of a function or a CLI run: the mapping in source order (the catalog's
+    /// integration record first), which reads the catalog once.
+    pub async fn start(settings: Settings) -> Result<Self, SetupError> {
+        let ado = AdoClient::new(settings.ado.clone())?;
+        let (catalog, admin) = open(&settings)?;
+        let mapping = resolve_mapping(&settings, admin.as_deref()).await?;
+        Ok(Self {
+            settings,
+            ado,
+            catalog,
+            admin,
+            mapping,
+        })
+    }
+
+    /// Without reading the catalog: the local mapping (`MAPPING_FILE`, `MAPPING` or the default).
     pub fn new(settings: Settings) -> Result<Self, SetupError> {
         let mapping = load_mapping(&settings)?;
         Self::with_mapping(settings, mapping)
@@ -107,16 +206,55 @@ impl SyncRuntime {
 
     pub fn with_mapping(settings: Settings, mapping: CompiledConfig) -> Result<Self, SetupError> {
         let ado = AdoClient::new(settings.ado.clone())?;
-        let catalog = open_catalog(&settings)?;
+        let (catalog, admin) = open(&settings)?;
         Ok(Self {
             settings,
             ado,
             catalog,
+            admin,
             mapping,
         })
     }
 
+    /// `INITIALIZE_PORT_RESOURCES`: creates the missing default blueprints and, when the mapping is the
+    /// shipped default, the missing integration record. With `MAPPING_FILE` or `MAPPING` set the record
+    /// is not created: its mapping would win over the setting from then on. `None` when off or when the
+    /// catalog is the embedded one.
+    pub async fn initialize(&self) -> Option<Result<InitReport, SetupError>> {
+        if !self.settings.initialize_port_resources {
+            return None;
+        }
+        let admin = self.admin.as_deref()?;
+        let run = async {
+            let blueprints: Vec<serde_json::Value> = serde_json::from_str(DEFAULT_BLUEPRINTS)
+                .map_err(|e| CatalogError::Invalid(format!("the default blueprints: {e}")))?;
+            let record = match self.settings.mapping {
+                MappingSetting::Default => Some(default_integration_record()?),
+                _ => {
+                    tracing::info!(
+                        "MAPPING_FILE or MAPPING is set: a missing integration record is not created"
+                    );
+                    None
+                }
+            };
+            Ok::<_, SetupError>(defaults::initialize(admin, &blueprints, record).await?)
+        };
+        Some(run.await)
+    }
+
+    /// One pass, after [`SyncRuntime::initialize`]. A failed initialization is logged and the pass goes
+    /// on: entities of a blueprint that could not be created fail on their own and are reported.
     pub async fn resync(&self, observer: &dyn Observer) -> RunReport {
+        match self.initialize().await {
+            Some(Ok(r)) => tracing::info!(
+                created = r.created_blueprints.len(),
+                existing = r.existing_blueprints.len(),
+                integration_created = r.integration_created,
+                "port resources initialized"
+            ),
+            Some(Err(e)) => tracing::error!(error = %e, "port resources could not be initialized"),
+            None => {}
+        }
         Resync {
             ado: &self.ado,
             catalog: self.catalog.as_ref(),

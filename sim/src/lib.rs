@@ -4,6 +4,7 @@
 pub mod ado;
 pub mod catalog;
 pub mod lambda;
+pub mod moto;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -166,6 +166,7 @@ mod tests {
         SyncRuntime {
             ado: AdoClient::new(settings.ado.clone()).unwrap(),
             catalog: Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),
+            admin: None,
             mapping: compile_mapping("resources: []", "unit", false).unwrap(),
             settings,
         }

@@ -1,6 +1,6 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::config::Settings;
+use shared::config::{Env, Settings};
 use shared::runtime::SyncRuntime;
 
 #[tokio::main]
@@ -12,11 +12,22 @@ async fn main() -> Result<(), Error> {
         )
         .without_time()
         .init();
-    let settings = Settings::from_env()?;
-    let runtime = SyncRuntime::new(settings)?;
+    // Settings (secrets included) and the mapping are resolved before the first event.
+    let runtime = match start().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return Err(e);
+        }
+    };
     let runtime = &runtime;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(processor_function::handle(runtime, event).await)
     }))
     .await
+}
+
+async fn start() -> Result<SyncRuntime, Error> {
+    let settings = Env::load_and(Settings::from_env).await?;
+    Ok(SyncRuntime::start(settings).await?)
 }

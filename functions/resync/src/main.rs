@@ -1,7 +1,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::ado::hooks::SubscriptionSettings;
-use shared::config::Settings;
+use shared::config::{ConfigError, Env, Settings};
 use shared::runtime::SyncRuntime;
 
 // One invocation at a time, one task per pass: a single thread is enough and keeps memory down.
@@ -14,15 +14,29 @@ async fn main() -> Result<(), Error> {
         )
         .without_time()
         .init();
-    let settings = Settings::from_env()?;
-    // Live events are optional: without WEBHOOK_URL the schedule only resyncs.
-    let subscriptions = SubscriptionSettings::from_lookup_if_set(|k| {
-        std::env::var(k).ok().filter(|v| !v.is_empty())
-    })?;
-    let runtime = SyncRuntime::new(settings)?;
+    // Settings (secrets included) and the mapping are resolved before the first event.
+    let (runtime, subscriptions) = match start().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return Err(e);
+        }
+    };
     let (runtime, subscriptions) = (&runtime, subscriptions.as_ref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         resync_function::handle_with(runtime, subscriptions, event).await
     }))
     .await
+}
+
+async fn start() -> Result<(SyncRuntime, Option<SubscriptionSettings>), Error> {
+    // Live events are optional: without WEBHOOK_URL the schedule only resyncs.
+    let (settings, subscriptions) = Env::load_and(|env| {
+        ConfigError::both(
+            Settings::from_env(env),
+            SubscriptionSettings::from_env_if_set(env),
+        )
+    })
+    .await?;
+    Ok((SyncRuntime::start(settings).await?, subscriptions))
 }

@@ -1,6 +1,7 @@
 use std::convert::Infallible;
 
 use lambda_http::{Error, Request, service_fn};
+use shared::config::{ConfigError, Env};
 use shared::queue::sqs::SqsQueue;
 use shared::webhook::WebhookSettings;
 
@@ -13,20 +14,35 @@ async fn main() -> Result<(), Error> {
         )
         .without_time()
         .init();
-    let settings = WebhookSettings::from_env()?;
-    if settings.is_open() {
-        tracing::warn!(
-            "WEBHOOK_ALLOW_UNAUTHENTICATED is set: deliveries are accepted without credentials"
-        );
-    }
-    let queue_url = std::env::var("QUEUE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or("missing setting QUEUE_URL: the URL of the SQS FIFO queue to send changes to")?;
-    let queue = SqsQueue::from_env(queue_url).await?;
+    // Settings (secrets included) are resolved before the first request.
+    let (settings, queue) = match start().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return Err(e);
+        }
+    };
     let (settings, queue) = (&settings, &queue);
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Infallible>(webhook_function::handle(settings, queue, request).await)
     }))
     .await
+}
+
+async fn start() -> Result<(WebhookSettings, SqsQueue), Error> {
+    let (settings, queue_url) = Env::load_and(|env| {
+        let queue_url = env.get("QUEUE_URL").ok_or(ConfigError::Missing {
+            name: "QUEUE_URL",
+            hint: "the URL of the SQS FIFO queue to send changes to",
+        });
+        ConfigError::both(WebhookSettings::from_env(env), queue_url)
+    })
+    .await?;
+    if settings.is_open() {
+        tracing::warn!(
+            "WEBHOOK_ALLOW_UNAUTHENTICATED is set: deliveries are accepted without credentials"
+        );
+    }
+    let queue = SqsQueue::from_env(queue_url).await?;
+    Ok((settings, queue))
 }

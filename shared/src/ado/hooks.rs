@@ -15,7 +15,7 @@ use url::Url;
 
 use super::kinds::FetchContext;
 use super::{AdoClient, AdoError, ApiVersion, Request, Service};
-use crate::config::{ConfigError, DEFAULT_INTEGRATION_IDENTIFIER};
+use crate::config::{ConfigError, DEFAULT_INTEGRATION_IDENTIFIER, Env};
 
 /// One event we subscribe to, with where its subscriptions live and the payload version we pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,8 +232,14 @@ pub const DEFAULT_WEBHOOK_USERNAME: &str = "ado-sync";
 pub const MARKER_PARAM: &str = "integration";
 
 impl SubscriptionSettings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    /// The subscription settings of the resolved environment (aliases applied, secrets fetched).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env.get(k))
+    }
+
+    /// `None` when `WEBHOOK_URL` is not set in the resolved environment.
+    pub fn from_env_if_set(env: &Env) -> Result<Option<Self>, ConfigError> {
+        Self::from_lookup_if_set(|k| env.get(k))
     }
 
     /// `None` when `WEBHOOK_URL` is not set (live events are off); otherwise the parsed settings.

@@ -3,9 +3,12 @@
 //! - [`port::PortClient`]: the Port REST API (token, bulk upsert with per-entity results, search,
 //!   datasource-entities listing, bulk delete).
 //! - [`embedded::EmbeddedCatalog`]: a local SQLite catalog with the same semantics, for the demo and dry runs.
+//! - [`defaults`]: creates the shipped blueprints and the integration record when missing
+//!   (`initializePortResources`), through the small [`CatalogAdmin`] port.
 //! - [`store::CatalogStore`]: the storage engine with Port's upsert/merge/ownership semantics, shared by the
 //!   embedded adapter and the simulator's catalog server.
 
+pub mod defaults;
 pub mod embedded;
 pub mod port;
 pub mod store;
@@ -211,6 +214,43 @@ pub trait Catalog: Send + Sync {
         delete_dependents: bool,
         opts: &WriteOptions,
     ) -> Result<Vec<String>, CatalogError>;
+}
+
+/// What start-up needs from the catalog beyond entities: the integration record (where the mapping
+/// lives) and blueprints. Only the Port API has them; the embedded catalog does not.
+#[async_trait]
+pub trait CatalogAdmin: Send + Sync {
+    /// The integration record, `None` when it does not exist.
+    async fn integration(&self) -> Result<Option<Value>, CatalogError>;
+    async fn create_integration(&self, body: Value) -> Result<(), CatalogError>;
+    /// A blueprint by identifier, `None` when it does not exist.
+    async fn blueprint(&self, identifier: &str) -> Result<Option<Value>, CatalogError>;
+    async fn create_blueprint(&self, blueprint: &Value) -> Result<(), CatalogError>;
+    /// Replaces the top-level fields the patch names.
+    async fn patch_blueprint(&self, identifier: &str, patch: &Value) -> Result<(), CatalogError>;
+    async fn delete_blueprint(&self, identifier: &str) -> Result<(), CatalogError>;
+}
+
+#[async_trait]
+impl CatalogAdmin for port::PortClient {
+    async fn integration(&self) -> Result<Option<Value>, CatalogError> {
+        port::PortClient::integration(self).await
+    }
+    async fn create_integration(&self, body: Value) -> Result<(), CatalogError> {
+        port::PortClient::create_integration(self, body).await
+    }
+    async fn blueprint(&self, identifier: &str) -> Result<Option<Value>, CatalogError> {
+        port::PortClient::blueprint(self, identifier).await
+    }
+    async fn create_blueprint(&self, blueprint: &Value) -> Result<(), CatalogError> {
+        port::PortClient::create_blueprint(self, blueprint).await
+    }
+    async fn patch_blueprint(&self, identifier: &str, patch: &Value) -> Result<(), CatalogError> {
+        port::PortClient::patch_blueprint(self, identifier, patch).await
+    }
+    async fn delete_blueprint(&self, identifier: &str) -> Result<(), CatalogError> {
+        port::PortClient::delete_blueprint(self, identifier).await
+    }
 }
 
 /// The ownership tag of this integration's entity writes, in the form Port's Ocean framework sends as

@@ -42,6 +42,7 @@ fn runtime(mapping: &str, catalog: Arc<dyn Catalog>) -> SyncRuntime {
         ado: AdoClient::new(settings.ado.clone()).unwrap(),
         settings,
         catalog,
+        admin: None,
         mapping: compile_mapping(mapping, "unit", false).unwrap(),
     }
 }

@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Env};
 
 /// Lambda's own cap on a synchronous request payload (Function URL and API Gateway alike).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -39,8 +39,9 @@ impl std::fmt::Debug for WebhookSettings {
 }
 
 impl WebhookSettings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    /// The webhook settings of the resolved environment (aliases applied, secrets fetched).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env.get(k))
     }
 
     /// Reads settings through `get` (the environment, or a map in tests). Blank values count as unset.

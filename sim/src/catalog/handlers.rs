@@ -337,12 +337,32 @@ async fn create_blueprint(State(sim): Sim, body: Bytes) -> ApiResult {
             format!("blueprint {id:?} exists"),
         ));
     }
+    check_relation_targets(&sim, id, &body)?;
     sim.store.put_blueprint(&body)?;
     ok(json!({"ok": true, "blueprint": body}))
 }
 
+/// Port refuses a relation whose target blueprint does not exist, which is why Ocean creates default
+/// blueprints bare first and adds relations afterwards. A blueprint may relate to itself.
+fn check_relation_targets(sim: &CatalogSim, id: &str, body: &Value) -> Result<(), ApiError> {
+    let relations = body.get("relations").and_then(Value::as_object);
+    for (name, relation) in relations.into_iter().flatten() {
+        let target = relation
+            .get("target")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid(format!("relation {name:?} has no target")))?;
+        if target != id && sim.store.blueprint(target)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "relation {name:?} of blueprint {id:?}: target blueprint {target:?} does not exist"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn patch_blueprint(State(sim): Sim, Path(bp): Path<String>, body: Bytes) -> ApiResult {
     let patch: Value = parse_json(&body)?;
+    check_relation_targets(&sim, &bp, &patch)?;
     let body = sim
         .store
         .patch_blueprint(&bp, &patch)?

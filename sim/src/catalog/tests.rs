@@ -426,6 +426,54 @@ async fn the_integration_record_and_resync_state_round_trip() {
 }
 
 #[tokio::test]
+async fn blueprints_and_the_integration_record_are_created_and_relations_need_their_target() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client("ado");
+    assert_eq!(client.blueprint("repo").await.unwrap(), None);
+    let repo = json!({"identifier": "repo", "relations": {"project": {"target": "project", "required": false, "many": false}}});
+    let e = client.create_blueprint(&repo).await.unwrap_err();
+    assert!(e.to_string().contains("\"project\" does not exist"), "{e}");
+    client
+        .create_blueprint(&json!({"identifier": "repo"}))
+        .await
+        .unwrap();
+    let e = client
+        .patch_blueprint("repo", &json!({"relations": repo["relations"]}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+    client
+        .create_blueprint(&json!({"identifier": "project"}))
+        .await
+        .unwrap();
+    client
+        .patch_blueprint("repo", &json!({"relations": repo["relations"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.blueprint("repo").await.unwrap().unwrap()["relations"],
+        repo["relations"]
+    );
+    let e = client
+        .create_blueprint(&json!({"identifier": "repo"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("409"), "{e}");
+    client.delete_blueprint("repo").await.unwrap();
+    assert_eq!(client.blueprint("repo").await.unwrap(), None);
+
+    client
+        .create_integration(
+            json!({"installationAppType": "azure-devops", "config": {"resources": []}}),
+        )
+        .await
+        .unwrap();
+    let record = client.integration().await.unwrap().unwrap();
+    assert_eq!(record["identifier"], "ado");
+    assert_eq!(record["config"], json!({"resources": []}));
+}
+
+#[tokio::test]
 async fn the_secret_and_token_stay_out_of_debug_output() {
     let t = spawn(CatalogSimOptions::default()).await;
     let client = t.client("ado");

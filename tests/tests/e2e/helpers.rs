@@ -54,6 +54,14 @@ impl Setup<'_> {
 
 /// A runtime configured exactly as a deployment would be: environment-style settings, the Port API client.
 pub fn runtime_for(sim: &RunningSim, mapping: &str, extra: &[(&str, String)]) -> SyncRuntime {
+    let settings = settings_for(sim, extra);
+    let mapping = compile_mapping(mapping, "test mapping", false).expect("mapping compiles");
+    SyncRuntime::with_mapping(settings, mapping).expect("runtime")
+}
+
+/// Settings pointed at the simulator. Creating the default blueprints is off unless `extra` turns it
+/// on: most flows use their own mapping and assert on the catalog's requests.
+pub fn settings_for(sim: &RunningSim, extra: &[(&str, String)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("ADO_ORG_URL".into(), sim.ado_org_url()),
         ("ADO_PAT".into(), "test-pat".into()),
@@ -62,13 +70,12 @@ pub fn runtime_for(sim: &RunningSim, mapping: &str, extra: &[(&str, String)]) ->
         ("CATALOG_CLIENT_SECRET".into(), "secret".into()),
         ("INTEGRATION_IDENTIFIER".into(), "e2e".into()),
         ("ADO_MAX_RETRIES".into(), "2".into()),
+        ("INITIALIZE_PORT_RESOURCES".into(), "false".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).to_owned(), v.clone());
     }
-    let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("settings");
-    let mapping = compile_mapping(mapping, "test mapping", false).expect("mapping compiles");
-    SyncRuntime::with_mapping(settings, mapping).expect("runtime")
+    Settings::from_lookup(|k| vars.get(k).cloned()).expect("settings")
 }
 
 impl TestOrg {

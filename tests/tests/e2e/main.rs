@@ -9,6 +9,8 @@ mod live;
 mod live_cicd;
 mod live_content;
 mod moto;
+mod port_resources;
 mod queue;
 mod resync;
+mod secrets;
 mod template;

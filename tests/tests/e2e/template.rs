@@ -130,14 +130,14 @@ fn no_secret_value_is_a_parameter_or_an_environment_variable() {
             "{name:?}: secrets are passed by reference"
         );
     }
-    let secrets = [
-        "ADO_PAT",
-        "ADO_CLIENT_SECRET",
-        "CATALOG_CLIENT_ID",
-        "CATALOG_CLIENT_SECRET",
-        "WEBHOOK_SECRET",
-        "WEBHOOK_HEADER_SECRET",
-    ];
+    use shared::config::names::{SECRET_ARN_SUFFIX, SETTINGS, SSM_PARAMETER_SUFFIX, setting};
+    let secrets: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| s.name)
+        .collect();
+    assert!(secrets.contains(&"ADO_PAT") && secrets.contains(&"CATALOG_CLIENT_SECRET"));
+    let mut by_reference = 0;
     for (name, function) in resources_of_type(&t, "AWS::Serverless::Function") {
         let vars = function["Properties"]["Environment"]["Variables"]
             .as_mapping()
@@ -145,8 +145,20 @@ fn no_secret_value_is_a_parameter_or_an_environment_variable() {
         for key in vars.keys() {
             let key = key.as_str().unwrap();
             assert!(!secrets.contains(&key), "{name} sets {key} directly");
+            // Every secret reference names a secret setting the functions actually read.
+            if let Some(base) = key
+                .strip_suffix(SECRET_ARN_SUFFIX)
+                .or_else(|| key.strip_suffix(SSM_PARAMETER_SUFFIX))
+            {
+                assert!(
+                    setting(base).is_some_and(|s| s.secret),
+                    "{name} sets {key}, but {base} is not a secret setting the code reads"
+                );
+                by_reference += 1;
+            }
         }
     }
+    assert!(by_reference >= 6, "the functions get their secrets by reference");
 }
 
 #[test]

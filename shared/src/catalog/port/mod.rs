@@ -299,6 +299,103 @@ impl PortClient {
         Ok(())
     }
 
+    /// One blueprint (`GET /v1/blueprints/{id}`), `None` when it does not exist.
+    pub async fn blueprint(&self, identifier: &str) -> Result<Option<Value>, CatalogError> {
+        let what = "reading a blueprint";
+        let url = self.url(&["v1", "blueprints", identifier]);
+        let answer = self
+            .call(Method::GET, url, Agent::Plain, None, true, what)
+            .await?;
+        match answer.status.as_u16() {
+            200..=299 => {
+                let mut body: Value = answer.json(what)?;
+                Ok(Some(
+                    body.get_mut("blueprint").map(Value::take).unwrap_or(body),
+                ))
+            }
+            404 => Ok(None),
+            _ => Err(answer.into_error(what)),
+        }
+    }
+
+    /// A write that is not an entity write (blueprints, the integration record). Not retried, as Ocean
+    /// does not retry them: a create whose answer was lost would fail as a duplicate.
+    async fn admin_write(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: &Value,
+        what: &str,
+    ) -> Result<(), CatalogError> {
+        let url = self.url(segments);
+        let body = Bytes::from(body.to_string());
+        let answer = self
+            .call(method, url, Agent::Plain, Some(body), false, what)
+            .await?;
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(answer.into_error(what))
+        }
+    }
+
+    /// Creates a blueprint (`POST /v1/blueprints`).
+    pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), CatalogError> {
+        self.admin_write(
+            Method::POST,
+            &["v1", "blueprints"],
+            blueprint,
+            "creating a blueprint",
+        )
+        .await
+    }
+
+    /// Replaces the top-level fields the body names (`PATCH /v1/blueprints/{id}`).
+    pub async fn patch_blueprint(
+        &self,
+        identifier: &str,
+        patch: &Value,
+    ) -> Result<(), CatalogError> {
+        self.admin_write(
+            Method::PATCH,
+            &["v1", "blueprints", identifier],
+            patch,
+            "updating a blueprint",
+        )
+        .await
+    }
+
+    /// Deletes a blueprint (`DELETE /v1/blueprints/{id}`); only used to undo a failed creation.
+    pub async fn delete_blueprint(&self, identifier: &str) -> Result<(), CatalogError> {
+        let what = "deleting a blueprint";
+        let url = self.url(&["v1", "blueprints", identifier]);
+        let answer = self
+            .call(Method::DELETE, url, Agent::Plain, None, false, what)
+            .await?;
+        match answer.status.as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(answer.into_error(what)),
+        }
+    }
+
+    /// Creates the integration record (`POST /v1/integration`). The body's `installationId` is set to
+    /// this client's integration identifier.
+    pub async fn create_integration(&self, mut body: Value) -> Result<(), CatalogError> {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert(
+                "installationId".into(),
+                Value::String(self.cfg.integration_identifier.clone()),
+            );
+        }
+        self.admin_write(
+            Method::POST,
+            &["v1", "integration"],
+            &body,
+            "creating the integration",
+        )
+        .await
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.cfg.base_url.clone();
         url.path_segments_mut()
