@@ -1,5 +1,11 @@
-//! The full resync pass: kinds in config order, page by page (each page mapped and written while the next
-//! is being listed), then the stale-entity plan, which runs only after an error-free pass.
+//! The full resync pass: every resource block of the mapping, page by page (each page mapped and written
+//! while the next is being listed), then the stale-entity plan, which runs only after an error-free pass.
+//!
+//! Blocks run concurrently (a few at a time, all sharing the client's request limit), because one kind
+//! alone rarely keeps that many requests in flight. Where order can matter it is kept: a block waits for
+//! every earlier block that may write the same blueprint (so the later block's write wins, as in a
+//! sequential pass), and with `createMissingRelatedEntities: false` every block waits for all earlier ones
+//! (a relation's target must exist first).
 
 pub mod plan;
 mod report;
@@ -9,8 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use futures::{StreamExt, stream};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use report::{DeletionOutcome, KindReport, RunReport};
 
@@ -25,6 +32,9 @@ use plan::{DeletionPlan, SeenKeys};
 const PAGES_AHEAD: usize = 4;
 /// Waiting pages are written together up to this many entities (a work-item batch is 200).
 const COALESCE_UP_TO: usize = 200;
+/// Resource blocks running at once. Each keeps up to [`PAGES_AHEAD`] pages in memory; together they
+/// share the client's request limit.
+const BLOCKS_AT_ONCE: usize = 6;
 
 /// Progress callbacks for terminals; every method has a no-op default.
 pub trait Observer: Send + Sync {
@@ -62,21 +72,58 @@ impl Resync<'_> {
         let ctx = FetchContext::new(self.ado.clone(), self.excluded_tags.clone());
         let mut seen = SeenKeys::default();
         let mut blueprint_owner: HashMap<String, usize> = HashMap::new();
-        let mut kinds = Vec::new();
         tracing::info!(resync_id = %resync_id, resources = self.mapping.resources().len(), "resync started");
 
-        for resource in self.mapping.resources() {
-            self.observer
-                .kind_started(resource.index(), resource.kind());
-            let report = self
-                .run_resource(resource, &ctx, &write, &mut seen, &mut blueprint_owner)
+        let resources = self.mapping.resources();
+        let waits = order_constraints(
+            &cfg.resources
+                .iter()
+                .map(|r| literal_blueprint(&r.port.entity.blueprint))
+                .collect::<Vec<_>>(),
+            cfg.create_missing_related_entities,
+        );
+        let done: Vec<_> = resources.iter().map(|_| watch::channel(false)).collect();
+        let (ctx, write) = (&ctx, &write);
+        let mut results: Vec<(KindReport, SeenKeys, HashMap<String, usize>)> =
+            stream::iter(resources.iter().enumerate())
+                .map(|(i, resource)| {
+                    let before: Vec<_> = waits[i].iter().map(|&j| done[j].1.clone()).collect();
+                    let finished = &done[i].0;
+                    async move {
+                        for mut rx in before {
+                            // A sender is never dropped before the pass ends; an error cannot happen.
+                            let _ = rx.wait_for(|d| *d).await;
+                        }
+                        self.observer
+                            .kind_started(resource.index(), resource.kind());
+                        let mut seen = SeenKeys::default();
+                        let mut owner = HashMap::new();
+                        let report = self
+                            .run_resource(resource, ctx, write, &mut seen, &mut owner)
+                            .await;
+                        tracing::info!(
+                            kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
+                            unchanged = report.unchanged, failed = report.failed, errors = report.errors,
+                            ado_requests = report.ado_requests, secs = report.duration.as_secs_f64(), "kind synced"
+                        );
+                        self.observer.kind_finished(&report);
+                        let _ = finished.send(true);
+                        (report, seen, owner)
+                    }
+                })
+                // Started in order, so every block a block waits for has started before it: no deadlock.
+                .buffer_unordered(BLOCKS_AT_ONCE)
+                .collect()
                 .await;
-            tracing::info!(
-                kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
-                unchanged = report.unchanged, failed = report.failed, errors = report.errors,
-                ado_requests = report.ado_requests, secs = report.duration.as_secs_f64(), "kind synced"
-            );
-            self.observer.kind_finished(&report);
+        results.sort_by_key(|(report, _, _)| report.index);
+        let mut kinds = Vec::with_capacity(results.len());
+        for (report, keys, owner) in results {
+            seen.absorb(keys);
+            for (blueprint, index) in owner {
+                // The first block (in config order) that wrote a blueprint owns it, as in a sequential pass.
+                let slot = blueprint_owner.entry(blueprint).or_insert(index);
+                *slot = (*slot).min(index);
+            }
             kinds.push(report);
         }
 
@@ -84,7 +131,7 @@ impl Resync<'_> {
             tracing::warn!(resync_id = %resync_id, "the pass had errors: stale entities are kept until a clean pass");
             DeletionOutcome::SkippedAfterErrors
         } else {
-            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, &write)
+            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, write)
                 .await
         };
         let report = RunReport {
@@ -507,12 +554,68 @@ fn note_warnings(
     }
 }
 
+/// The blueprint a block writes when its `blueprint` mapping is a string literal (`'"service"'`), else
+/// `None` (an expression: it may write any blueprint).
+fn literal_blueprint(jq: &str) -> Option<String> {
+    match serde_json::from_str::<Value>(jq.trim()) {
+        Ok(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// For each block, the earlier blocks it must wait for: those that may write the same blueprint (an
+/// expression blueprint may write any), or all earlier blocks when related entities must already exist.
+fn order_constraints(
+    blueprints: &[Option<String>],
+    create_missing_related: bool,
+) -> Vec<Vec<usize>> {
+    (0..blueprints.len())
+        .map(|i| {
+            (0..i)
+                .filter(|&j| {
+                    !create_missing_related
+                        || match (&blueprints[i], &blueprints[j]) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => true,
+                        }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::runtime::compile_mapping;
+
+    #[test]
+    fn blocks_wait_only_for_earlier_blocks_that_may_write_the_same_blueprint() {
+        assert_eq!(
+            literal_blueprint(r#" "service" "#).as_deref(),
+            Some("service")
+        );
+        assert_eq!(literal_blueprint(r#"if .a then "x" else "y" end"#), None);
+        let bps = [
+            Some("project".to_owned()),
+            Some("service".to_owned()),
+            Some("project".to_owned()),
+            None,
+            Some("service".to_owned()),
+        ];
+        let waits = order_constraints(&bps, true);
+        assert_eq!(waits[0], Vec::<usize>::new());
+        assert_eq!(waits[1], Vec::<usize>::new());
+        assert_eq!(waits[2], vec![0]);
+        // An expression blueprint may write anything: it waits for all before it, and all after wait for it.
+        assert_eq!(waits[3], vec![0, 1, 2]);
+        assert_eq!(waits[4], vec![1, 3]);
+        // Related entities must exist first: the peer's strict order.
+        let strict = order_constraints(&bps, false);
+        assert_eq!(strict[4], vec![0, 1, 2, 3]);
+    }
 
     fn resource() -> Arc<CompiledResource> {
         let text = r#"

@@ -30,6 +30,11 @@ impl SeenKeys {
         self.hashes.len()
     }
 
+    /// Adds every key of `other` (the keys one block saw, merged after the pass).
+    pub fn absorb(&mut self, other: SeenKeys) {
+        self.hashes.extend(other.hashes);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }

@@ -158,7 +158,10 @@ fn no_secret_value_is_a_parameter_or_an_environment_variable() {
             }
         }
     }
-    assert!(by_reference >= 6, "the functions get their secrets by reference");
+    assert!(
+        by_reference >= 6,
+        "the functions get their secrets by reference"
+    );
 }
 
 #[test]
