@@ -38,6 +38,10 @@ struct Args {
     /// Mapping for the resync (default: the shipped default mapping).
     #[arg(long)]
     mapping_file: Option<PathBuf>,
+    /// The simulated organisation sends no TSTU budget headers (`x-ratelimit-*`), so the resync is
+    /// bound by latency and concurrency alone.
+    #[arg(long)]
+    unmetered: bool,
     /// Seconds each mapping measurement runs.
     #[arg(long, default_value_t = 2.0)]
     mapping_secs: f64,
@@ -102,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                 latency: Duration::from_millis(args.latency_ms),
                 concurrency: args.concurrency,
                 mapping_file: args.mapping_file.clone(),
+                unmetered: args.unmetered,
             }))?,
             Bench::Mapping => mapping::run(&rt, Duration::from_secs_f64(args.mapping_secs))?,
             Bench::Webhook => webhook::run(&rt, args.webhook_events, args.sqs_events)?,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sim::ado::{AdoSimOptions, OrgSpec};
+use sim::ado::{AdoSimOptions, OrgSpec, REQUESTS_PER_WINDOW, WINDOW_SECS};
 use sim::catalog::CatalogSimOptions;
 use sim::lambda::{Outcome, RuntimeApi};
 
@@ -19,6 +19,8 @@ pub struct Options {
     pub latency: Duration,
     pub concurrency: usize,
     pub mapping_file: Option<PathBuf>,
+    /// The simulator sends no TSTU budget headers: measures concurrency alone.
+    pub unmetered: bool,
 }
 
 /// What one pass did, read from the function's report and the simulator's counters.
@@ -34,7 +36,8 @@ struct Pass {
     upserted: u64,
     unchanged: u64,
     errors: u64,
-    per_kind: Vec<(String, u64, u64)>,
+    /// (kind, ADO requests, items read, entities upserted, seconds).
+    per_kind: Vec<(String, u64, u64, u64, f64)>,
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         spec,
         AdoSimOptions {
             latency: opts.latency,
+            unmetered: opts.unmetered,
             ..Default::default()
         },
         CatalogSimOptions::default(),
@@ -78,7 +82,18 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let (first, second) = (first?, second?);
 
     let latency_ms = opts.latency.as_secs_f64() * 1000.0;
-    let floor = first.ado_requests as f64 * opts.latency.as_secs_f64() / opts.concurrency as f64;
+    let per_request = opts.latency.as_secs_f64() / opts.concurrency as f64;
+    let latency_floor = first.ado_requests as f64 * per_request;
+    // The TSTU budget: once a window's requests are spent, the client waits for the next window (the
+    // simulator's windows start at its first request). No client can finish sooner than this.
+    let windows_waited = if opts.unmetered {
+        0
+    } else {
+        first.ado_requests.saturating_sub(1) / REQUESTS_PER_WINDOW
+    };
+    let budget_floor = windows_waited as f64 * WINDOW_SECS as f64
+        + (first.ado_requests - windows_waited * REQUESTS_PER_WINDOW) as f64 * per_request;
+    let floor = latency_floor.max(budget_floor);
     let entities = first.upserted + first.unchanged;
     figure(
         "resync.wall",
@@ -106,8 +121,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         "s",
         None,
         &format!(
-            "{} ADO requests x {latency_ms:.0} ms / {} in flight",
-            first.ado_requests, opts.concurrency
+            "{} ADO requests x {latency_ms:.0} ms / {} in flight = {latency_floor:.2} s; TSTU budget ({} requests per {} s window{}): {budget_floor:.2} s",
+            first.ado_requests,
+            opts.concurrency,
+            REQUESTS_PER_WINDOW,
+            WINDOW_SECS,
+            if opts.unmetered {
+                ", off: --unmetered"
+            } else {
+                ""
+            }
         ),
     );
     figure(
@@ -138,13 +161,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         Some("<= 64"),
         "resync function process, VmHWM",
     );
-    for (kind, requests, items) in &first.per_kind {
+    for (kind, requests, items, _, secs) in &first.per_kind {
         figure(
             &format!("resync.kind.{kind}"),
             requests,
             "requests",
             None,
-            &format!("{items} items"),
+            &format!("{items} items, {secs:.1} s"),
         );
     }
     figure(
@@ -157,6 +180,18 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
             second.upserted, second.unchanged
         ),
     );
+    // Which kinds still wrote on a pass with nothing changed.
+    for (kind, _, _, upserted, _) in &second.per_kind {
+        if *upserted > 0 {
+            figure(
+                &format!("unchanged_resync.kind.{kind}"),
+                upserted,
+                "upserted",
+                Some("0"),
+                "",
+            );
+        }
+    }
     figure(
         "unchanged_resync.wall",
         format!("{:.2}", second.wall.as_secs_f64()),
@@ -219,13 +254,15 @@ async fn pass(
         .sum();
     let kinds = report["kinds"].as_array().cloned().unwrap_or_default();
     let total = |field: &str| kinds.iter().filter_map(|k| k[field].as_u64()).sum::<u64>();
-    let mut per_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut per_kind: BTreeMap<String, (u64, u64, u64, f64)> = BTreeMap::new();
     for k in &kinds {
         let entry = per_kind
             .entry(k["kind"].as_str().unwrap_or("?").to_owned())
             .or_default();
         entry.0 += k["ado_requests"].as_u64().unwrap_or(0);
         entry.1 += k["items_read"].as_u64().unwrap_or(0);
+        entry.2 += k["upserted"].as_u64().unwrap_or(0);
+        entry.3 += k["duration"].as_f64().unwrap_or(0.0);
     }
     Ok(Pass {
         wall,
@@ -241,7 +278,10 @@ async fn pass(
             .iter()
             .filter(|k| k["errors"].as_u64().unwrap_or(0) > 0)
             .count() as u64,
-        per_kind: per_kind.into_iter().map(|(k, (r, i))| (k, r, i)).collect(),
+        per_kind: per_kind
+            .into_iter()
+            .map(|(k, (r, i, u, d))| (k, r, i, u, d))
+            .collect(),
     })
 }
 

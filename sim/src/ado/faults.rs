@@ -30,10 +30,13 @@ pub(crate) struct RateWindow {
     used_milli: u64,
 }
 
-const WINDOW_SECS: i64 = 300;
-const LIMIT_TSTU: u64 = 200;
+/// The budget's window, in seconds (fixed windows here; ADO's is sliding).
+pub const WINDOW_SECS: i64 = 300;
+pub const LIMIT_TSTU: u64 = 200;
 /// 0.02 TSTU per request: 10,000 requests exhaust a window, so headers move visibly in benchmarks.
 const COST_MILLI: u64 = 20;
+/// Requests one window allows before `x-ratelimit-remaining` reaches 0.
+pub const REQUESTS_PER_WINDOW: u64 = LIMIT_TSTU * 1000 / COST_MILLI;
 
 /// ADO's JSON error body: `{"$id":"1","innerException":null,"message":…,"typeName":…,"typeKey":…}`.
 #[derive(Debug)]
@@ -247,6 +250,8 @@ pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, req: Request, next: Nex
     } else {
         next.run(req).await
     };
-    sim.rate_headers(resp.headers_mut());
+    if !sim.opts.unmetered {
+        sim.rate_headers(resp.headers_mut());
+    }
     resp
 }

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use builds::CicdSpec;
+pub use faults::{REQUESTS_PER_WINDOW, WINDOW_SECS};
 pub use hooks::Delivery;
 
 use faults::{FaultRule, RateWindow};
@@ -115,6 +116,9 @@ pub struct AdoSimOptions {
     pub fault_rate: f64,
     /// When set, any other PAT (or none) gets ADO's 203 HTML sign-in page.
     pub pat: Option<String>,
+    /// No TSTU budget headers (`x-ratelimit-*`): a client never learns it should slow down. For
+    /// benchmarks that measure how well a client uses its concurrency, apart from the budget.
+    pub unmetered: bool,
 }
 
 /// Field values a test has written over a generated work item.
