@@ -15,6 +15,10 @@ use tokio::time::Instant;
 
 use super::{AdoError, OrgUrl, Service};
 
+tokio::task_local! {
+    static REQUEST_COUNTER: Arc<AtomicU64>;
+}
+
 /// Settings of one organisation's client.
 #[derive(Clone)]
 pub struct AdoClientConfig {
@@ -240,6 +244,12 @@ impl AdoClient {
         self.inner.cfg.max_concurrency.max(1)
     }
 
+    /// Runs `fut` with its own request counter: every request `fut` sends (retries included, and the
+    /// shared lists it initialises) adds to `counter`, whatever else runs concurrently on this client.
+    pub async fn counting<F: std::future::Future>(counter: Arc<AtomicU64>, fut: F) -> F::Output {
+        REQUEST_COUNTER.scope(counter, fut).await
+    }
+
     /// Requests sent so far (each retry counts).
     pub fn requests_made(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
@@ -265,6 +275,8 @@ impl AdoClient {
                     .await
                     .expect("semaphore is never closed");
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
+                // Attributes the request to the work that is counting (a resource block of a resync).
+                let _ = REQUEST_COUNTER.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
                 self.attempt(req).await
             };
             match outcome {

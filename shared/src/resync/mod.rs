@@ -12,6 +12,7 @@ mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -155,7 +156,6 @@ impl Resync<'_> {
         blueprint_owner: &mut HashMap<String, usize>,
     ) -> KindReport {
         let clock = Instant::now();
-        let ado_before = self.ado.requests_made();
         let mut report = KindReport {
             index: resource.index(),
             kind: resource.kind().to_owned(),
@@ -178,11 +178,14 @@ impl Resync<'_> {
             tx,
         }));
         let mut warnings: BTreeMap<String, (u64, String)> = BTreeMap::new();
-        let producer = async move {
+        // Counted per block: blocks run concurrently on one client, so the client's total cannot say
+        // which block sent what.
+        let requests = Arc::new(AtomicU64::new(0));
+        let producer = AdoClient::counting(Arc::clone(&requests), async move {
             let result = kind.fetch(ctx, resource.selector(), &sink).await;
             drop(sink);
             result
-        };
+        });
         let consumer = async {
             while let Some(mut page) = pages.recv().await {
                 // Small pages that are already waiting go out together: one catalog search and fuller
@@ -219,7 +222,7 @@ impl Resync<'_> {
         for (field, (count, message)) in warnings {
             tracing::warn!(kind = %report.kind, index = report.index, field = %field, count, example = %message, "mapping field evaluated to null");
         }
-        report.ado_requests = self.ado.requests_made() - ado_before;
+        report.ado_requests = requests.load(Ordering::Relaxed);
         report.duration = clock.elapsed();
         report
     }

@@ -291,6 +291,13 @@ async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_bluep
         assert!(!org.catalog_ids(id).is_empty(), "{id} is empty");
     }
     assert_eq!(kind(&report, "project")["field_warnings"], 0, "{report}");
+    // Blocks run concurrently; each still reports only the requests it sent, so they add up.
+    let per_kind: u64 = kinds
+        .iter()
+        .filter_map(|k| k["ado_requests"].as_u64())
+        .sum();
+    assert!(per_kind > 0);
+    assert_eq!(Some(per_kind), report["ado_requests"].as_u64(), "{report}");
 }
 
 #[tokio::test]
