@@ -3,6 +3,7 @@
 #   scripts/bench.sh                      every benchmark (large org, 25 ms per ADO request)
 #   scripts/bench.sh --only mapping       one of: resync, mapping, webhook, cold
 #   scripts/bench.sh --size small --latency-ms 0
+#   scripts/bench.sh --only resync --unmetered   without the simulated TSTU budget
 # The webhook's SQS figure needs moto (scripts/moto.sh install); without it that line says skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
