@@ -8,45 +8,47 @@ use sim::lambda::RuntimeApi;
 use crate::binary;
 use crate::figures::{figure, median};
 
-/// The settings each function reads at init, as Lambda would pass them (nothing listens at these
-/// addresses: init must not call out).
-fn settings(function: &str) -> Vec<(&'static str, &'static str)> {
+/// The settings each function reads at init, as Lambda would pass them. The webhook's init must not
+/// call out (nothing listens at its queue address); the processor and the resync read the mapping from
+/// the catalog's integration record at init, so they get the simulator's catalog.
+fn settings(function: &str, catalog: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     let aws = [
         ("AWS_REGION", "eu-west-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_SESSION_TOKEN", "test"),
     ];
-    let ado = [
-        ("ADO_ORG_URL", "https://dev.azure.com/contoso"),
-        ("ADO_PAT", "pat"),
-        ("CATALOG_BASE_URL", "http://127.0.0.1:9/catalog"),
-        ("CATALOG_CLIENT_ID", "id"),
-        ("CATALOG_CLIENT_SECRET", "secret"),
-    ];
-    let mut out: Vec<_> = aws.to_vec();
+    let mut out: Vec<_> = aws.iter().map(|&(k, v)| (k, v.to_owned())).collect();
     match function {
         "webhook" => out.extend([
-            ("WEBHOOK_USERNAME", "ado"),
-            ("WEBHOOK_SECRET", "webhook-secret"),
+            ("WEBHOOK_USERNAME", "ado".to_owned()),
+            ("WEBHOOK_SECRET", "webhook-secret".to_owned()),
             (
                 "QUEUE_URL",
-                "https://sqs.eu-west-1.amazonaws.com/123456789012/ado-sync-events.fifo",
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/ado-sync-events.fifo".to_owned(),
             ),
         ]),
-        _ => out.extend(ado),
+        _ => out.extend(catalog.iter().cloned()),
     }
     out
 }
 
 pub async fn run(runs: usize) -> anyhow::Result<()> {
+    let sim = sim::start(
+        "127.0.0.1:0".parse()?,
+        sim::ado::OrgSpec::small(),
+        sim::ado::AdoSimOptions::default(),
+        sim::catalog::CatalogSimOptions::default(),
+    )
+    .await?;
+    let catalog = sim.settings_env();
     for function in ["webhook", "processor", "resync"] {
         let path = binary(function)?;
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs.max(1) {
             let api = RuntimeApi::start().await?;
             let mut cmd = api.function_command(path.to_str().unwrap_or(function), function);
-            cmd.envs(settings(function));
+            cmd.envs(settings(function, &catalog));
             let started = Instant::now();
             let mut child = cmd.spawn()?;
             let ready = api.first_poll(Duration::from_secs(30)).await;
@@ -77,5 +79,6 @@ pub async fn run(runs: usize) -> anyhow::Result<()> {
             &path.display().to_string(),
         );
     }
+    sim.stop().await;
     Ok(())
 }
