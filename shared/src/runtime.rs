@@ -186,16 +186,9 @@ impl SyncRuntime {
     /// The cold start of a function or a CLI run: the mapping in source order (the catalog's
     /// integration record first), which reads the catalog once.
     pub async fn start(settings: Settings) -> Result<Self, SetupError> {
-        let ado = AdoClient::new(settings.ado.clone())?;
         let (catalog, admin) = open(&settings)?;
         let mapping = resolve_mapping(&settings, admin.as_deref()).await?;
-        Ok(Self {
-            settings,
-            ado,
-            catalog,
-            admin,
-            mapping,
-        })
+        Self::assemble(settings, catalog, admin, mapping)
     }
 
     /// Without reading the catalog: the local mapping (`MAPPING_FILE`, `MAPPING` or the default).
@@ -205,11 +198,19 @@ impl SyncRuntime {
     }
 
     pub fn with_mapping(settings: Settings, mapping: CompiledConfig) -> Result<Self, SetupError> {
-        let ado = AdoClient::new(settings.ado.clone())?;
         let (catalog, admin) = open(&settings)?;
+        Self::assemble(settings, catalog, admin, mapping)
+    }
+
+    fn assemble(
+        settings: Settings,
+        catalog: Arc<dyn Catalog>,
+        admin: Option<Arc<dyn CatalogAdmin>>,
+        mapping: CompiledConfig,
+    ) -> Result<Self, SetupError> {
         Ok(Self {
+            ado: AdoClient::new(settings.ado.clone())?,
             settings,
-            ado,
             catalog,
             admin,
             mapping,

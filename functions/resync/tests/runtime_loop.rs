@@ -8,6 +8,19 @@ use sim::lambda::{Outcome, RuntimeApi};
 
 const EVENT: &str = include_str!("../../../events/resync/scheduled.json");
 
+/// Starts the resync binary with the settings `configure` gives it, sends it one scheduled event through
+/// the Runtime API, and stops it.
+async fn invoke_once(configure: impl FnOnce(&mut Command) -> &mut Command) -> Option<Outcome> {
+    let api = RuntimeApi::start().await.unwrap();
+    let mut cmd = api.function_command(env!("CARGO_BIN_EXE_resync"), "resync");
+    let mut child = configure(&mut cmd).spawn().unwrap();
+    let event: Value = serde_json::from_str(EVENT).unwrap();
+    let outcome = api.invoke(event, Duration::from_secs(60)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
 #[tokio::test]
 async fn the_function_binary_answers_a_scheduled_event_through_the_runtime_api() {
     let org = sim::start(
@@ -18,16 +31,7 @@ async fn the_function_binary_answers_a_scheduled_event_through_the_runtime_api()
     )
     .await
     .unwrap();
-    let api = RuntimeApi::start().await.unwrap();
-    let mut child = api
-        .function_command(env!("CARGO_BIN_EXE_resync"), "resync")
-        .envs(org.settings_env())
-        .spawn()
-        .unwrap();
-    let event: Value = serde_json::from_str(EVENT).unwrap();
-    let outcome = api.invoke(event, Duration::from_secs(60)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let outcome = invoke_once(|cmd| cmd.envs(org.settings_env())).await;
     match outcome {
         Some(Outcome::Response(report)) => {
             assert_eq!(report["kinds"].as_array().unwrap().len(), 29, "{report}");
@@ -103,10 +107,8 @@ async fn the_cold_start_reads_peer_names_and_secrets_from_secrets_manager_and_ss
     )
     .await
     .unwrap();
-    let api = RuntimeApi::start().await.unwrap();
-    let mut child = api
-        .function_command(env!("CARGO_BIN_EXE_resync"), "resync")
-        .env(
+    let outcome = invoke_once(|cmd| {
+        cmd.env(
             "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
             org.ado_org_url(),
         )
@@ -122,12 +124,8 @@ async fn the_cold_start_reads_peer_names_and_secrets_from_secrets_manager_and_ss
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .spawn()
-        .unwrap();
-    let event: Value = serde_json::from_str(EVENT).unwrap();
-    let outcome = api.invoke(event, Duration::from_secs(60)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    })
+    .await;
     match outcome {
         Some(Outcome::Response(report)) => {
             assert!(
