@@ -1,5 +1,6 @@
 //! The compiled configuration and the per-item mapping (Ocean's entity processor semantics).
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use jaq_json::{Map as ValMap, Val};
@@ -239,14 +240,14 @@ impl CompiledResource {
         } else {
             Val::obj(ValMap::default())
         };
-        let item = to_val(raw);
         let Some(items) = &self.items else {
-            return vec![self.map_one(&item, &env, keep_filtered)];
+            let input = Input::Json(raw, OnceCell::new());
+            return vec![self.map_one(&input, &env, keep_filtered)];
         };
-        match items.expand(item, &env) {
+        match items.expand(to_val(raw), &env) {
             Ok(expanded) => expanded
                 .iter()
-                .map(|i| self.map_one(i, &env, keep_filtered))
+                .map(|i| self.map_one(&Input::Val(i), &env, keep_filtered))
                 .collect(),
             Err(message) => {
                 tracing::warn!(resource = self.index, kind = %self.kind, %message, "item skipped");
@@ -255,21 +256,21 @@ impl CompiledResource {
         }
     }
 
-    fn map_one(&self, item: &Val, env: &Val, keep_filtered: bool) -> ItemOutcome {
-        let passed = match self.query.first(item, env) {
-            JqOutput::Value(Val::Bool(b)) => b,
-            JqOutput::Value(other) => {
-                let got = truncate(&from_val(&other).to_string(), 200);
+    fn map_one(&self, item: &Input<'_>, env: &Val, keep_filtered: bool) -> ItemOutcome {
+        let passed = match item.first(&self.query, env) {
+            Field::Value(Value::Bool(b)) => b,
+            Field::Value(other) => {
+                let got = truncate(&other.to_string(), 200);
                 return self.selector_error(format!(
                     "selector `{}` gave {got}, expected a boolean",
                     self.query.source()
                 ));
             }
-            JqOutput::Empty => {
+            Field::Empty => {
                 return self
                     .selector_error(format!("selector `{}` gave no output", self.query.source()));
             }
-            JqOutput::Error(e) => {
+            Field::Error(e) => {
                 return self
                     .selector_error(format!("selector `{}` failed: {e}", self.query.source()));
             }
@@ -302,8 +303,45 @@ impl CompiledResource {
     }
 }
 
+/// An item being mapped. Raw JSON is converted to jaq values only when a field needs jaq: most fields
+/// are plain paths and literals, evaluated on the JSON directly.
+enum Input<'a> {
+    Json(&'a Value, OnceCell<Val>),
+    /// An item itemsToParse produced (already jaq values).
+    Val(&'a Val),
+}
+
+/// One field's first output, as JSON.
+enum Field {
+    Value(Value),
+    Empty,
+    Error(String),
+}
+
+impl Input<'_> {
+    fn val(&self) -> &Val {
+        match self {
+            Input::Json(raw, val) => val.get_or_init(|| to_val(raw)),
+            Input::Val(val) => val,
+        }
+    }
+
+    fn first(&self, p: &JqProgram, env: &Val) -> Field {
+        if let Input::Json(raw, _) = self
+            && let Some(v) = p.fast_json(raw)
+        {
+            return Field::Value(v);
+        }
+        match p.first(self.val(), env) {
+            JqOutput::Value(v) => Field::Value(from_val(&v)),
+            JqOutput::Empty => Field::Empty,
+            JqOutput::Error(e) => Field::Error(e),
+        }
+    }
+}
+
 struct Evaluator<'a> {
-    item: &'a Val,
+    item: &'a Input<'a>,
     env: &'a Val,
     warnings: Vec<FieldWarning>,
     resource: &'a CompiledResource,
@@ -424,13 +462,13 @@ impl Evaluator<'_> {
     /// First output; no output or an error gives null plus a warning. The field name is built only
     /// on failure, keeping the hot path free of allocations for it.
     fn jq_at(&mut self, field: impl FnOnce() -> String, p: &JqProgram) -> Value {
-        match p.first(self.item, self.env) {
-            JqOutput::Value(v) => from_val(&v),
-            JqOutput::Empty => {
+        match self.item.first(p, self.env) {
+            Field::Value(v) => v,
+            Field::Empty => {
                 self.warn(&field(), p, "no output".to_owned());
                 Value::Null
             }
-            JqOutput::Error(e) => {
+            Field::Error(e) => {
                 let first_line = e.lines().next().unwrap_or_default().to_owned();
                 self.warn(&field(), p, first_line);
                 Value::Null

@@ -8,7 +8,10 @@ use jaq_core::{Bind, Compiler, Ctx, Native, Vars, data::JustLut};
 use jaq_json::{Map as ValMap, Num, Val};
 use serde_json::{Map, Number, Value};
 
+use std::sync::OnceLock;
+
 use super::fast::FastProgram;
+use super::prelude;
 use super::quotes::rewrite_single_quotes;
 use super::regex_cache;
 
@@ -22,7 +25,11 @@ const ENV_VAR: &str = "$ENV";
 pub(crate) struct JqProgram {
     /// The pattern as the user wrote it (before quote rewriting), for warnings.
     source: String,
-    filter: Filter,
+    /// The pattern as jaq compiles it (quotes and literal regexes rewritten).
+    code: String,
+    /// Compiled at once unless `fast` handles the pattern; then only when an input first needs jaq (an
+    /// odd input: a key on a non-object, `tostring` of a float), since most never do.
+    filter: OnceLock<Box<Result<Filter, String>>>,
     /// Whether the pattern can observe the environment; lets evaluation skip building it.
     uses_env: bool,
     /// A direct evaluator when the pattern has one of the commonest simple shapes.
@@ -46,41 +53,43 @@ pub(crate) enum JqOutput {
 }
 
 impl JqProgram {
-    /// Rewrites single quotes, then compiles with jaq's core, std and json definitions. `env` is
+    /// Rewrites single quotes, then compiles with the jaq definitions the pattern can reach. `env` is
     /// redefined as `$ENV`, so both are whatever the caller passes at run time.
     pub(crate) fn compile(source: &str) -> Result<Self, String> {
-        let mut program = Self::compile_without_fast(source)?;
-        program.fast = FastProgram::parse(&rewrite_single_quotes(source)).map(Box::new);
+        let code = rewrite_single_quotes(source);
+        let fast = FastProgram::parse(&code).map(Box::new);
+        let program = Self::new(source, &code, fast);
+        if program.fast.is_none() {
+            program.filter()?;
+        }
         Ok(program)
     }
 
-    /// jaq only; the reference the direct evaluator is tested against.
+    /// jaq only, compiled at once; the reference the direct evaluator is tested against.
+    #[cfg(test)]
     pub(crate) fn compile_without_fast(source: &str) -> Result<Self, String> {
-        let code = rewrite_single_quotes(source);
-        let code = regex_cache::rewrite_literal_subs(&code);
-        let arena = Arena::default();
-        let loader = Loader::new(prelude());
-        let modules = loader
-            .load(
-                &arena,
-                File {
-                    code: &code,
-                    path: (),
-                },
-            )
-            .map_err(|errs| load_errors(&errs))?;
-        let filter = Compiler::default()
-            .with_funs(natives())
-            .with_global_vars([ENV_VAR])
-            .compile(modules)
-            .map_err(|errs| compile_errors(&errs))?;
-        let lower = code.to_ascii_lowercase();
-        Ok(Self {
+        let program = Self::new(source, &rewrite_single_quotes(source), None);
+        program.filter()?;
+        Ok(program)
+    }
+
+    fn new(source: &str, code: &str, fast: Option<Box<FastProgram>>) -> Self {
+        let code = regex_cache::rewrite_literal_subs(code).into_owned();
+        Self {
             source: source.to_owned(),
-            filter,
-            uses_env: lower.contains("env"),
-            fast: None,
-        })
+            uses_env: code.to_ascii_lowercase().contains("env"),
+            code,
+            filter: OnceLock::new(),
+            fast,
+        }
+    }
+
+    fn filter(&self) -> Result<&Filter, String> {
+        self.filter
+            .get_or_init(|| Box::new(compile_filter(&self.code)))
+            .as_ref()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub(crate) fn source(&self) -> &str {
@@ -91,13 +100,23 @@ impl JqProgram {
         self.uses_env
     }
 
+    /// The direct evaluator on raw JSON; `None` when the program has no direct form or the input
+    /// needs jaq.
+    pub(crate) fn fast_json(&self, input: &Value) -> Option<Value> {
+        self.fast.as_ref()?.eval_json(input)
+    }
+
     /// Runs the program on `input` and returns its first output. Later outputs are never computed.
     pub(crate) fn first(&self, input: &Val, env: &Val) -> JqOutput {
         if let Some(v) = self.fast.as_ref().and_then(|f| f.eval(input)) {
             return JqOutput::Value(v);
         }
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([env.clone()]));
-        match self.filter.id.run((ctx, input.clone())).next() {
+        let filter = match self.filter() {
+            Ok(filter) => filter,
+            Err(message) => return JqOutput::Error(message),
+        };
+        let ctx = Ctx::<Data>::new(&filter.lut, Vars::new([env.clone()]));
+        match filter.id.run((ctx, input.clone())).next() {
             None => JqOutput::Empty,
             Some(Ok(v)) => JqOutput::Value(v),
             Some(Err(exn)) => JqOutput::Error(match exn.get_err() {
@@ -108,12 +127,24 @@ impl JqProgram {
     }
 }
 
-fn prelude() -> impl Iterator<Item = load::parse::Def<&'static str>> {
-    let env = load::parse("def env: $ENV;", |p| p.defs()).unwrap_or_default();
-    jaq_core::defs()
-        .chain(jaq_std::defs())
-        .chain(jaq_json::defs())
-        .chain(env)
+fn compile_filter(code: &str) -> Result<Filter, String> {
+    compile_with(code, prelude::defs_for(code))
+}
+
+fn compile_with(
+    code: &str,
+    defs: impl IntoIterator<Item = load::parse::Def<&'static str>>,
+) -> Result<Filter, String> {
+    let arena = Arena::default();
+    let loader = Loader::new(defs);
+    let modules = loader
+        .load(&arena, File { code, path: () })
+        .map_err(|errs| load_errors(&errs))?;
+    Compiler::default()
+        .with_funs(natives())
+        .with_global_vars([ENV_VAR])
+        .compile(modules)
+        .map_err(|errs| compile_errors(&errs))
 }
 
 /// jaq's natives, minus `env` (which would read the process environment regardless of the options)
@@ -333,6 +364,79 @@ mod tests {
         ];
         for (code, expected) in cases {
             assert_eq!(run(code, item.clone()), Ok(expected), "{code}");
+        }
+    }
+
+    #[test]
+    fn compiling_only_the_definitions_a_program_reaches_changes_no_result() {
+        let input = json!({
+            "a": [3, 1, 2], "s": "Hello World", "o": {"k": "v", "n": null}, "n": 42.5,
+            "d": "2024-01-02T03:04:05Z", "t": 1700000000
+        });
+        let programs = [
+            ".a | map(. * 2) | add",
+            ".a | sort | reverse | first",
+            ".a | min_by(.) , max_by(.)",
+            "[.a[] | select(. > 1)] | length",
+            ".o | to_entries | map(.key) | join(\",\")",
+            ".o | with_entries(.value |= tostring)",
+            ".s | ascii_downcase | split(\" \") | last",
+            ".s | test(\"wor\"; \"i\")",
+            ".s | sub(\"(?<x>o)\"; \"0\\(.x)\")",
+            ".s | [splits(\" \")] | length",
+            ".s | ltrimstr(\"Hel\") | rtrimstr(\"ld\")",
+            "[paths] | length",
+            "[range(0; 5)] | until(length < 3; .[1:])",
+            "[limit(2; .a[])]",
+            "walk(if type == \"number\" then . + 1 else . end) | .a",
+            ".a | any(. > 2), all(. > 0)",
+            "[.a[] | tostring] | @csv",
+            ".s | @base64 | @base64d",
+            ".d | fromdateiso8601 | todate",
+            ".t | strftime(\"%Y\")",
+            ".o | del(.n) | keys",
+            "getpath([\"o\", \"k\"]) // \"none\"",
+            ".a | group_by(. % 2) | map(length)",
+            ".a | unique_by(. % 2) | length",
+            ".a | indices(1)",
+            "tojson | fromjson | .s",
+            ".o | has(\"k\"), (.k | ascii_upcase)",
+            "try error(\"x\") catch .",
+            "[.a[] as $x | $x + 1] | @json",
+            "reduce .a[] as $x (0; . + $x)",
+            "[foreach .a[] as $x (0; . + $x)]",
+            "def f(g): [.a[] | g]; f(. + 1)",
+            ".n | floor, ceil, (. | tostring)",
+            "[.a[] | tojson] | join(\"-\")",
+            "env | type",
+            "$ENV | length",
+            ".s | ascii | type",
+        ];
+        let env = Val::obj(ValMap::default());
+        let val = to_val(&input);
+        for code in programs {
+            let whole = compile_with(code, prelude::all_defs());
+            let pruned = compile_filter(code);
+            let outputs = |f: &Filter| -> Vec<String> {
+                let ctx = Ctx::<Data>::new(&f.lut, Vars::new([env.clone()]));
+                f.id.run((ctx, val.clone()))
+                    .map(|r| match r {
+                        Ok(v) => from_val(&v).to_string(),
+                        Err(e) => format!("error {:?}", e.get_err().map(|e| e.to_string())),
+                    })
+                    .collect()
+            };
+            match (whole, pruned) {
+                (Ok(whole), Ok(pruned)) => {
+                    assert_eq!(outputs(&pruned), outputs(&whole), "{code}");
+                }
+                (Err(whole), Err(pruned)) => assert_eq!(pruned, whole, "{code}"),
+                (whole, pruned) => panic!(
+                    "{code}: whole library {:?}, pruned {:?}",
+                    whole.err(),
+                    pruned.err()
+                ),
+            }
         }
     }
 

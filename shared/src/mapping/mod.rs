@@ -10,6 +10,7 @@ mod engine;
 mod fast;
 mod items;
 mod jq;
+mod prelude;
 mod quotes;
 mod regex_cache;
 
