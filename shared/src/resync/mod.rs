@@ -10,7 +10,7 @@
 pub mod plan;
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -104,7 +104,7 @@ impl Resync<'_> {
                             .await;
                         tracing::info!(
                             kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
-                            unchanged = report.unchanged, failed = report.failed, errors = report.errors,
+                            unchanged = report.unchanged, duplicates = report.duplicates, failed = report.failed, errors = report.errors,
                             ado_requests = report.ado_requests, secs = report.duration.as_secs_f64(), "kind synced"
                         );
                         self.observer.kind_finished(&report);
@@ -241,6 +241,7 @@ impl Resync<'_> {
     ) -> bool {
         report.items_read += page.items_read;
         report.skipped += page.skipped;
+        report.duplicates += page.duplicates;
         for message in page.errors {
             report.error(message);
         }
@@ -262,11 +263,16 @@ impl Resync<'_> {
     async fn write_group(
         &self,
         blueprint: &str,
-        entities: Vec<Entity>,
+        mut entities: Vec<Entity>,
         write: &WriteOptions,
         seen: &mut SeenKeys,
         report: &mut KindReport,
     ) -> Result<(), String> {
+        // `seen` holds this block's keys only: a key already there came from an earlier page of this
+        // block. Writing the later item too would make every pass write both (each undoes the other).
+        let before = entities.len();
+        entities.retain(|e| e.uses_search() || !seen.contains(&e.key()));
+        report.duplicates += (before - entities.len()) as u64;
         let keyed: Vec<String> = entities
             .iter()
             .filter(|e| !e.uses_search())
@@ -451,6 +457,8 @@ struct MappedPage {
     groups: BTreeMap<String, Vec<Entity>>,
     items_read: u64,
     skipped: u64,
+    /// Items whose key an earlier item of the page already produced (not written).
+    duplicates: u64,
     errors: Vec<String>,
     warnings: Vec<FieldWarning>,
 }
@@ -460,27 +468,25 @@ impl MappedPage {
         self.groups.values().map(Vec::len).sum()
     }
 
-    /// Adds a later page; a key both pages mapped keeps the later mapping, as within one page.
+    /// Adds a later page; a key both pages mapped keeps the earlier mapping, as within one page.
     fn absorb(&mut self, later: MappedPage) {
         self.items_read += later.items_read;
         self.skipped += later.skipped;
+        self.duplicates += later.duplicates;
         self.errors.extend(later.errors);
         self.warnings.extend(later.warnings);
         for (blueprint, entities) in later.groups {
             let group = self.groups.entry(blueprint).or_default();
-            let mut positions: HashMap<EntityKey, usize> = group
+            let mut keys: HashSet<EntityKey> = group
                 .iter()
-                .enumerate()
-                .filter(|(_, e)| !e.uses_search())
-                .map(|(i, e)| (e.key(), i))
+                .filter(|e| !e.uses_search())
+                .map(Entity::key)
                 .collect();
             for entity in entities {
-                match positions.get(&entity.key()) {
-                    Some(i) if !entity.uses_search() => group[*i] = entity,
-                    _ => {
-                        positions.insert(entity.key(), group.len());
-                        group.push(entity);
-                    }
+                if entity.uses_search() || keys.insert(entity.key()) {
+                    group.push(entity);
+                } else {
+                    self.duplicates += 1;
                 }
             }
         }
@@ -505,10 +511,11 @@ impl PageHandler for MapOnArrival {
     }
 }
 
-/// Maps a page without I/O. A key mapped twice in one page keeps the last mapping.
+/// Maps a page without I/O. A key mapped twice in one page keeps the first mapping, as across pages
+/// (see [`Resync::write_group`]), so which item wins does not depend on where pages break.
 fn map_page(resource: &CompiledResource, page: Vec<Value>) -> MappedPage {
     let mut out = MappedPage::default();
-    let mut positions: HashMap<EntityKey, usize> = HashMap::new();
+    let mut positions: HashSet<EntityKey> = HashSet::new();
     for raw in page {
         out.items_read += 1;
         for outcome in resource.map_item(&raw, false) {
@@ -517,12 +524,11 @@ fn map_page(resource: &CompiledResource, page: Vec<Value>) -> MappedPage {
                     out.warnings.extend(warnings);
                     let key = entity.key();
                     let group = out.groups.entry(entity.blueprint.clone()).or_default();
-                    match positions.get(&key) {
-                        Some(i) if !entity.uses_search() => group[*i] = entity,
-                        _ => {
-                            positions.insert(key, group.len());
-                            group.push(entity);
-                        }
+                    if entity.uses_search() || !positions.contains(&key) {
+                        positions.insert(key);
+                        group.push(entity);
+                    } else {
+                        out.duplicates += 1;
                     }
                 }
                 ItemOutcome::Filtered { .. } => out.skipped += 1,
@@ -656,11 +662,12 @@ resources:
         );
         assert_eq!(page.items_read, 3);
         assert_eq!(page.skipped, 1);
-        assert_eq!(titles(&page), [("a".to_owned(), json!("second"))]);
+        assert_eq!(page.duplicates, 1);
+        assert_eq!(titles(&page), [("a".to_owned(), json!("first"))]);
     }
 
     #[test]
-    fn absorbing_a_later_page_sums_its_counts_and_keeps_its_mapping_of_a_shared_key() {
+    fn absorbing_a_later_page_sums_its_counts_and_keeps_the_earlier_mapping_of_a_shared_key() {
         let r = resource();
         let mut first = map_page(
             &r,
@@ -678,9 +685,10 @@ resources:
         );
         first.absorb(later);
         assert_eq!((first.items_read, first.skipped, first.len()), (4, 1, 2));
+        assert_eq!(first.duplicates, 1);
         assert_eq!(
             titles(&first),
-            [("a".to_owned(), json!("new")), ("b".to_owned(), json!("b"))]
+            [("a".to_owned(), json!("old")), ("b".to_owned(), json!("b"))]
         );
     }
 }

@@ -23,6 +23,10 @@ pub struct KindReport {
     pub skipped: u64,
     /// Mapping fields that evaluated with an error or no output (set to null).
     pub field_warnings: u64,
+    /// Items whose entity key an earlier item of the same block already produced in this pass (the
+    /// peer's identifier patterns give, say, a board column once per work-item type). The first one is
+    /// written; later ones are not, so an unchanged organisation costs no writes.
+    pub duplicates: u64,
     /// Errors that block deletion: listing failures, selector errors, failed writes.
     pub errors: u64,
     pub messages: Vec<String>,
@@ -101,6 +105,7 @@ impl RunReport {
             t.deleted += k.deleted;
             t.skipped += k.skipped;
             t.field_warnings += k.field_warnings;
+            t.duplicates += k.duplicates;
             t.errors += k.errors;
         }
         t
@@ -144,6 +149,13 @@ impl RunReport {
         }
         row(&mut out, "total", &self.totals());
         let _ = writeln!(out, "deletion: {}", self.deletion.describe());
+        for k in self.kinds.iter().filter(|k| k.duplicates > 0) {
+            let _ = writeln!(
+                out,
+                "  {}[{}]: {} items repeated an entity identifier already written in this pass; the first was kept",
+                k.kind, k.index, k.duplicates
+            );
+        }
         for k in &self.kinds {
             for m in &k.messages {
                 let _ = writeln!(out, "  {}[{}]: {m}", k.kind, k.index);

@@ -301,6 +301,41 @@ async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_bluep
 }
 
 #[tokio::test]
+async fn a_second_pass_of_the_shipped_mapping_writes_nothing_even_where_identifiers_repeat() {
+    let org = Setup {
+        mapping: shared::runtime::DEFAULT_MAPPING,
+        ..Default::default()
+    }
+    .start()
+    .await;
+    let first: Value = org.resync().await.expect("first pass");
+    // The peer's column identifier (type/name/project) is the same on every team's board of a project,
+    // and a team's iterations repeat per team: such items come on different pages of one block.
+    for k in ["column", "iteration"] {
+        let r = kind(&first, k);
+        assert!(r["duplicates"].as_u64().unwrap() > 0, "{k}: {r}");
+        assert!(r["upserted"].as_u64().unwrap() > 0, "{k}: {r}");
+    }
+    let writes_before =
+        org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let second: Value = org.resync().await.expect("second pass");
+    let writes_after = org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    for k in second["kinds"].as_array().unwrap() {
+        assert_eq!(k["upserted"], 0, "{k}");
+        assert_eq!(k["errors"], 0, "{k}");
+    }
+    assert_eq!(
+        writes_after, writes_before,
+        "no write request in the second pass"
+    );
+    // The kept entity is the first item of the pass, both times: the second pass found it unchanged.
+    assert_eq!(
+        kind(&second, "column")["duplicates"],
+        kind(&first, "column")["duplicates"]
+    );
+}
+
+#[tokio::test]
 async fn the_shipped_default_mapping_syncs_planning_identity_wiki_and_content_kinds() {
     let org = Setup {
         mapping: shared::runtime::DEFAULT_MAPPING,
