@@ -36,8 +36,18 @@ struct Pass {
     upserted: u64,
     unchanged: u64,
     errors: u64,
-    /// (kind, ADO requests, items read, entities upserted, seconds).
-    per_kind: Vec<(String, u64, u64, u64, f64)>,
+    per_kind: BTreeMap<String, KindFigures>,
+}
+
+/// One kind's share of a pass (summed over its resource blocks).
+#[derive(Default)]
+struct KindFigures {
+    ado_requests: u64,
+    items_read: u64,
+    upserted: u64,
+    /// Items whose entity key an earlier item of the block already produced (not written again).
+    duplicates: u64,
+    secs: f64,
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<()> {
@@ -135,10 +145,18 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     );
     figure(
         "resync.wall_over_floor",
-        format!("{:.2}", first.wall.as_secs_f64() / floor.max(f64::EPSILON)),
+        if floor > 0.0 {
+            format!("{:.2}", first.wall.as_secs_f64() / floor)
+        } else {
+            "n/a".to_owned()
+        },
         "x",
         Some("<= 1.3"),
-        "",
+        if floor > 0.0 {
+            ""
+        } else {
+            "no floor without latency (--latency-ms 0)"
+        },
     );
     figure(
         "resync.ado_requests",
@@ -161,13 +179,17 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         Some("<= 64"),
         "resync function process, VmHWM",
     );
-    for (kind, requests, items, _, secs) in &first.per_kind {
+    for (kind, k) in &first.per_kind {
+        let repeated = match k.duplicates {
+            0 => String::new(),
+            n => format!(", {n} repeated an earlier key"),
+        };
         figure(
             &format!("resync.kind.{kind}"),
-            requests,
+            k.ado_requests,
             "requests",
             None,
-            &format!("{items} items, {secs:.1} s"),
+            &format!("{} items{repeated}, {:.1} s", k.items_read, k.secs),
         );
     }
     figure(
@@ -181,11 +203,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         ),
     );
     // Which kinds still wrote on a pass with nothing changed.
-    for (kind, _, _, upserted, _) in &second.per_kind {
-        if *upserted > 0 {
+    for (kind, k) in &second.per_kind {
+        if k.upserted > 0 {
             figure(
                 &format!("unchanged_resync.kind.{kind}"),
-                upserted,
+                k.upserted,
                 "upserted",
                 Some("0"),
                 "",
@@ -254,15 +276,17 @@ async fn pass(
         .sum();
     let kinds = report["kinds"].as_array().cloned().unwrap_or_default();
     let total = |field: &str| kinds.iter().filter_map(|k| k[field].as_u64()).sum::<u64>();
-    let mut per_kind: BTreeMap<String, (u64, u64, u64, f64)> = BTreeMap::new();
+    let mut per_kind: BTreeMap<String, KindFigures> = BTreeMap::new();
     for k in &kinds {
         let entry = per_kind
             .entry(k["kind"].as_str().unwrap_or("?").to_owned())
             .or_default();
-        entry.0 += k["ado_requests"].as_u64().unwrap_or(0);
-        entry.1 += k["items_read"].as_u64().unwrap_or(0);
-        entry.2 += k["upserted"].as_u64().unwrap_or(0);
-        entry.3 += k["duration"].as_f64().unwrap_or(0.0);
+        let count = |field: &str| k[field].as_u64().unwrap_or(0);
+        entry.ado_requests += count("ado_requests");
+        entry.items_read += count("items_read");
+        entry.upserted += count("upserted");
+        entry.duplicates += count("duplicates");
+        entry.secs += k["duration"].as_f64().unwrap_or(0.0);
     }
     Ok(Pass {
         wall,
@@ -278,10 +302,7 @@ async fn pass(
             .iter()
             .filter(|k| k["errors"].as_u64().unwrap_or(0) > 0)
             .count() as u64,
-        per_kind: per_kind
-            .into_iter()
-            .map(|(k, (r, i, u, d))| (k, r, i, u, d))
-            .collect(),
+        per_kind,
     })
 }
 

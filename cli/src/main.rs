@@ -73,6 +73,9 @@ enum Command {
         /// Share of Azure DevOps requests answered 429 or 503 (0 to 1).
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
+        /// Send no TSTU budget headers (`x-ratelimit-*`), so clients never pause for the budget.
+        #[arg(long)]
+        unmetered: bool,
     },
     /// Manage the Azure DevOps service-hook subscriptions that feed the webhook (WEBHOOK_URL, WEBHOOK_*).
     Subscriptions {
@@ -178,7 +181,16 @@ fn main() -> ExitCode {
                 size,
                 latency_ms,
                 fault_rate,
-            } => serve_sim(listen, size, latency_ms, fault_rate).await,
+                unmetered,
+            } => {
+                let opts = sim::ado::AdoSimOptions {
+                    latency: Duration::from_millis(latency_ms),
+                    fault_rate,
+                    unmetered,
+                    ..Default::default()
+                };
+                serve_sim(listen, size, opts).await
+            }
             Command::Subscriptions {
                 command: SubscriptionsCommand::Sync { dry_run, json },
             } => subscriptions::sync(dry_run, json).await,
@@ -232,16 +244,11 @@ async fn resync(json: bool) -> ExitCode {
     }
 }
 
-async fn serve_sim(listen: SocketAddr, size: Size, latency_ms: u64, fault_rate: f64) -> ExitCode {
-    if !(0.0..=1.0).contains(&fault_rate) {
+async fn serve_sim(listen: SocketAddr, size: Size, opts: sim::ado::AdoSimOptions) -> ExitCode {
+    if !(0.0..=1.0).contains(&opts.fault_rate) {
         eprintln!("error: --fault-rate must be between 0 and 1");
         return ExitCode::from(2);
     }
-    let opts = sim::ado::AdoSimOptions {
-        latency: Duration::from_millis(latency_ms),
-        fault_rate,
-        ..Default::default()
-    };
     let server = match sim::start(listen, size.spec(), opts, Default::default()).await {
         Ok(s) => s,
         Err(e) => {

@@ -3,7 +3,7 @@
 //! (per team, `__project` and `__team`) and `area-path` (the project's area tree, flattened).
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
 use super::{
@@ -96,6 +96,27 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
     out
 }
 
+/// One team's iterations, each with `__project` and `__team`; none for a team deleted since the list.
+async fn team_iterations(ctx: &FetchContext, team: &Value) -> Result<Vec<Value>, AdoError> {
+    let project = ctx.project_of_team(team).await?;
+    let req = Request::get(format!(
+        "/{}/{}/_apis/work/teamsettings/iterations",
+        str_field(&project, "id"),
+        str_field(team, "id")
+    ));
+    let reply = match ctx.client.send(&req).await {
+        Ok(r) => r,
+        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut page = crate::ado::paging::take_items(reply.body, "value");
+    for it in &mut page {
+        it["__project"] = project.clone();
+        it["__team"] = team.clone();
+    }
+    Ok(page)
+}
+
 #[async_trait]
 impl KindSource for Iteration {
     fn name(&self) -> &'static str {
@@ -109,28 +130,19 @@ impl KindSource for Iteration {
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let teams = ctx.teams().await?;
-        futures::stream::iter(teams.iter().map(Ok))
-            .try_for_each_concurrent(TEAMS_AT_ONCE, |team| async move {
-                let project = ctx.project_of_team(team).await?;
-                let req = Request::get(format!(
-                    "/{}/{}/_apis/work/teamsettings/iterations",
-                    str_field(&project, "id"),
-                    str_field(team, "id")
-                ));
-                let reply = match ctx.client.send(&req).await {
-                    Ok(r) => r,
-                    // A team deleted since the team list.
-                    Err(AdoError::NotFound(_)) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                let mut page = crate::ado::paging::take_items(reply.body, "value");
-                for it in &mut page {
-                    it["__project"] = project.clone();
-                    it["__team"] = team.clone();
-                }
-                sink.send(page).await
-            })
-            .await
+        // Every team of a project lists the project's iterations, which share their identifier: the
+        // pass keeps the first item per key, so pages must come in team order (not completion order)
+        // for the same item to win every pass.
+        // Built up front: a stream mapping borrowed teams inside this boxed future trips the compiler's
+        // higher-ranked `Send` check.
+        let requests: Vec<_> = teams.iter().map(|t| team_iterations(ctx, t)).collect();
+        let mut pages = futures::stream::iter(requests).buffered(TEAMS_AT_ONCE);
+        while let Some(page) = pages.try_next().await? {
+            if !page.is_empty() {
+                sink.send(page).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -191,15 +191,18 @@ impl KindSource for PipelineStage {
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         each_build_page(ctx, |project, builds| async move {
-            let stages: Vec<Vec<Value>> = futures::stream::iter(builds)
-                .map(|build| {
-                    let project = &project;
-                    async move { stages_of(&ctx.client, project, &build, None).await }
-                })
-                .buffered(PER_BUILD_CONCURRENCY)
-                .try_collect()
+            // Every stage carries its whole build: stages are handed on a few builds at a time, not a
+            // page of builds at a time, so memory stays small.
+            for chunk in builds.chunks(PER_BUILD_CONCURRENCY) {
+                let stages = futures::future::try_join_all(
+                    chunk
+                        .iter()
+                        .map(|build| stages_of(&ctx.client, &project, build, None)),
+                )
                 .await?;
-            sink.send(stages.into_iter().flatten().collect()).await
+                sink.send(stages.into_iter().flatten().collect()).await?;
+            }
+            Ok(())
         })
         .await
     }

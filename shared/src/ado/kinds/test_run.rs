@@ -74,9 +74,15 @@ impl KindSource for TestRun {
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
                 let req = runs_request(str_field(project, "id"));
                 let mut pages = ctx.client.top_skip_pages(req, PAGE_SIZE, None).boxed();
-                while let Some(page) = pages.try_next().await? {
-                    let page = enrich_runs(&ctx.client, project, page, opts).await?;
-                    sink.send(page).await?;
+                while let Some(mut page) = pages.try_next().await? {
+                    // A run carries all its results: a page of 100 enriched runs can be megabytes, so
+                    // runs are enriched and handed on a few at a time.
+                    while !page.is_empty() {
+                        let rest = page.split_off(page.len().min(RUN_CONCURRENCY));
+                        let runs = std::mem::replace(&mut page, rest);
+                        sink.send(enrich_runs(&ctx.client, project, runs, opts).await?)
+                            .await?;
+                    }
                 }
                 Ok(())
             })
