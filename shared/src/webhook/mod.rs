@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 use crate::queue::{Queue, QueueError};
 
 pub use auth::{AuthError, authenticate};
-pub use classify::{EVENT_TYPES, Envelope, SNAPSHOT_MAX_BYTES, Unqueueable, classify};
+pub use classify::{
+    EVENT_TYPES, Envelope, SNAPSHOT_MAX_BYTES, Unqueueable, classify, parse_delivery,
+};
 pub use settings::{DEFAULT_MAX_BODY_BYTES, WebhookSettings};
 
 /// How much of an unqueueable body goes to the debug log.
@@ -71,7 +73,7 @@ pub async fn accept(
         return WebhookOutcome::new(413, json!({"error": "payload too large"}));
     }
 
-    let value: Value = match serde_json::from_slice(body) {
+    let value: Value = match parse_delivery(body) {
         Ok(v) => v,
         Err(_) => return unqueueable(&Value::Null, body, &Unqueueable::MalformedJson),
     };
