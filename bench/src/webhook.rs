@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use futures::StreamExt;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use serde_json::Value;
 use shared::queue::sqs::{SqsQueue, create_fifo_pair};
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, QueueError};
@@ -54,9 +55,10 @@ pub fn run(rt: &tokio::runtime::Runtime, events: usize, sqs_events: usize) -> an
         let clock = Instant::now();
         let mut accepted = 0u64;
         for text in envelopes.iter().cycle().take(events) {
-            let request = lambda_http::request::from_str(text)?;
-            let response = webhook_function::handle(&settings, &queue, request).await;
-            if response.status().is_success() {
+            // As the function's runtime loop does: the event read straight into its type.
+            let event: ApiGatewayV2httpRequest = serde_json::from_str(text)?;
+            let response = webhook_function::handle_event(&settings, &queue, event).await;
+            if (200..300).contains(&response.status_code) {
                 accepted += 1;
             }
         }
@@ -109,11 +111,12 @@ async fn through_sqs(
         .map(|text| {
             let queue = &queue;
             async move {
-                match lambda_http::request::from_str(text) {
-                    Ok(request) => webhook_function::handle(settings, queue, request)
-                        .await
-                        .status()
-                        .as_u16(),
+                match serde_json::from_str::<ApiGatewayV2httpRequest>(text) {
+                    Ok(event) => {
+                        webhook_function::handle_event(settings, queue, event)
+                            .await
+                            .status_code as u16
+                    }
                     Err(_) => 0,
                 }
             }

@@ -1,11 +1,41 @@
 //! The webhook function: one Azure DevOps service-hook delivery per invocation (a Function URL or
 //! HTTP API request, payload format 2.0), answered with the status the shared use case chose.
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use base64::Engine;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use shared::metrics::{self, Metrics};
 use shared::queue::Queue;
 use shared::webhook::{WebhookOutcome, WebhookSettings, accept};
+
+/// One delivery as the Lambda runtime hands it over: the Function URL / HTTP API event (payload format
+/// 2.0), read straight into its type. lambda_http's `Request` would first go through an untagged enum
+/// of every event source, which buffers the whole event: about half the CPU of a delivery.
+pub async fn handle_event(
+    settings: &WebhookSettings,
+    queue: &dyn Queue,
+    event: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let body = match event.body {
+        None => Vec::new(),
+        // Lambda always encodes correctly; text that is not base64 after all stays as it is (and is
+        // then not JSON, so it is acknowledged as malformed after authentication).
+        Some(text) if event.is_base64_encoded => base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .unwrap_or_else(|_| text.into_bytes()),
+        Some(text) => text.into_bytes(),
+    };
+    let method = &event.request_context.http.method;
+    let (parts, body) = answer(settings, queue, method, &event.headers, &body)
+        .await
+        .into_parts();
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(parts.status.as_u16());
+    response.headers = parts.headers;
+    response.body = Some(body);
+    response
+}
 
 /// Authenticates, classifies and queues one delivery. lambda_http has already decoded a base64 body
 /// into bytes, so text and binary bodies are read alike.
@@ -15,8 +45,25 @@ pub async fn handle(
     request: Request,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
+    answer(
+        settings,
+        queue,
+        &parts.method,
+        &parts.headers,
+        body.as_ref(),
+    )
+    .await
+}
+
+async fn answer(
+    settings: &WebhookSettings,
+    queue: &dyn Queue,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response<Body> {
     // Azure DevOps only POSTs; anything else is not a delivery and learns nothing more.
-    if parts.method != Method::POST {
+    if method != Method::POST {
         let outcome = WebhookOutcome {
             status: StatusCode::METHOD_NOT_ALLOWED.as_u16(),
             body: serde_json::json!({"error": "method not allowed"}),
@@ -29,7 +76,7 @@ pub async fn handle(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let outcome = accept(settings, queue, &parts.headers, body.as_ref()).await;
+    let outcome = accept(settings, queue, headers, body).await;
     outcome_metrics(&outcome).emit();
     respond(&outcome)
 }
@@ -246,6 +293,34 @@ mod tests {
                 usize::from(*word == "queued"),
                 "{scenario}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_typed_event_path_answers_every_sample_exactly_like_lambda_http() {
+        for (scenario, _, _) in SCENARIOS {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../events/webhook")
+                .join(format!("{scenario}.json"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
+            let (typed_queue, http_queue) = (MemoryQueue::new(), MemoryQueue::new());
+            let typed = handle_event(&settings(), &typed_queue, event).await;
+            let (status, body, response) = call(scenario, &http_queue).await;
+            assert_eq!(typed.status_code, i64::from(status.as_u16()), "{scenario}");
+            let typed_body: Value = match &typed.body {
+                Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+                other => panic!("{scenario}: {other:?}"),
+            };
+            // The message id is the queue's counter; both queues start at the same one.
+            assert_eq!(typed_body, body, "{scenario}");
+            assert_eq!(&typed.headers, response.headers(), "{scenario}");
+            assert_eq!(
+                typed_queue.sent().len(),
+                http_queue.sent().len(),
+                "{scenario}"
+            );
+            assert!(!typed.is_base64_encoded);
         }
     }
 

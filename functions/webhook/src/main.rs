@@ -1,6 +1,8 @@
 use std::convert::Infallible;
 
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{Error, service_fn};
 use shared::config::{ConfigError, Env};
 use shared::queue::sqs::SqsQueue;
 use shared::webhook::WebhookSettings;
@@ -23,9 +25,13 @@ async fn main() -> Result<(), Error> {
         }
     };
     let (settings, queue) = (&settings, &queue);
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Infallible>(webhook_function::handle(settings, queue, request).await)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, Infallible>(
+                webhook_function::handle_event(settings, queue, event.payload).await,
+            )
+        },
+    ))
     .await
 }
 
