@@ -89,17 +89,23 @@ pub(crate) async fn included_files(
     base: &str,
     paths: &[String],
 ) -> Result<Value, AdoError> {
-    let mut out = Map::new();
-    for path in paths {
-        let text = match branch {
+    // The paths of one item are read at once: with a repository's README and CODEOWNERS read one
+    // after the other, the repository kind was the last to finish a pass.
+    let texts = futures::future::try_join_all(paths.iter().map(|path| async move {
+        Ok::<_, AdoError>(match branch {
             Some(b) if !repo_unreadable(repo) => read_file(client, repo, b, &resolve(base, path))
                 .await?
                 .and_then(|f| f.get("content").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_default(),
             _ => String::new(),
-        };
-        out.insert(path.clone(), Value::String(text));
-    }
+        })
+    }))
+    .await?;
+    let out: Map<String, Value> = paths
+        .iter()
+        .cloned()
+        .zip(texts.into_iter().map(Value::String))
+        .collect();
     Ok(Value::Object(out))
 }
 
