@@ -180,6 +180,9 @@ pub struct SyncRuntime {
     /// The integration record and blueprints (the Port API only).
     pub admin: Option<Arc<dyn CatalogAdmin>>,
     pub mapping: CompiledConfig,
+    /// Whether the mapping came from the source order (see [`SyncRuntime::start`]): then every pass reads
+    /// it again, so a warm function follows a mapping edited in the catalog without a cold start.
+    pub refresh_mapping: bool,
 }
 
 impl SyncRuntime {
@@ -188,7 +191,9 @@ impl SyncRuntime {
     pub async fn start(settings: Settings) -> Result<Self, SetupError> {
         let (catalog, admin) = open(&settings)?;
         let mapping = resolve_mapping(&settings, admin.as_deref()).await?;
-        Self::assemble(settings, catalog, admin, mapping)
+        let mut runtime = Self::assemble(settings, catalog, admin, mapping)?;
+        runtime.refresh_mapping = true;
+        Ok(runtime)
     }
 
     /// Without reading the catalog: the local mapping (`MAPPING_FILE`, `MAPPING` or the default).
@@ -214,6 +219,7 @@ impl SyncRuntime {
             catalog,
             admin,
             mapping,
+            refresh_mapping: false,
         })
     }
 
@@ -256,10 +262,29 @@ impl SyncRuntime {
             Some(Err(e)) => tracing::error!(error = %e, "port resources could not be initialized"),
             None => {}
         }
+        // Read again at every pass (one GET, a few milliseconds of compiling): the mapping a user edits
+        // in the catalog applies from the next pass, even in a warm function. A mapping that no longer
+        // compiles fails the pass before anything is listed, written or deleted.
+        let refreshed;
+        let mapping = match self.admin.as_deref() {
+            Some(admin) if self.refresh_mapping => {
+                match resolve_mapping(&self.settings, Some(admin)).await {
+                    Ok(m) => {
+                        refreshed = m;
+                        &refreshed
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the mapping could not be read: nothing synced, nothing deleted");
+                        return RunReport::not_started(format!("reading the mapping failed: {e}"));
+                    }
+                }
+            }
+            _ => &self.mapping,
+        };
         Resync {
             ado: &self.ado,
             catalog: self.catalog.as_ref(),
-            mapping: &self.mapping,
+            mapping,
             excluded_tags: self.settings.excluded_tags.clone(),
             observer,
         }

@@ -168,6 +168,7 @@ mod tests {
             catalog: Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),
             admin: None,
             mapping: compile_mapping("resources: []", "unit", false).unwrap(),
+            refresh_mapping: false,
             settings,
         }
     }

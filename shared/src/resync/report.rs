@@ -85,6 +85,22 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 impl RunReport {
     /// True when every kind finished without an error and reconciliation did not fail.
+    /// A pass that failed before listing anything (its mapping could not be read): nothing was written
+    /// or deleted.
+    pub fn not_started(message: String) -> Self {
+        Self {
+            resync_id: uuid::Uuid::new_v4().to_string(),
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            kinds: Vec::new(),
+            deletion: DeletionOutcome::Failed {
+                message,
+                deleted: 0,
+            },
+            ado_requests: 0,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.kinds.iter().all(|k| k.errors == 0)
             && !matches!(self.deletion, DeletionOutcome::Failed { .. })

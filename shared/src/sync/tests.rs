@@ -44,6 +44,7 @@ fn runtime(mapping: &str, catalog: Arc<dyn Catalog>) -> SyncRuntime {
         catalog,
         admin: None,
         mapping: compile_mapping(mapping, "unit", false).unwrap(),
+        refresh_mapping: false,
     }
 }
 

@@ -145,3 +145,68 @@ async fn with_a_mapping_file_or_initialization_off_no_record_is_created() {
         .expect("runtime");
     assert!(off.initialize().await.is_none());
 }
+
+fn project_block() -> Value {
+    json!({
+        "kind": "project",
+        "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {
+            "identifier": ".id", "title": ".name", "blueprint": "\"azureDevopsProject\""
+        }}}
+    })
+}
+
+#[tokio::test]
+async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass() {
+    let sim = start_sim().await;
+    let store = sim.catalog.store();
+    let record =
+        |resources: Value| json!({"identifier": "e2e", "config": {"resources": resources}});
+    store
+        .put_integration("e2e", &record(json!([project_block()])))
+        .unwrap();
+    let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
+        .await
+        .expect("runtime");
+    let quiet = shared::resync::Quiet;
+    let first = runtime.resync(&quiet).await;
+    assert!(first.succeeded(), "{}", first.render());
+    assert_eq!(first.kinds.len(), 1);
+    let count = |bp: &str| store.list(Some(bp)).unwrap().len();
+    let projects = count("azureDevopsProject");
+    assert!(projects > 0);
+    assert_eq!(count("azureDevopsRepository"), 0);
+
+    // Edited in the catalog: the same warm runtime uses it at its next pass.
+    let repositories = json!({
+        "kind": "repository",
+        "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {
+            "identifier": ".id", "title": ".name", "blueprint": "\"azureDevopsRepository\""
+        }}}
+    });
+    store
+        .put_integration("e2e", &record(json!([project_block(), repositories])))
+        .unwrap();
+    let second = runtime.resync(&quiet).await;
+    assert!(second.succeeded(), "{}", second.render());
+    assert_eq!(second.kinds.len(), 2);
+    assert!(count("azureDevopsRepository") > 0);
+
+    // A mapping that no longer compiles fails the pass before anything is written or deleted.
+    let broken = json!([{
+        "kind": "project",
+        "selector": {"query": ".a |"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"azureDevopsProject\""}}}
+    }]);
+    store.put_integration("e2e", &record(broken)).unwrap();
+    let before = writes(&sim);
+    let third = runtime.resync(&quiet).await;
+    assert!(!third.succeeded());
+    assert!(third.kinds.is_empty());
+    let said = third.render();
+    assert!(said.contains("reading the mapping failed"), "{said}");
+    assert!(said.contains("selector.query"), "{said}");
+    assert_eq!(writes(&sim), before, "nothing written or deleted");
+    assert_eq!(count("azureDevopsProject"), projects);
+}
