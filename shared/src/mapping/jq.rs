@@ -3,12 +3,12 @@
 //! Programs are compiled once. Evaluation takes the first output only, like Ocean, and never lets a
 //! user's program stop the process: jaq's `unwrap_valr` exits on `halt`, so it is not used here.
 
+use std::sync::OnceLock;
+
 use jaq_core::load::{self, Arena, File, Loader};
 use jaq_core::{Bind, Compiler, Ctx, Native, Vars, data::JustLut};
 use jaq_json::{Map as ValMap, Num, Val};
 use serde_json::{Map, Number, Value};
-
-use std::sync::OnceLock;
 
 use super::fast::FastProgram;
 use super::prelude;

@@ -43,7 +43,7 @@ static PRELUDE: LazyLock<Prelude> = LazyLock::new(|| {
 ///
 /// The names `code` may call are over-approximated by every identifier-like word in its text (a word
 /// inside a string literal only keeps a definition more), so no parse of `code` is needed here.
-pub(crate) fn defs_for(code: &str) -> impl Iterator<Item = Definition> + use<> {
+pub(crate) fn defs_for(code: &str) -> Vec<Definition> {
     let prelude = &*PRELUDE;
     let mut wanted: HashSet<&str> = words(code).collect();
     let mut keep = vec![false; prelude.defs.len()];
@@ -60,14 +60,13 @@ pub(crate) fn defs_for(code: &str) -> impl Iterator<Item = Definition> + use<> {
         .zip(keep)
         .filter(|(_, keep)| *keep)
         .map(|(def, _)| def.clone())
-        .collect::<Vec<_>>()
-        .into_iter()
+        .collect()
 }
 
 /// The whole library, for tests that check pruning changes nothing.
 #[cfg(test)]
-pub(crate) fn all_defs() -> impl Iterator<Item = Definition> {
-    PRELUDE.defs.clone().into_iter()
+pub(crate) fn all_defs() -> Vec<Definition> {
+    PRELUDE.defs.clone()
 }
 
 /// Every maximal run of identifier characters, with a leading `@` kept (format filters such as `@csv`
@@ -173,7 +172,7 @@ mod tests {
     use super::*;
 
     fn kept(code: &str) -> Vec<&'static str> {
-        defs_for(code).map(|d| d.name).collect()
+        defs_for(code).into_iter().map(|d| d.name).collect()
     }
 
     #[test]

@@ -515,7 +515,7 @@ impl PageHandler for MapOnArrival {
 /// (see [`Resync::write_group`]), so which item wins does not depend on where pages break.
 fn map_page(resource: &CompiledResource, page: Vec<Value>) -> MappedPage {
     let mut out = MappedPage::default();
-    let mut positions: HashSet<EntityKey> = HashSet::new();
+    let mut keys: HashSet<EntityKey> = HashSet::new();
     for raw in page {
         out.items_read += 1;
         for outcome in resource.map_item(&raw, false) {
@@ -524,8 +524,7 @@ fn map_page(resource: &CompiledResource, page: Vec<Value>) -> MappedPage {
                     out.warnings.extend(warnings);
                     let key = entity.key();
                     let group = out.groups.entry(entity.blueprint.clone()).or_default();
-                    if entity.uses_search() || !positions.contains(&key) {
-                        positions.insert(key);
+                    if entity.uses_search() || keys.insert(key) {
                         group.push(entity);
                     } else {
                         out.duplicates += 1;

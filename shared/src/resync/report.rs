@@ -84,7 +84,6 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl RunReport {
-    /// True when every kind finished without an error and reconciliation did not fail.
     /// A pass that failed before listing anything (its mapping could not be read): nothing was written
     /// or deleted.
     pub fn not_started(message: String) -> Self {
@@ -101,6 +100,7 @@ impl RunReport {
         }
     }
 
+    /// True when every kind finished without an error and reconciliation did not fail.
     pub fn succeeded(&self) -> bool {
         self.kinds.iter().all(|k| k.errors == 0)
             && !matches!(self.deletion, DeletionOutcome::Failed { .. })

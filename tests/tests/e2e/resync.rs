@@ -3,7 +3,22 @@
 use serde_json::Value;
 use sim::ado::AdoSimOptions;
 
-use crate::helpers::{Setup, kind};
+use crate::helpers::{Setup, TestOrg, kind};
+
+/// The simulated organisation with the shipped default mapping (all 29 kinds).
+async fn shipped_mapping_org() -> TestOrg {
+    Setup {
+        mapping: shared::runtime::DEFAULT_MAPPING,
+        ..Default::default()
+    }
+    .start()
+    .await
+}
+
+/// Catalog requests that write entities: the bulk routes and single-entity upserts.
+fn catalog_writes(org: &TestOrg) -> u64 {
+    org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{")
+}
 
 #[tokio::test]
 async fn a_full_resync_through_the_function_fills_the_catalog_with_every_kind() {
@@ -53,10 +68,9 @@ async fn a_full_resync_through_the_function_fills_the_catalog_with_every_kind() 
 async fn a_second_pass_over_an_unchanged_org_writes_nothing() {
     let org = Setup::default().start().await;
     org.resync().await.expect("first pass");
-    let writes_before =
-        org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let writes_before = catalog_writes(&org);
     let report = org.resync().await.expect("second pass");
-    let writes_after = org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let writes_after = catalog_writes(&org);
 
     let total: u64 = report["kinds"]
         .as_array()
@@ -267,12 +281,7 @@ async fn excluded_tags_drop_a_project_from_every_kind() {
 
 #[tokio::test]
 async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_blueprint() {
-    let org = Setup {
-        mapping: shared::runtime::DEFAULT_MAPPING,
-        ..Default::default()
-    }
-    .start()
-    .await;
+    let org = shipped_mapping_org().await;
     let report: Value = org.resync().await.expect("pass");
     let kinds = report["kinds"].as_array().expect("kinds");
     let names: std::collections::BTreeSet<&str> =
@@ -302,12 +311,7 @@ async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_bluep
 
 #[tokio::test]
 async fn a_second_pass_of_the_shipped_mapping_writes_nothing_even_where_identifiers_repeat() {
-    let org = Setup {
-        mapping: shared::runtime::DEFAULT_MAPPING,
-        ..Default::default()
-    }
-    .start()
-    .await;
+    let org = shipped_mapping_org().await;
     let first: Value = org.resync().await.expect("first pass");
     // The peer's column identifier (type/name/project) is the same on every team's board of a project,
     // and a team's iterations repeat per team: such items come on different pages of one block.
@@ -316,10 +320,9 @@ async fn a_second_pass_of_the_shipped_mapping_writes_nothing_even_where_identifi
         assert!(r["duplicates"].as_u64().unwrap() > 0, "{k}: {r}");
         assert!(r["upserted"].as_u64().unwrap() > 0, "{k}: {r}");
     }
-    let writes_before =
-        org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let writes_before = catalog_writes(&org);
     let second: Value = org.resync().await.expect("second pass");
-    let writes_after = org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{");
+    let writes_after = catalog_writes(&org);
     for k in second["kinds"].as_array().unwrap() {
         assert_eq!(k["upserted"], 0, "{k}");
         assert_eq!(k["errors"], 0, "{k}");
@@ -337,12 +340,7 @@ async fn a_second_pass_of_the_shipped_mapping_writes_nothing_even_where_identifi
 
 #[tokio::test]
 async fn the_shipped_default_mapping_syncs_planning_identity_wiki_and_content_kinds() {
-    let org = Setup {
-        mapping: shared::runtime::DEFAULT_MAPPING,
-        ..Default::default()
-    }
-    .start()
-    .await;
+    let org = shipped_mapping_org().await;
     let report: Value = org.resync().await.expect("pass");
     for (k, bp) in [
         ("team", "azureDevopsTeam"),

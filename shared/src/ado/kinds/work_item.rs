@@ -17,7 +17,7 @@ const WIQL_PAGE: usize = 19_999;
 /// The work-items API accepts at most 200 ids per call (VS403474).
 const BATCH: usize = 200;
 /// Batches of one project in flight at once; the client's own bound caps the total.
-const BATCH_CONCURRENCY: usize = 3;
+const BATCH_CONCURRENCY: usize = 6;
 /// WIQL is expensive in ADO's TSTU accounting; two projects at a time is plenty.
 const PROJECTS_AT_ONCE: usize = 2;
 
