@@ -104,18 +104,20 @@ impl SyncError {
     fn ado(context: impl Into<String>, e: AdoError) -> Self {
         let context = context.into();
         match e {
-            AdoError::Transient(_) | AdoError::Unauthorized(_) | AdoError::Cancelled => {
-                SyncError::Transient {
-                    context,
-                    source: e.into(),
-                }
-            }
-            AdoError::NotFound(_) | AdoError::Invalid(_) | AdoError::Permanent(_) => {
-                SyncError::Permanent {
-                    context,
-                    source: e.into(),
-                }
-            }
+            AdoError::Transient(_)
+            | AdoError::Unauthorized(_)
+            | AdoError::Forbidden(_)
+            | AdoError::Cancelled => SyncError::Transient {
+                context,
+                source: e.into(),
+            },
+            AdoError::NotFound(_)
+            | AdoError::Invalid(_)
+            | AdoError::Permanent(_)
+            | AdoError::NotAvailable(_) => SyncError::Permanent {
+                context,
+                source: e.into(),
+            },
         }
     }
 

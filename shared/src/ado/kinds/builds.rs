@@ -101,7 +101,10 @@ pub(crate) async fn enrich_builds(
                     Ok(None) => {}
                     // Throttling or an outage must fail the kind (a pass that silently drops the field
                     // would rewrite every entity without it); anything else only costs this build its field.
-                    Err(e) if e.is_transient() || matches!(e, AdoError::Unauthorized(_)) => {
+                    Err(e)
+                        if e.is_transient()
+                            || matches!(e, AdoError::Unauthorized(_) | AdoError::Forbidden(_)) =>
+                    {
                         return Err(e);
                     }
                     Err(e) => {
