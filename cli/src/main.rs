@@ -32,11 +32,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// One full resync pass with the settings from the environment (ADO_ORG_URL, ADO_PAT, CATALOG_*…).
-    /// Exits non-zero when anything failed.
+    /// Exits 0 when everything succeeded, 1 when anything failed, 2 for a configuration error, and 3
+    /// when the pass was stopped by --max-seconds with nothing failed (incomplete: nothing was deleted).
     Resync {
         /// Print the run report as JSON on stdout instead of a table.
         #[arg(long)]
         json: bool,
+        /// Stop the pass after this many seconds: it stops listing, reports "incomplete", deletes
+        /// nothing and exits with 3.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_seconds: Option<u64>,
     },
     /// Map raw items with a mapping file and print one entity per line (catalog upsert body shape).
     Map {
@@ -168,7 +173,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.command {
-            Command::Resync { json } => resync(json).await,
+            Command::Resync { json, max_seconds } => resync(json, max_seconds).await,
             Command::Map {
                 mapping,
                 kind,
@@ -220,7 +225,12 @@ async fn start() -> Result<SyncRuntime, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn resync(json: bool) -> ExitCode {
+/// The exit code of a pass that stopped at its deadline with nothing failed.
+const EXIT_INCOMPLETE: u8 = 3;
+
+async fn resync(json: bool, max_seconds: Option<u64>) -> ExitCode {
+    // The clock starts before the settings are read: --max-seconds bounds the whole command.
+    let deadline = max_seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let runtime = match start().await {
         Ok(r) => r,
         Err(e) => {
@@ -228,7 +238,7 @@ async fn resync(json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = runtime.resync(&Progress::new()).await;
+    let report = runtime.resync_until(&Progress::new(), deadline).await;
     if json {
         println!(
             "{}",
@@ -239,6 +249,8 @@ async fn resync(json: bool) -> ExitCode {
     }
     if report.succeeded() {
         ExitCode::SUCCESS
+    } else if report.incomplete() {
+        ExitCode::from(EXIT_INCOMPLETE)
     } else {
         ExitCode::FAILURE
     }

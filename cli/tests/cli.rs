@@ -265,3 +265,43 @@ fn the_demo_syncs_all_five_kinds_and_shows_a_live_change_reaching_the_catalog() 
     );
     assert!(!live.contains("0 event(s)"), "{live}");
 }
+
+#[test]
+fn resync_with_max_seconds_stops_at_the_limit_and_exits_3_as_incomplete() {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0", "--latency-ms", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sim = Sim {
+        child,
+        urls: serde_json::from_str(&line).expect("sim prints one JSON line"),
+    };
+    let out = Command::new(BIN)
+        .args(["resync", "--json", "--max-seconds", "1"])
+        .env_clear()
+        .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
+        .env("ADO_PAT", "anything")
+        .env(
+            "CATALOG_BASE_URL",
+            sim.urls["catalog_base_url"].as_str().unwrap(),
+        )
+        .env("CATALOG_CLIENT_ID", "any-id")
+        .env("CATALOG_CLIENT_SECRET", "any-secret")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["stopped"]["reason"], "deadline", "{report}");
+    assert_eq!(report["deletion"]["outcome"], "skipped_incomplete");
+}

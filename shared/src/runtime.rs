@@ -249,9 +249,19 @@ impl SyncRuntime {
         Some(run.await)
     }
 
-    /// One pass, after [`SyncRuntime::initialize`]. A failed initialization is logged and the pass goes
-    /// on: entities of a blueprint that could not be created fail on their own and are reported.
+    /// One pass without a deadline; see [`SyncRuntime::resync_until`].
     pub async fn resync(&self, observer: &dyn Observer) -> RunReport {
+        self.resync_until(observer, None).await
+    }
+
+    /// One pass, after [`SyncRuntime::initialize`]. A failed initialization is logged and the pass goes
+    /// on: entities of a blueprint that could not be created fail on their own and are reported. At
+    /// `deadline` the pass stops, reports itself incomplete and deletes nothing.
+    pub async fn resync_until(
+        &self,
+        observer: &dyn Observer,
+        deadline: Option<tokio::time::Instant>,
+    ) -> RunReport {
         match self.initialize().await {
             Some(Ok(r)) => tracing::info!(
                 created = r.created_blueprints.len(),
@@ -287,6 +297,7 @@ impl SyncRuntime {
             mapping,
             excluded_tags: self.settings.excluded_tags.clone(),
             observer,
+            deadline,
         }
         .run()
         .await

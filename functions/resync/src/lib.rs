@@ -1,6 +1,8 @@
 //! The scheduled resync function: one full pass per invocation (an EventBridge Scheduler or rule event;
 //! the payload itself carries nothing we need).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use shared::ado::hooks::{SubscriptionSettings, sync_subscriptions};
@@ -8,6 +10,7 @@ use shared::ado::kinds::FetchContext;
 use shared::metrics::{self, Metrics};
 use shared::resync::{Quiet, RunReport};
 use shared::runtime::SyncRuntime;
+use tokio::time::Instant;
 
 /// A pass that ran but had errors. Reported as a function error so the schedule's retry policy and
 /// the error alarm see it; the report travels in the message.
@@ -18,11 +21,19 @@ impl From<ResyncFailed> for Diagnostic {
     fn from(e: ResyncFailed) -> Self {
         Diagnostic {
             error_type: "ResyncFailed".into(),
-            error_message: format!(
-                "resync {} had errors; deletion: {}",
-                e.0.resync_id,
-                e.0.deletion.describe()
-            ),
+            error_message: match &e.0.stopped {
+                Some(stop) => format!(
+                    "resync {} {}; deletion: {}",
+                    e.0.resync_id,
+                    stop.describe(),
+                    e.0.deletion.describe()
+                ),
+                None => format!(
+                    "resync {} had errors; deletion: {}",
+                    e.0.resync_id,
+                    e.0.deletion.describe()
+                ),
+            },
         }
     }
 }
@@ -58,13 +69,33 @@ pub async fn handle_with(
         .and_then(Value::as_str)
         .unwrap_or("-");
     tracing::info!(request_id = %event.context.request_id, source, "scheduled resync");
-    let report = runtime.resync(&Quiet).await;
+    let deadline = pass_deadline(event.context.deadline, SystemTime::now());
+    let report = runtime.resync_until(&Quiet, deadline).await;
     report_metrics(&report).emit();
     if report.succeeded() {
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
     } else {
         Err(ResyncFailed(report))
     }
+}
+
+/// Time kept back from the invocation's timeout for what follows a stopped pass (the report, the metrics)
+/// and for the deletions that run after the listing, each blueprint's bounded by the client timeouts.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+
+/// When the pass must stop: the invocation's deadline (epoch milliseconds, from the runtime API) minus a
+/// margin, or half the remaining time when that is short. `None` when the runtime gave no deadline.
+fn pass_deadline(deadline_ms: u64, now: SystemTime) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let margin = DEADLINE_MARGIN.min(remaining / 2);
+    Some(Instant::now() + (remaining - margin))
 }
 
 /// The pass in the `AdoSync` metrics the template's alarms watch.
@@ -83,11 +114,13 @@ fn report_metrics(report: &RunReport) -> Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use tokio::time::Instant;
 
     use shared::resync::{DeletionOutcome, KindReport, RunReport};
 
-    use super::report_metrics;
+    use super::{pass_deadline, report_metrics};
 
     fn report(errors: u64) -> RunReport {
         let kind = |kind: &str, upserted, deleted| KindReport {
@@ -102,7 +135,8 @@ mod tests {
             started_at: chrono::Utc::now(),
             duration: Duration::from_millis(65_432),
             kinds: vec![kind("project", 2, 0), kind("repository", 5, 1)],
-            deletion: DeletionOutcome::NothingStale { owned: 7 },
+            stopped: None,
+            deletion: DeletionOutcome::Reconciled { blueprints: vec![] },
             ado_requests: 9,
         }
     }
@@ -118,6 +152,34 @@ mod tests {
             doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
             "Milliseconds"
         );
+    }
+
+    #[tokio::test]
+    async fn the_pass_stops_a_margin_before_the_invocation_deadline() {
+        let now = SystemTime::now();
+        let in_ms = |secs: u64| {
+            (now + Duration::from_secs(secs))
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let start = Instant::now();
+        let left = |d: Option<Instant>| d.unwrap().saturating_duration_since(start);
+        // 15 minutes left: the pass gets all but the margin.
+        let d = left(pass_deadline(in_ms(900), now));
+        assert!(
+            d < Duration::from_secs(841) && d > Duration::from_secs(835),
+            "{d:?}"
+        );
+        // A short invocation keeps half of what is left.
+        let d = left(pass_deadline(in_ms(60), now));
+        assert!(
+            d < Duration::from_secs(31) && d > Duration::from_secs(25),
+            "{d:?}"
+        );
+        // A deadline already past stops the pass at once; none given, none set.
+        assert!(left(pass_deadline(in_ms(0) - 5_000, now)) < Duration::from_secs(1));
+        assert!(pass_deadline(0, now).is_none());
     }
 
     #[test]

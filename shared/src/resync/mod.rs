@@ -1,32 +1,40 @@
-//! The full resync pass: every resource block of the mapping, page by page (each page mapped and written
-//! while the next is being listed), then the stale-entity plan, which runs only after an error-free pass.
+//! The full pass: every resource block of the mapping, page by page (each page mapped and written while
+//! the next is being listed), then reconciliation, blueprint by blueprint.
 //!
 //! Blocks run concurrently (a few at a time, all sharing the client's request limit), because one kind
 //! alone rarely keeps that many requests in flight. Where order can matter it is kept: a block waits for
 //! every earlier block that may write the same blueprint (so the later block's write wins, as in a
 //! sequential pass), and with `createMissingRelatedEntities: false` every block waits for all earlier ones
 //! (a relation's target must exist first).
+//!
+//! A pass always ends, with its report: every stage watches one stop signal, raised by the deadline,
+//! by Azure DevOps refusing the credentials, or by the catalog failing as a whole. A stopped pass deletes
+//! nothing. Otherwise a blueprint is reconciled only when every block that may write it listed its kind to
+//! the end without an error; the others keep all their entities.
 
 pub mod plan;
 mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-pub use report::{DeletionOutcome, KindReport, RunReport};
+pub use report::{BlueprintDeletion, Decision, DeletionOutcome, KindReport, RunReport, StopReason};
 
-use crate::ado::AdoClient;
 use crate::ado::kinds::{self, FetchContext, PageHandler, PageSink};
-use crate::catalog::{Catalog, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason};
+use crate::ado::{AdoClient, AdoError};
+use crate::catalog::{
+    Catalog, CatalogError, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason,
+};
 use crate::mapping::{CompiledConfig, CompiledResource, FieldWarning, ItemOutcome};
-use plan::{DeletionPlan, SeenKeys};
+use plan::{BlockFeed, DeletionPlan, SeenKeys};
 
 /// Pages a kind may list ahead of the writes: enough to overlap listing and writing, small enough that
 /// memory does not grow with the organisation.
@@ -55,6 +63,86 @@ pub struct Resync<'a> {
     pub mapping: &'a CompiledConfig,
     pub excluded_tags: Vec<String>,
     pub observer: &'a dyn Observer,
+    /// When the pass must stop: the Lambda's remaining time minus a margin, or `--max-seconds`. Past it
+    /// the pass stops listing, reports itself incomplete and deletes nothing.
+    pub deadline: Option<Instant>,
+}
+
+/// The pass's one stop signal. The first reason wins; every wait of the pass watches the token, so a
+/// stop ends the pass within one scheduling round, whatever requests are in flight.
+#[derive(Default)]
+struct Stop {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl Stop {
+    fn stop(&self, reason: StopReason) {
+        {
+            let mut current = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if current.is_none() {
+                tracing::warn!(reason = %reason.describe(), "resync stopping");
+                *current = Some(reason);
+            }
+        }
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Keys of the entities a pass rewrote that this integration already owned: they are part of the
+/// blueprint's count before the pass (the threshold's denominator), but the ownership listing, which
+/// only returns entities untouched since the pass started, no longer includes them.
+#[derive(Debug, Default)]
+struct Rewritten(HashMap<String, SeenKeys>);
+
+impl Rewritten {
+    fn insert(&mut self, blueprint: &str, identifier: &str) {
+        self.0
+            .entry(blueprint.to_owned())
+            .or_default()
+            .insert(blueprint, identifier);
+    }
+
+    fn absorb(&mut self, other: Rewritten) {
+        for (blueprint, keys) in other.0 {
+            self.0.entry(blueprint).or_default().absorb(keys);
+        }
+    }
+
+    fn count(&self, blueprint: &str) -> usize {
+        self.0.get(blueprint).map_or(0, SeenKeys::len)
+    }
+}
+
+/// What one block gathers while it runs, for its report and for reconciliation.
+#[derive(Default)]
+struct Block {
+    report: KindReport,
+    seen: SeenKeys,
+    rewritten: Rewritten,
+    /// Blueprints this block wrote, with its index (the kind a deletion is counted against).
+    owner: HashMap<String, usize>,
+    warnings: BTreeMap<String, (u64, String)>,
+}
+
+impl Block {
+    fn new(resource: &CompiledResource) -> Self {
+        Self {
+            report: KindReport {
+                index: resource.index(),
+                kind: resource.kind().to_owned(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 impl Resync<'_> {
@@ -71,75 +159,94 @@ impl Resync<'_> {
         };
         let ado_before = self.ado.requests_made();
         let ctx = FetchContext::new(self.ado.clone(), self.excluded_tags.clone());
-        let mut seen = SeenKeys::default();
-        let mut blueprint_owner: HashMap<String, usize> = HashMap::new();
+        let stop = Stop::default();
         tracing::info!(resync_id = %resync_id, resources = self.mapping.resources().len(), "resync started");
 
         let resources = self.mapping.resources();
-        let waits = order_constraints(
-            &cfg.resources
-                .iter()
-                .map(|r| literal_blueprint(&r.port.entity.blueprint))
-                .collect::<Vec<_>>(),
-            cfg.create_missing_related_entities,
-        );
+        let blueprints: Vec<Option<String>> = cfg
+            .resources
+            .iter()
+            .map(|r| literal_blueprint(&r.port.entity.blueprint))
+            .collect();
+        let waits = order_constraints(&blueprints, cfg.create_missing_related_entities);
         let done: Vec<_> = resources.iter().map(|_| watch::channel(false)).collect();
-        let (ctx, write) = (&ctx, &write);
-        let mut results: Vec<(KindReport, SeenKeys, HashMap<String, usize>)> =
+        let (ctx, write, stop_ref) = (&ctx, &write, &stop);
+        let pass = async {
+            if !resources.is_empty() {
+                self.preflight(ctx, stop_ref).await;
+            }
             stream::iter(resources.iter().enumerate())
                 .map(|(i, resource)| {
                     let before: Vec<_> = waits[i].iter().map(|&j| done[j].1.clone()).collect();
                     let finished = &done[i].0;
                     async move {
-                        for mut rx in before {
-                            // A sender is never dropped before the pass ends; an error cannot happen.
-                            let _ = rx.wait_for(|d| *d).await;
-                        }
-                        self.observer
-                            .kind_started(resource.index(), resource.kind());
-                        let mut seen = SeenKeys::default();
-                        let mut owner = HashMap::new();
-                        let report = self
-                            .run_resource(resource, ctx, write, &mut seen, &mut owner)
-                            .await;
-                        tracing::info!(
-                            kind = %report.kind, index = report.index, read = report.items_read, upserted = report.upserted,
-                            unchanged = report.unchanged, duplicates = report.duplicates, failed = report.failed, errors = report.errors,
-                            ado_requests = report.ado_requests, secs = report.duration.as_secs_f64(), "kind synced"
-                        );
-                        self.observer.kind_finished(&report);
+                        let block = self.run_block(resource, before, ctx, write, stop_ref).await;
+                        // Waiters also watch the stop; this wakes those that wait for a finished block.
                         let _ = finished.send(true);
-                        (report, seen, owner)
+                        block
                     }
                 })
                 // Started in order, so every block a block waits for has started before it: no deadlock.
                 .buffer_unordered(BLOCKS_AT_ONCE)
-                .collect()
-                .await;
-        results.sort_by_key(|(report, _, _)| report.index);
-        let mut kinds = Vec::with_capacity(results.len());
-        for (report, keys, owner) in results {
-            seen.absorb(keys);
-            for (blueprint, index) in owner {
+                .collect::<Vec<Block>>()
+                .await
+        };
+        let mut blocks = match self.deadline {
+            Some(deadline) => {
+                tokio::pin!(pass);
+                tokio::select! {
+                    blocks = &mut pass => blocks,
+                    () = tokio::time::sleep_until(deadline) => {
+                        stop.stop(StopReason::Deadline);
+                        // Every block watches the stop: they end at once with what they have.
+                        pass.await
+                    }
+                }
+            }
+            None => pass.await,
+        };
+        blocks.sort_by_key(|b| b.report.index);
+
+        let mut seen = SeenKeys::default();
+        let mut rewritten = Rewritten::default();
+        let mut blueprint_owner: HashMap<String, usize> = HashMap::new();
+        let mut kinds = Vec::with_capacity(blocks.len());
+        let mut feeds = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            seen.absorb(block.seen);
+            rewritten.absorb(block.rewritten);
+            for (blueprint, index) in block.owner {
                 // The first block (in config order) that wrote a blueprint owns it, as in a sequential pass.
                 let slot = blueprint_owner.entry(blueprint).or_insert(index);
                 *slot = (*slot).min(index);
             }
-            kinds.push(report);
+            feeds.push(BlockFeed {
+                label: block.report.label(),
+                blueprint: blueprints.get(block.report.index).cloned().flatten(),
+                completed: block.report.completed(),
+            });
+            kinds.push(block.report);
         }
 
-        let deletion = if kinds.iter().any(|k| k.errors > 0) {
-            tracing::warn!(resync_id = %resync_id, "the pass had errors: stale entities are kept until a clean pass");
-            DeletionOutcome::SkippedAfterErrors
+        let deletion = if stop.reason().is_some() {
+            tracing::warn!(resync_id = %resync_id, "the pass stopped early: nothing is deleted");
+            DeletionOutcome::SkippedIncomplete
         } else {
-            self.reconcile(started_at, &seen, &blueprint_owner, &mut kinds, write)
-                .await
+            let sets = Reconciliation {
+                started_at,
+                seen: &seen,
+                rewritten: &rewritten,
+                feeds: &feeds,
+                owners: &blueprint_owner,
+            };
+            self.reconcile(sets, &mut kinds, write, &stop).await
         };
         let report = RunReport {
             resync_id,
             started_at,
             duration: clock.elapsed(),
             kinds,
+            stopped: stop.reason(),
             deletion,
             ado_requests: self.ado.requests_made() - ado_before,
         };
@@ -147,37 +254,78 @@ impl Resync<'_> {
         report
     }
 
+    /// Reads the project list before any block starts. Nearly every kind needs it, so a refused PAT
+    /// becomes one clear stop here instead of one error per kind; any other failure is kept by the
+    /// context and handed to each kind that needs the list, without asking again.
+    async fn preflight(&self, ctx: &FetchContext, stop: &Stop) {
+        if let Some(Err(AdoError::Unauthorized(message))) =
+            stop.token.run_until_cancelled(ctx.projects()).await
+        {
+            stop.stop(StopReason::AdoCredentials { message });
+        }
+    }
+
+    async fn run_block(
+        &self,
+        resource: &Arc<CompiledResource>,
+        before: Vec<watch::Receiver<bool>>,
+        ctx: &FetchContext,
+        write: &WriteOptions,
+        stop: &Stop,
+    ) -> Block {
+        let waited = stop
+            .token
+            .run_until_cancelled(async {
+                for mut rx in before {
+                    // A sender is only dropped when the pass ends; an error cannot happen.
+                    let _ = rx.wait_for(|d| *d).await;
+                }
+            })
+            .await;
+        if waited.is_none() || stop.token.is_cancelled() {
+            let mut block = Block::new(resource);
+            block.report.stopped = true;
+            return block;
+        }
+        self.observer
+            .kind_started(resource.index(), resource.kind());
+        let block = self.run_resource(resource, ctx, write, stop).await;
+        let r = &block.report;
+        tracing::info!(
+            kind = %r.kind, index = r.index, read = r.items_read, upserted = r.upserted,
+            unchanged = r.unchanged, duplicates = r.duplicates, failed = r.failed, errors = r.errors,
+            stopped = r.stopped, not_available = r.not_available.is_some(),
+            ado_requests = r.ado_requests, secs = r.duration.as_secs_f64(), "kind synced"
+        );
+        self.observer.kind_finished(r);
+        block
+    }
+
     async fn run_resource(
         &self,
         resource: &Arc<CompiledResource>,
         ctx: &FetchContext,
         write: &WriteOptions,
-        seen: &mut SeenKeys,
-        blueprint_owner: &mut HashMap<String, usize>,
-    ) -> KindReport {
+        stop: &Stop,
+    ) -> Block {
         let clock = Instant::now();
-        let mut report = KindReport {
-            index: resource.index(),
-            kind: resource.kind().to_owned(),
-            ..Default::default()
-        };
+        let mut block = Block::new(resource);
         let Some(kind) = kinds::find(resource.kind()) else {
-            report.error(format!(
+            block.report.error(format!(
                 "kind {:?} is not supported by this version of ado-sync",
                 resource.kind()
             ));
-            return report;
+            return block;
         };
         if let Err(e) = kind.check(resource.selector()) {
-            report.error(format!("invalid selector: {e}"));
-            return report;
+            block.report.error(format!("invalid selector: {e}"));
+            return block;
         }
-        let (tx, mut pages) = mpsc::channel(PAGES_AHEAD);
+        let (tx, pages) = mpsc::channel(PAGES_AHEAD);
         let sink = PageSink::handler(Arc::new(MapOnArrival {
             resource: Arc::clone(resource),
             tx,
         }));
-        let mut warnings: BTreeMap<String, (u64, String)> = BTreeMap::new();
         // Counted per block: blocks run concurrently on one client, so the client's total cannot say
         // which block sent what.
         let requests = Arc::new(AtomicU64::new(0));
@@ -187,6 +335,9 @@ impl Resync<'_> {
             result
         });
         let consumer = async {
+            // The consumer owns the receiver: when it stops early, the receiver goes with it, and the
+            // lister's next page ends its listing instead of waiting for room forever.
+            let mut pages = pages;
             while let Some(mut page) = pages.recv().await {
                 // Small pages that are already waiting go out together: one catalog search and fuller
                 // bulk writes instead of one round trip per small page.
@@ -196,67 +347,71 @@ impl Resync<'_> {
                         Err(_) => break,
                     }
                 }
-                let done = self
-                    .write_page(
-                        resource.index(),
-                        page,
-                        write,
-                        seen,
-                        blueprint_owner,
-                        &mut report,
-                        &mut warnings,
-                    )
+                let written = self
+                    .write_page(resource.index(), page, write, &mut block)
                     .await;
-                self.observer.page_done(&report);
-                if !done {
-                    // The catalog is failing as a whole: stop listing; dropping the receiver cancels the producer.
+                self.observer.page_done(&block.report);
+                if let Err(message) = written {
+                    // The catalog is failing as a whole: every other block would fail the same way.
+                    block.report.error(message.clone());
+                    stop.stop(StopReason::CatalogUnavailable { message });
                     break;
                 }
             }
         };
-        let (listed, ()) = tokio::join!(producer, consumer);
+        let listed = stop
+            .token
+            .run_until_cancelled(async { tokio::join!(producer, consumer).0 })
+            .await;
         match listed {
-            Ok(()) | Err(crate::ado::AdoError::Cancelled) => {}
-            Err(e) => report.error(format!("listing failed: {e}")),
+            None | Some(Err(AdoError::Cancelled)) => block.report.stopped = true,
+            Some(Ok(())) => {}
+            Some(Err(AdoError::NotAvailable(why))) => {
+                tracing::info!(kind = %block.report.kind, index = block.report.index, reason = %why, "kind not available on this server");
+                block.report.not_available = Some(why);
+            }
+            Some(Err(e)) => {
+                block.report.error(format!("listing failed: {e}"));
+                if let AdoError::Unauthorized(message) = e {
+                    stop.stop(StopReason::AdoCredentials { message });
+                }
+            }
         }
-        for (field, (count, message)) in warnings {
-            tracing::warn!(kind = %report.kind, index = report.index, field = %field, count, example = %message, "mapping field evaluated to null");
+        // A block cut short by another block's stop has not seen its whole kind either.
+        if stop.token.is_cancelled() {
+            block.report.stopped = true;
         }
-        report.ado_requests = requests.load(Ordering::Relaxed);
-        report.duration = clock.elapsed();
-        report
+        for (field, (count, message)) in std::mem::take(&mut block.warnings) {
+            tracing::warn!(kind = %block.report.kind, index = block.report.index, field = %field, count, example = %message, "mapping field evaluated to null");
+        }
+        block.report.ado_requests = requests.load(Ordering::Relaxed);
+        block.report.duration = clock.elapsed();
+        block
     }
 
-    /// Writes one mapped page. Returns false when the catalog failed as a whole.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes one mapped page. An error means the catalog failed as a whole (its message says how).
     async fn write_page(
         &self,
         index: usize,
         page: MappedPage,
         write: &WriteOptions,
-        seen: &mut SeenKeys,
-        blueprint_owner: &mut HashMap<String, usize>,
-        report: &mut KindReport,
-        warnings: &mut BTreeMap<String, (u64, String)>,
-    ) -> bool {
-        report.items_read += page.items_read;
-        report.skipped += page.skipped;
-        report.duplicates += page.duplicates;
+        block: &mut Block,
+    ) -> Result<(), String> {
+        block.report.items_read += page.items_read;
+        block.report.skipped += page.skipped;
+        block.report.duplicates += page.duplicates;
         for message in page.errors {
-            report.error(message);
+            block.report.error(message);
         }
-        note_warnings(report, warnings, page.warnings);
+        note_warnings(&mut block.report, &mut block.warnings, page.warnings);
         for (blueprint, entities) in page.groups {
-            blueprint_owner.entry(blueprint.clone()).or_insert(index);
-            if let Err(message) = self
-                .write_group(&blueprint, entities, write, seen, report)
+            block.owner.entry(blueprint.clone()).or_insert(index);
+            let count = entities.len();
+            self.write_group(&blueprint, entities, write, block)
                 .await
-            {
-                report.error(message);
-                return false;
-            }
+                .map_err(|e| format!("writing {count} {blueprint} entities failed: {e}"))?;
         }
-        true
+        Ok(())
     }
 
     /// Skips entities the catalog already holds unchanged, upserts the rest, and records every key.
@@ -265,9 +420,14 @@ impl Resync<'_> {
         blueprint: &str,
         mut entities: Vec<Entity>,
         write: &WriteOptions,
-        seen: &mut SeenKeys,
-        report: &mut KindReport,
-    ) -> Result<(), String> {
+        block: &mut Block,
+    ) -> Result<(), CatalogError> {
+        let Block {
+            report,
+            seen,
+            rewritten,
+            ..
+        } = block;
         // `seen` holds this block's keys only: a key already there came from an earlier page of this
         // block. Writing the later item too would make every pass write both (each undoes the other).
         let before = entities.len();
@@ -278,15 +438,16 @@ impl Resync<'_> {
             .filter(|e| !e.uses_search())
             .map(|e| e.key().identifier)
             .collect();
-        let stored: HashMap<String, Entity> = if keyed.is_empty() {
-            HashMap::new()
+        // The stored copies of this integration's entities; `None` when the search failed.
+        let stored: Option<HashMap<String, Entity>> = if keyed.is_empty() {
+            Some(HashMap::new())
         } else {
             match self.catalog.find(blueprint, &keyed).await {
-                Ok(found) => found.into_iter().map(|e| (e.key().identifier, e)).collect(),
+                Ok(found) => Some(found.into_iter().map(|e| (e.key().identifier, e)).collect()),
                 Err(e) => {
                     // Without the stored copies we cannot skip anything; writing everything is still correct.
                     tracing::warn!(blueprint, error = %e, "catalog search failed; upserting the whole page");
-                    HashMap::new()
+                    None
                 }
             }
         };
@@ -298,7 +459,8 @@ impl Resync<'_> {
             }
             let key = entity.key();
             if stored
-                .get(&key.identifier)
+                .as_ref()
+                .and_then(|s| s.get(&key.identifier))
                 .is_some_and(|s| plan::unchanged(&entity, s, write.merge))
             {
                 report.unchanged += 1;
@@ -310,29 +472,36 @@ impl Resync<'_> {
         if to_write.is_empty() {
             return Ok(());
         }
-        let outcomes = self
-            .catalog
-            .upsert(blueprint, &to_write, write)
-            .await
-            .map_err(|e| {
+        let outcomes = match self.catalog.upsert(blueprint, &to_write, write).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
                 report.failed += to_write.len() as u64;
-                for entity in &to_write {
-                    if !entity.uses_search() {
-                        let key = entity.key();
-                        seen.insert(&key.blueprint, &key.identifier);
-                    }
+                // A failed write must not make the entity look stale.
+                for entity in to_write.iter().filter(|e| !e.uses_search()) {
+                    let key = entity.key();
+                    seen.insert(&key.blueprint, &key.identifier);
                 }
-                format!(
-                    "writing {} {blueprint} entities failed: {e}",
-                    to_write.len()
-                )
-            })?;
+                return Err(e);
+            }
+        };
         for (entity, outcome) in to_write.iter().zip(outcomes) {
             match outcome {
-                UpsertOutcome::Upserted { identifier, .. } => {
+                UpsertOutcome::Upserted {
+                    identifier,
+                    created,
+                } => {
                     report.upserted += 1;
                     // A search identifier is resolved by the catalog: the returned one is the real key.
                     seen.insert(blueprint, &identifier);
+                    // Whether this integration owned it before the pass: the search says so exactly for
+                    // a keyed entity; otherwise the catalog's own `created` flag.
+                    let owned_before = match &stored {
+                        Some(stored) if !entity.uses_search() => stored.contains_key(&identifier),
+                        _ => !created,
+                    };
+                    if owned_before {
+                        rewritten.insert(blueprint, &identifier);
+                    }
                 }
                 UpsertOutcome::Failed {
                     status,
@@ -354,24 +523,29 @@ impl Resync<'_> {
         Ok(())
     }
 
+    /// Deletes, blueprint by blueprint, the owned entities the pass did not see: only in blueprints whose
+    /// every feeding block completed, and only within the threshold of what the blueprint held.
     async fn reconcile(
         &self,
-        started_at: chrono::DateTime<Utc>,
-        seen: &SeenKeys,
-        blueprint_owner: &HashMap<String, usize>,
+        sets: Reconciliation<'_>,
         kinds: &mut [KindReport],
         write: &WriteOptions,
+        stop: &Stop,
     ) -> DeletionOutcome {
         // Only entities last written before the pass started: a live event that wrote one during the pass
         // must not make it a candidate.
-        let mut candidates = Vec::new();
-        let mut owned = 0usize;
+        let mut untouched: BTreeMap<String, usize> = BTreeMap::new();
+        let mut stale: HashMap<String, Vec<String>> = HashMap::new();
         let mut cursor = None;
         loop {
-            match self.catalog.owned(started_at, cursor.take()).await {
+            match self.catalog.owned(sets.started_at, cursor.take()).await {
                 Ok(page) => {
-                    owned += page.entities.len();
-                    candidates.extend(page.entities.into_iter().filter(|k| !seen.contains(k)));
+                    for key in page.entities {
+                        *untouched.entry(key.blueprint.clone()).or_default() += 1;
+                        if !sets.seen.contains(&key) {
+                            stale.entry(key.blueprint).or_default().push(key.identifier);
+                        }
+                    }
                     match page.next {
                         Some(next) => cursor = Some(next),
                         None => break,
@@ -380,74 +554,80 @@ impl Resync<'_> {
                 Err(e) => {
                     return DeletionOutcome::Failed {
                         message: format!("listing owned entities failed: {e}"),
-                        deleted: 0,
                     };
                 }
             }
         }
         let threshold = self.mapping.config().entity_deletion_threshold;
-        let to_delete = match plan::plan_deletions(candidates, owned, threshold) {
-            DeletionPlan::Nothing => return DeletionOutcome::NothingStale { owned },
-            DeletionPlan::OverThreshold {
-                candidates,
-                owned,
-                rate,
-                threshold,
-            } => {
-                tracing::warn!(
-                    candidates,
-                    owned,
-                    rate,
-                    threshold,
-                    "too many stale entities: nothing deleted"
-                );
-                return DeletionOutcome::SkippedOverThreshold {
-                    candidates,
-                    owned,
-                    rate,
-                    threshold,
-                };
-            }
-            DeletionPlan::Delete(keys) => keys,
-        };
-        let total = to_delete.len();
-        let mut by_blueprint: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for key in to_delete {
-            by_blueprint
-                .entry(key.blueprint)
-                .or_default()
-                .push(key.identifier);
-        }
-        let mut deleted = 0usize;
         let dependents = self.mapping.config().delete_dependent_entities;
-        for (blueprint, ids) in by_blueprint {
-            match self
-                .catalog
-                .delete(&blueprint, &ids, dependents, write)
-                .await
+        let mut blueprints = Vec::with_capacity(untouched.len());
+        for (blueprint, untouched) in untouched {
+            let owned = untouched + sets.rewritten.count(&blueprint);
+            let ids = stale.remove(&blueprint).unwrap_or_default();
+            let mut outcome = BlueprintDeletion {
+                stale: ids.len(),
+                owned,
+                deleted: 0,
+                decision: Decision::NothingStale,
+                blueprint,
+            };
+            if ids.is_empty() {
+                blueprints.push(outcome);
+                continue;
+            }
+            let incomplete = plan::incomplete_feeders(&outcome.blueprint, sets.feeds);
+            outcome.decision = if !incomplete.is_empty() {
+                Decision::KeptIncomplete { blocks: incomplete }
+            } else if let DeletionPlan::OverThreshold { rate } =
+                plan::plan_deletions(ids.len(), owned, threshold)
             {
-                Ok(gone) => {
-                    deleted += gone.len();
-                    tracing::info!(blueprint = %blueprint, deleted = gone.len(), "stale entities deleted");
-                    let owner = blueprint_owner.get(&blueprint).copied();
-                    if let Some(k) = kinds.iter_mut().find(|k| Some(k.index) == owner) {
-                        k.deleted += gone.len() as u64;
-                    }
+                Decision::KeptOverThreshold { rate, threshold }
+            } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                // Deleting is bounded too: what is left waits for the next pass, which finds it again.
+                stop.stop(StopReason::Deadline);
+                Decision::KeptIncomplete {
+                    blocks: vec!["the deadline".to_owned()],
                 }
-                Err(e) => {
-                    return DeletionOutcome::Failed {
-                        message: format!("deleting {blueprint} entities failed: {e}"),
-                        deleted,
-                    };
+            } else {
+                match self
+                    .catalog
+                    .delete(&outcome.blueprint, &ids, dependents, write)
+                    .await
+                {
+                    Ok(gone) => {
+                        outcome.deleted = gone.len();
+                        let owner = sets.owners.get(&outcome.blueprint).copied();
+                        if let Some(k) = kinds.iter_mut().find(|k| Some(k.index) == owner) {
+                            k.deleted += gone.len() as u64;
+                        }
+                        Decision::Deleted
+                    }
+                    Err(e) => Decision::Failed {
+                        message: e.to_string(),
+                    },
+                }
+            };
+            match &outcome.decision {
+                Decision::Deleted => {
+                    tracing::info!(blueprint = %outcome.blueprint, deleted = outcome.deleted, "stale entities deleted")
+                }
+                _ => {
+                    tracing::warn!(blueprint = %outcome.blueprint, stale = outcome.stale, owned, why = %outcome.describe(), "stale entities kept")
                 }
             }
+            blueprints.push(outcome);
         }
-        DeletionOutcome::Deleted {
-            candidates: total,
-            deleted,
-            owned,
-        }
+        DeletionOutcome::Reconciled { blueprints }
     }
+}
+
+/// What reconciliation needs from the blocks of a finished pass.
+struct Reconciliation<'a> {
+    started_at: chrono::DateTime<Utc>,
+    seen: &'a SeenKeys,
+    rewritten: &'a Rewritten,
+    feeds: &'a [BlockFeed],
+    owners: &'a HashMap<String, usize>,
 }
 
 /// One page, mapped where it was listed: its entities grouped by blueprint (the bulk API takes one

@@ -17,8 +17,9 @@ pub struct SeenKeys {
 }
 
 impl SeenKeys {
-    pub fn insert(&mut self, blueprint: &str, identifier: &str) {
-        self.hashes.insert(key_hash(blueprint, identifier));
+    /// Returns whether the key is new.
+    pub fn insert(&mut self, blueprint: &str, identifier: &str) -> bool {
+        self.hashes.insert(key_hash(blueprint, identifier))
     }
 
     pub fn contains(&self, key: &EntityKey) -> bool {
@@ -111,44 +112,83 @@ fn same_multiset(a: &[Value], b: &[Value]) -> bool {
     a == b
 }
 
-/// What reconciliation decided.
+/// What the threshold allows for one blueprint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeletionPlan {
     /// Nothing owned is missing from the pass.
     Nothing,
-    /// Delete these (grouped by the caller).
-    Delete(Vec<EntityKey>),
+    /// Delete every stale entity.
+    Delete,
     /// The share to delete is above `entityDeletionThreshold`: delete nothing.
-    OverThreshold {
-        candidates: usize,
-        owned: usize,
-        rate: f64,
-        threshold: f64,
-    },
+    OverThreshold { rate: f64 },
 }
 
-/// Decides the deletions of an error-free pass: the owned entities not seen, if their share of all owned
-/// entities is within the threshold (0 allows none, 1 allows all).
-pub fn plan_deletions(candidates: Vec<EntityKey>, owned: usize, threshold: f64) -> DeletionPlan {
-    if candidates.is_empty() || owned == 0 {
+/// Decides the deletions of one blueprint whose blocks all completed: its `stale` entities go if their
+/// share of the `owned` entities (all this integration owned in the blueprint before the pass, those the
+/// pass rewrote included) is within the threshold (0 allows none, 1 allows all).
+pub fn plan_deletions(stale: usize, owned: usize, threshold: f64) -> DeletionPlan {
+    if stale == 0 || owned == 0 {
         return DeletionPlan::Nothing;
     }
-    let rate = candidates.len() as f64 / owned as f64;
+    let rate = stale as f64 / owned as f64;
     if rate > threshold {
-        return DeletionPlan::OverThreshold {
-            candidates: candidates.len(),
-            owned,
-            rate,
-            threshold,
-        };
+        return DeletionPlan::OverThreshold { rate };
     }
-    DeletionPlan::Delete(candidates)
+    DeletionPlan::Delete
+}
+
+/// One resource block as reconciliation sees it.
+#[derive(Debug, Clone)]
+pub struct BlockFeed {
+    /// `kind[index]`.
+    pub label: String,
+    /// The blueprint the block writes when its `blueprint` mapping is a literal; `None` for an
+    /// expression, which may write any blueprint.
+    pub blueprint: Option<String>,
+    /// Whether the block listed its kind to the end without an error.
+    pub completed: bool,
+}
+
+/// The blocks that may write `blueprint` and did not complete: while there is one, the pass has not
+/// seen the whole blueprint, so none of its entities may be deleted.
+pub fn incomplete_feeders(blueprint: &str, blocks: &[BlockFeed]) -> Vec<String> {
+    blocks
+        .iter()
+        .filter(|b| !b.completed && b.blueprint.as_deref().is_none_or(|bp| bp == blueprint))
+        .map(|b| b.label.clone())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_blueprint_is_incomplete_while_a_block_that_may_write_it_failed() {
+        let block = |label: &str, blueprint: Option<&str>, completed| BlockFeed {
+            label: label.into(),
+            blueprint: blueprint.map(str::to_owned),
+            completed,
+        };
+        let blocks = [
+            block("repository[1]", Some("repo"), true),
+            block("branch[2]", Some("branch"), false),
+            block("work-item[3]", Some("workItem"), true),
+        ];
+        assert!(incomplete_feeders("repo", &blocks).is_empty());
+        assert_eq!(incomplete_feeders("branch", &blocks), ["branch[2]"]);
+        // A blueprint no block writes any more is complete: its entities are stale for certain.
+        assert!(incomplete_feeders("gone", &blocks).is_empty());
+        // An expression blueprint may write anything: when it failed, every blueprint is incomplete.
+        let mut with_expression = blocks.to_vec();
+        with_expression.push(block("file[4]", None, false));
+        assert_eq!(incomplete_feeders("repo", &with_expression), ["file[4]"]);
+        assert_eq!(
+            incomplete_feeders("branch", &with_expression),
+            ["branch[2]", "file[4]"]
+        );
+    }
 
     fn entity(v: Value) -> Entity {
         serde_json::from_value(v).unwrap()
@@ -224,30 +264,17 @@ mod tests {
 
     #[test]
     fn deletions_respect_the_threshold() {
-        let keys: Vec<EntityKey> = (0..3)
-            .map(|i| EntityKey::new("bp", &json!(i.to_string())))
-            .collect();
-        assert_eq!(plan_deletions(vec![], 10, 0.9), DeletionPlan::Nothing);
+        assert_eq!(plan_deletions(0, 10, 0.9), DeletionPlan::Nothing);
+        assert_eq!(plan_deletions(3, 10, 0.9), DeletionPlan::Delete);
         assert_eq!(
-            plan_deletions(keys.clone(), 10, 0.9),
-            DeletionPlan::Delete(keys.clone())
+            plan_deletions(3, 3, 0.9),
+            DeletionPlan::OverThreshold { rate: 1.0 }
         );
         assert!(matches!(
-            plan_deletions(keys.clone(), 3, 0.9),
-            DeletionPlan::OverThreshold {
-                candidates: 3,
-                owned: 3,
-                ..
-            }
-        ));
-        assert!(matches!(
-            plan_deletions(keys.clone(), 10, 0.0),
+            plan_deletions(3, 10, 0.0),
             DeletionPlan::OverThreshold { .. }
         ));
-        assert_eq!(
-            plan_deletions(keys.clone(), 3, 1.0),
-            DeletionPlan::Delete(keys)
-        );
+        assert_eq!(plan_deletions(3, 3, 1.0), DeletionPlan::Delete);
     }
 
     #[test]

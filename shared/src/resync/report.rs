@@ -27,9 +27,16 @@ pub struct KindReport {
     /// peer's identifier patterns give, say, a board column once per work-item type). The first one is
     /// written; later ones are not, so an unchanged organisation costs no writes.
     pub duplicates: u64,
-    /// Errors that block deletion: listing failures, selector errors, failed writes.
+    /// Errors: listing failures, selector errors, failed writes. Any error keeps every entity of the
+    /// blueprints this block may write.
     pub errors: u64,
     pub messages: Vec<String>,
+    /// The kind's service does not exist on this server (Azure DevOps Server has no Graph, entitlements
+    /// or Advanced Security): not a failure, but nothing was listed, so its blueprints keep their entities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_available: Option<String>,
+    /// The pass stopped (see [`RunReport::stopped`]) before this block finished, or before it started.
+    pub stopped: bool,
     pub ado_requests: u64,
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
@@ -42,30 +49,88 @@ impl KindReport {
             self.messages.push(message.into());
         }
     }
+
+    /// True when the block listed its kind to the end without an error: only then may reconciliation
+    /// delete entities of the blueprints it writes.
+    pub fn completed(&self) -> bool {
+        self.errors == 0 && !self.stopped && self.not_available.is_none()
+    }
+
+    /// `kind[index]`, as reports and logs name a block.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.kind, self.index)
+    }
 }
 
+/// Why a pass stopped before every block finished. Nothing is deleted after a stop: the pass has not
+/// seen the whole organisation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StopReason {
+    /// The deadline (the Lambda's remaining time minus a margin, or `--max-seconds`) came first: the pass
+    /// is incomplete, not failed.
+    Deadline,
+    /// Azure DevOps refused the credentials (401, or its sign-in page): no other request can succeed.
+    AdoCredentials { message: String },
+    /// The catalog failed as a whole (unreachable, refused credentials, or failing past the retries):
+    /// every other block would fail the same way.
+    CatalogUnavailable { message: String },
+}
+
+impl StopReason {
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::Deadline => {
+                "incomplete: the deadline came before every kind was listed".to_owned()
+            }
+            StopReason::AdoCredentials { message } => {
+                format!("stopped: Azure DevOps refused the credentials ({message})")
+            }
+            StopReason::CatalogUnavailable { message } => {
+                format!("stopped: the catalog is unavailable ({message})")
+            }
+        }
+    }
+}
+
+/// What reconciliation did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DeletionOutcome {
-    /// Owned entities not seen in the pass were deleted.
-    Deleted {
-        candidates: usize,
-        deleted: usize,
-        owned: usize,
-    },
+    /// Each blueprint this integration owns entities in was decided on its own.
+    Reconciled { blueprints: Vec<BlueprintDeletion> },
+    /// The pass stopped early (see [`RunReport::stopped`]): nothing was deleted.
+    SkippedIncomplete,
+    /// The owned entities could not be listed (or the pass never started): nothing was deleted.
+    Failed { message: String },
+}
+
+/// The stale entities of one blueprint and what became of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlueprintDeletion {
+    pub blueprint: String,
+    /// Entities this integration owned in the blueprint before the pass (also those the pass rewrote).
+    pub owned: usize,
+    /// Owned entities the pass did not see.
+    pub stale: usize,
+    pub deleted: usize,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
     /// Every owned entity was seen.
-    NothingStale { owned: usize },
-    /// The pass had errors, so its view of the organisation is incomplete: nothing was deleted.
-    SkippedAfterErrors,
-    /// More than `entityDeletionThreshold` of the owned entities would have gone.
-    SkippedOverThreshold {
-        candidates: usize,
-        owned: usize,
-        rate: f64,
-        threshold: f64,
-    },
-    /// Listing or deleting failed part way.
-    Failed { message: String, deleted: usize },
+    NothingStale,
+    /// The stale entities were deleted.
+    Deleted,
+    /// A block that may write this blueprint did not complete (listed in `blocks`, as `kind[index]`), so
+    /// the pass has not seen all of it: its entities are kept.
+    KeptIncomplete { blocks: Vec<String> },
+    /// More than `entityDeletionThreshold` of the blueprint's owned entities would have gone.
+    KeptOverThreshold { rate: f64, threshold: f64 },
+    /// Deleting failed part way.
+    Failed { message: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +140,8 @@ pub struct RunReport {
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
     pub kinds: Vec<KindReport>,
+    /// Set when the pass stopped before every block finished.
+    pub stopped: Option<StopReason>,
     pub deletion: DeletionOutcome,
     pub ado_requests: u64,
 }
@@ -92,18 +159,30 @@ impl RunReport {
             started_at: Utc::now(),
             duration: Duration::ZERO,
             kinds: Vec::new(),
-            deletion: DeletionOutcome::Failed {
-                message,
-                deleted: 0,
-            },
+            stopped: None,
+            deletion: DeletionOutcome::Failed { message },
             ado_requests: 0,
         }
     }
 
-    /// True when every kind finished without an error and reconciliation did not fail.
+    /// True when every kind finished without an error (a kind not available on this server is no
+    /// error), the pass was not stopped and reconciliation did not fail.
     pub fn succeeded(&self) -> bool {
-        self.kinds.iter().all(|k| k.errors == 0)
-            && !matches!(self.deletion, DeletionOutcome::Failed { .. })
+        self.stopped.is_none()
+            && self.kinds.iter().all(|k| k.errors == 0)
+            && match &self.deletion {
+                DeletionOutcome::Reconciled { blueprints } => blueprints
+                    .iter()
+                    .all(|b| !matches!(b.decision, Decision::Failed { .. })),
+                DeletionOutcome::SkippedIncomplete => true,
+                DeletionOutcome::Failed { .. } => false,
+            }
+    }
+
+    /// True when the only thing wrong is that the deadline came first: nothing failed, the pass is just
+    /// not finished (the CLI exits with 3 for this).
+    pub fn incomplete(&self) -> bool {
+        self.stopped == Some(StopReason::Deadline) && self.kinds.iter().all(|k| k.errors == 0)
     }
 
     pub fn totals(&self) -> KindReport {
@@ -164,24 +243,39 @@ impl RunReport {
             row(&mut out, &format!("{}[{}]", k.kind, k.index), k);
         }
         row(&mut out, "total", &self.totals());
+        if let Some(stop) = &self.stopped {
+            let _ = writeln!(out, "{}", stop.describe());
+        }
         let _ = writeln!(out, "deletion: {}", self.deletion.describe());
+        if let DeletionOutcome::Reconciled { blueprints } = &self.deletion {
+            for b in blueprints.iter().filter(|b| b.stale > 0) {
+                let _ = writeln!(out, "  {}", b.describe());
+            }
+        }
+        for k in &self.kinds {
+            if let Some(why) = &k.not_available {
+                let _ = writeln!(out, "  {}: not available on this server: {why}", k.label());
+            } else if k.stopped {
+                let _ = writeln!(out, "  {}: not finished (the pass stopped)", k.label());
+            }
+        }
         for k in self.kinds.iter().filter(|k| k.duplicates > 0) {
             let _ = writeln!(
                 out,
-                "  {}[{}]: {} items repeated an entity identifier already written in this pass; the first was kept",
-                k.kind, k.index, k.duplicates
+                "  {}: {} items repeated an entity identifier already written in this pass; the first was kept",
+                k.label(),
+                k.duplicates
             );
         }
         for k in &self.kinds {
             for m in &k.messages {
-                let _ = writeln!(out, "  {}[{}]: {m}", k.kind, k.index);
+                let _ = writeln!(out, "  {}: {m}", k.label());
             }
             if k.errors as usize > k.messages.len() {
                 let _ = writeln!(
                     out,
-                    "  {}[{}]: … and {} more errors",
-                    k.kind,
-                    k.index,
+                    "  {}: … and {} more errors",
+                    k.label(),
                     k.errors as usize - k.messages.len()
                 );
             }
@@ -193,33 +287,57 @@ impl RunReport {
 impl DeletionOutcome {
     pub fn describe(&self) -> String {
         match self {
-            DeletionOutcome::Deleted {
-                candidates,
-                deleted,
-                owned,
-            } => {
+            DeletionOutcome::Reconciled { blueprints } => {
+                let sum =
+                    |f: fn(&BlueprintDeletion) -> usize| blueprints.iter().map(f).sum::<usize>();
+                let kept = blueprints.iter().filter(|b| b.stale > b.deleted).count();
+                match (sum(|b| b.stale), kept) {
+                    (0, _) => format!(
+                        "nothing stale ({} owned entities all seen)",
+                        sum(|b| b.owned)
+                    ),
+                    (stale, 0) => format!(
+                        "deleted {} of {stale} stale entities ({} owned before the pass)",
+                        sum(|b| b.deleted),
+                        sum(|b| b.owned)
+                    ),
+                    (stale, kept) => format!(
+                        "deleted {} of {stale} stale entities; {kept} blueprints kept theirs (below)",
+                        sum(|b| b.deleted)
+                    ),
+                }
+            }
+            DeletionOutcome::SkippedIncomplete => {
+                "skipped: the pass stopped early, so nothing was deleted".into()
+            }
+            DeletionOutcome::Failed { message } => format!("failed, nothing deleted: {message}"),
+        }
+    }
+}
+
+impl BlueprintDeletion {
+    pub fn describe(&self) -> String {
+        let (bp, stale, owned) = (&self.blueprint, self.stale, self.owned);
+        match &self.decision {
+            Decision::NothingStale => format!("{bp}: nothing stale ({owned} owned)"),
+            Decision::Deleted => {
                 format!(
-                    "deleted {deleted} of {candidates} stale entities ({owned} owned before the pass)"
+                    "{bp}: deleted {} of {stale} stale ({owned} owned)",
+                    self.deleted
                 )
             }
-            DeletionOutcome::NothingStale { owned } => {
-                format!("nothing stale ({owned} owned entities all seen)")
-            }
-            DeletionOutcome::SkippedAfterErrors => {
-                "skipped: the pass had errors, so nothing was deleted".into()
-            }
-            DeletionOutcome::SkippedOverThreshold {
-                candidates,
-                owned,
-                rate,
-                threshold,
-            } => format!(
-                "skipped: {candidates} of {owned} owned entities ({:.1}%) would go, above entityDeletionThreshold {threshold}",
+            Decision::KeptIncomplete { blocks } => format!(
+                "{bp}: kept {stale} stale of {owned} owned: {} did not complete",
+                blocks.join(", ")
+            ),
+            Decision::KeptOverThreshold { rate, threshold } => format!(
+                "{bp}: kept {stale} stale of {owned} owned ({:.1}%), above entityDeletionThreshold {threshold}",
                 rate * 100.0
             ),
-            DeletionOutcome::Failed { message, deleted } => {
-                format!("failed after {deleted} deletions: {message}")
-            }
+            Decision::Failed { message } => format!(
+                "{bp}: deleting failed after {} of {stale} stale: {message}",
+                self.deleted
+            ),
         }
     }
 }

@@ -3,6 +3,8 @@
 use serde_json::Value;
 use sim::ado::AdoSimOptions;
 
+use shared::resync::{Decision, DeletionOutcome, StopReason};
+
 use crate::helpers::{Setup, TestOrg, kind};
 
 /// The simulated organisation with the shipped default mapping (all 29 kinds).
@@ -132,7 +134,13 @@ async fn items_removed_from_the_org_are_deleted_and_nothing_else() {
     assert!(prs_after.is_subset(&prs_before));
     assert_eq!(kind(&report, "work-item")["deleted"], 2);
     assert_eq!(kind(&report, "repository")["deleted"], 1);
-    let deleted = report["deletion"]["deleted"].as_u64().unwrap();
+    assert_eq!(report["deletion"]["outcome"], "reconciled");
+    let deleted: u64 = report["deletion"]["blueprints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["deleted"].as_u64().unwrap())
+        .sum();
     assert_eq!(
         deleted as usize,
         3 + (prs_before.len() - prs_after.len()),
@@ -143,7 +151,7 @@ async fn items_removed_from_the_org_are_deleted_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn an_ado_failure_mid_pass_deletes_nothing() {
+async fn an_ado_failure_mid_pass_keeps_that_kinds_entities_and_reconciles_the_others() {
     let org = Setup::default().start().await;
     org.resync().await.expect("first pass");
     let projects = org.sim.ado.project_ids();
@@ -156,27 +164,39 @@ async fn an_ado_failure_mid_pass_deletes_nothing() {
         .ado
         .fail_requests(&format!("{}/_apis/wit/workitems", projects[1]), 500, None);
     let before_items = org.catalog_ids("workItem");
-    let before_repos = org.catalog_ids("repository");
 
     let failed = org.resync().await.expect_err("the pass reports failure");
     let report = &failed.0;
     assert!(!report.succeeded());
-    assert!(
-        matches!(
-            report.deletion,
-            shared::resync::DeletionOutcome::SkippedAfterErrors
-        ),
-        "{:?}",
-        report.deletion
-    );
+    assert!(report.stopped.is_none(), "{:?}", report.stopped);
     let wi = report.kinds.iter().find(|k| k.kind == "work-item").unwrap();
     assert!(
         wi.errors > 0 && wi.messages.iter().any(|m| m.contains("500")),
         "{wi:?}"
     );
-    // The stale entities are still there: a failed pass deletes nothing.
+    let DeletionOutcome::Reconciled { blueprints } = &report.deletion else {
+        panic!("{:?}", report.deletion);
+    };
+    let decision = |bp: &str| {
+        blueprints
+            .iter()
+            .find(|b| b.blueprint == bp)
+            .unwrap_or_else(|| panic!("{bp}: {blueprints:?}"))
+            .decision
+            .clone()
+    };
+    // The failed kind's blueprint keeps every entity, the stale work item included.
+    assert_eq!(
+        decision("workItem"),
+        Decision::KeptIncomplete {
+            blocks: vec![wi.label()]
+        }
+    );
     assert_eq!(org.catalog_ids("workItem"), before_items);
-    assert_eq!(org.catalog_ids("repository"), before_repos);
+    // The repository kind listed everything: its stale entity went.
+    assert_eq!(decision("repository"), Decision::Deleted);
+    assert!(!org.catalog_ids("repository").contains(&gone_repo));
+    assert_eq!(org.catalog_ids("repository"), org.expected_repositories());
 }
 
 #[tokio::test]
@@ -198,12 +218,19 @@ async fn deletion_over_the_threshold_is_skipped_and_said() {
     }
     let before = org.catalog_ids("workItem");
     let report = org.resync().await.expect("the listing itself succeeded");
+    let work_items = report["deletion"]["blueprints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["blueprint"] == "workItem")
+        .unwrap_or_else(|| panic!("{}", report["deletion"]))
+        .clone();
     assert_eq!(
-        report["deletion"]["outcome"], "skipped_over_threshold",
-        "{}",
-        report["deletion"]
+        work_items["decision"]["decision"], "kept_over_threshold",
+        "{work_items}"
     );
-    assert_eq!(report["deletion"]["candidates"], 20);
+    assert_eq!(work_items["stale"], 20);
+    assert_eq!(work_items["owned"], before.len());
     assert_eq!(org.catalog_ids("workItem"), before);
 }
 
@@ -220,18 +247,21 @@ async fn a_bad_pat_fails_the_pass_with_a_credentials_error_and_deletes_nothing()
     .start()
     .await;
     let failed = org.resync().await.expect_err("a wrong PAT fails");
-    let messages: Vec<&String> = failed.0.kinds.iter().flat_map(|k| &k.messages).collect();
-    assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("credentials") && m.contains("203")),
-        "{messages:?}"
+    let report = &failed.0;
+    // One clear stop, before any kind starts listing, instead of one error per kind.
+    let Some(StopReason::AdoCredentials { message }) = &report.stopped else {
+        panic!("{:?}", report.stopped);
+    };
+    assert!(message.contains("203"), "{message}");
+    assert!(report.kinds.iter().all(|k| k.stopped && k.errors == 0));
+    assert_eq!(
+        org.sim.ado.total_requests(),
+        1,
+        "only the project list was asked for: {:?}",
+        org.sim.ado.request_counts()
     );
     assert!(org.catalog_ids("project").is_empty());
-    assert!(matches!(
-        failed.0.deletion,
-        shared::resync::DeletionOutcome::SkippedAfterErrors
-    ));
+    assert_eq!(report.deletion, DeletionOutcome::SkippedIncomplete);
 }
 
 #[tokio::test]
@@ -306,7 +336,12 @@ async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_bluep
         .filter_map(|k| k["ado_requests"].as_u64())
         .sum();
     assert!(per_kind > 0);
-    assert_eq!(Some(per_kind), report["ado_requests"].as_u64(), "{report}");
+    // Plus the project list, read once before the blocks start (one page in this organisation).
+    assert_eq!(
+        Some(per_kind + 1),
+        report["ado_requests"].as_u64(),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -410,4 +445,129 @@ async fn with_a_webhook_url_the_resync_function_also_creates_the_subscriptions()
         !org.catalog_ids("workItem").is_empty(),
         "and the resync ran"
     );
+}
+
+/// A hang guard far beyond what any of these passes needs: a pass that does not end within it is the bug.
+const PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(180);
+
+#[tokio::test]
+async fn a_catalog_outage_mid_pass_ends_the_pass_with_its_report_and_deletes_nothing() {
+    // Enough work items that the lister is many pages ahead when the first write fails: it used to wait
+    // for room in the page queue forever once the writer had given up.
+    let mut spec = sim::ado::OrgSpec::small();
+    spec.work_items_per_project = vec![3000, 10];
+    let org = Setup {
+        spec,
+        ..Default::default()
+    }
+    .start()
+    .await;
+    org.sim.catalog.fail_requests("/bulk", 503, None);
+
+    let failed = tokio::time::timeout(PASS_BOUND, org.resync())
+        .await
+        .expect("the pass ends")
+        .expect_err("the pass reports failure");
+    let report = &failed.0;
+    let Some(StopReason::CatalogUnavailable { message }) = &report.stopped else {
+        panic!("{:?}", report.stopped);
+    };
+    assert!(message.contains("503"), "{message}");
+    assert!(!report.succeeded() && !report.incomplete());
+    assert_eq!(report.deletion, DeletionOutcome::SkippedIncomplete);
+    let wi = report.kinds.iter().find(|k| k.kind == "work-item").unwrap();
+    assert!(wi.stopped, "{wi:?}");
+    assert!(
+        wi.items_read < 9010,
+        "the listing stopped with the writes: {wi:?}"
+    );
+    assert!(
+        failed.0.render().contains("the catalog is unavailable"),
+        "{}",
+        failed.0.render()
+    );
+}
+
+#[tokio::test]
+async fn at_the_deadline_the_pass_stops_reports_itself_incomplete_and_deletes_nothing() {
+    let org = Setup {
+        ado: AdoSimOptions {
+            latency: std::time::Duration::from_millis(40),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .start()
+    .await;
+    org.resync().await.expect("first pass");
+    let projects = org.sim.ado.project_ids();
+    let gone_repo = org.sim.ado.repository_ids(&projects[0])[0].clone();
+    org.sim.ado.remove_repository(&gone_repo);
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    let report = tokio::time::timeout(
+        PASS_BOUND,
+        org.runtime
+            .resync_until(&shared::resync::Quiet, Some(deadline)),
+    )
+    .await
+    .expect("the pass ends");
+    assert_eq!(report.stopped, Some(StopReason::Deadline));
+    assert!(
+        report.incomplete() && !report.succeeded(),
+        "{}",
+        report.render()
+    );
+    assert_eq!(report.deletion, DeletionOutcome::SkippedIncomplete);
+    assert!(report.kinds.iter().any(|k| k.stopped));
+    assert!(
+        org.catalog_ids("repository").contains(&gone_repo),
+        "an incomplete pass deletes nothing"
+    );
+    assert!(
+        report.render().contains("incomplete"),
+        "{}",
+        report.render()
+    );
+}
+
+#[tokio::test]
+async fn entities_the_pass_rewrites_count_in_the_deletion_threshold() {
+    // A search relation cannot be compared with the stored copy, so every repository is written again on
+    // every pass. The threshold must still measure the one stale repository against all of them. (The
+    // catalog resolves a search relation when it writes, so projects must be written first.)
+    let mapping = crate::helpers::ALL_KINDS
+        .replace(
+            "entityDeletionThreshold: 0.9",
+            "entityDeletionThreshold: 0.9\ncreateMissingRelatedEntities: false",
+        )
+        .replace(
+        "            project: .project.id",
+        "            project:\n              combinator: '\"and\"'\n              rules:\n                - property: '\"$identifier\"'\n                  operator: '\"=\"'\n                  value: .project.id",
+    );
+    assert_ne!(mapping, crate::helpers::ALL_KINDS);
+    let org = Setup {
+        mapping: &mapping,
+        ..Default::default()
+    }
+    .start()
+    .await;
+    org.resync().await.expect("first pass");
+    let projects = org.sim.ado.project_ids();
+    let gone_repo = org.sim.ado.repository_ids(&projects[0])[0].clone();
+    org.sim.ado.remove_repository(&gone_repo);
+    let owned_before = org.catalog_ids("repository").len();
+
+    let report = org.resync().await.expect("second pass");
+    let repositories = report["deletion"]["blueprints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["blueprint"] == "repository")
+        .unwrap_or_else(|| panic!("{}", report["deletion"]))
+        .clone();
+    assert_eq!(repositories["owned"], owned_before, "{repositories}");
+    assert_eq!(repositories["stale"], 1, "{repositories}");
+    assert_eq!(repositories["decision"]["decision"], "deleted");
+    assert!(!org.catalog_ids("repository").contains(&gone_repo));
 }

@@ -104,10 +104,34 @@ pub struct FetchContext {
     pub client: AdoClient,
     pub excluded_tags: Vec<String>,
     pub now: DateTime<Utc>,
-    projects: OnceCell<Arc<Vec<Value>>>,
-    repositories: OnceCell<Arc<Vec<Value>>>,
-    environments: OnceCell<Arc<Vec<Value>>>,
+    projects: Shared<Vec<Value>>,
+    repositories: Shared<Vec<Value>>,
+    environments: Shared<Vec<Value>>,
     lists: org_lists::OrgLists,
+}
+
+/// A list several kinds of one pass share, fetched once on first use. A failure is kept as well: every
+/// kind that needs the list gets the same error at once, instead of each asking again and waiting out
+/// its own retries (a refused PAT or an outage would otherwise cost one full retry cycle per kind).
+pub(crate) struct Shared<T>(OnceCell<Result<Arc<T>, AdoError>>);
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Self(OnceCell::new())
+    }
+}
+
+impl<T> Shared<T> {
+    pub(crate) async fn get_or_fetch<F, Fut>(&self, fetch: F) -> Result<Arc<T>, AdoError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AdoError>>,
+    {
+        self.0
+            .get_or_init(|| async { fetch().await.map(Arc::new) })
+            .await
+            .clone()
+    }
 }
 
 /// How many projects (or repositories) a kind works on at once; requests are bounded by the client anyway,
@@ -126,9 +150,9 @@ impl FetchContext {
             client,
             excluded_tags,
             now: Utc::now(),
-            projects: OnceCell::new(),
-            repositories: OnceCell::new(),
-            environments: OnceCell::new(),
+            projects: Shared::default(),
+            repositories: Shared::default(),
+            environments: Shared::default(),
             lists: Default::default(),
         }
     }
@@ -137,22 +161,20 @@ impl FetchContext {
     /// list, so a tagged project is skipped everywhere.
     pub async fn projects(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.projects
-            .get_or_try_init(|| async {
+            .get_or_fetch(|| async {
                 let pages: Vec<Vec<Value>> = self
                     .client
                     .token_pages(Request::get("/_apis/projects"), Some(PAGE_SIZE), "value")
                     .try_collect()
                     .await?;
                 let all: Vec<Value> = pages.into_iter().flatten().collect();
-                let kept = if self.excluded_tags.is_empty() {
+                Ok(if self.excluded_tags.is_empty() {
                     all
                 } else {
                     self.without_excluded(all).await
-                };
-                Ok(Arc::new(kept))
+                })
             })
             .await
-            .cloned()
     }
 
     async fn without_excluded(&self, projects: Vec<Value>) -> Vec<Value> {
@@ -181,7 +203,7 @@ impl FetchContext {
     /// Every repository of the (filtered) projects, fetched once per pass.
     pub async fn repositories(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.repositories
-            .get_or_try_init(|| async {
+            .get_or_fetch(|| async {
                 let projects = self.projects().await?;
                 let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
                     .map(|p| async move {
@@ -195,10 +217,9 @@ impl FetchContext {
                     .buffered(PROJECT_CONCURRENCY)
                     .try_collect()
                     .await?;
-                Ok(Arc::new(per_project.into_iter().flatten().collect()))
+                Ok(per_project.into_iter().flatten().collect())
             })
             .await
-            .cloned()
     }
 }
 
@@ -207,9 +228,8 @@ impl FetchContext {
     /// `pipeline-deployment` both need it. A few per project, so holding it is cheap.
     pub async fn environments(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.environments
-            .get_or_try_init(|| async { environments::list_all(self).await.map(Arc::new) })
+            .get_or_fetch(|| environments::list_all(self))
             .await
-            .cloned()
     }
 }
 

@@ -5,18 +5,16 @@
 
 use std::sync::Arc;
 
+use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
+use crate::ado::{AdoError, ApiVersion, Request, Service};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use tokio::sync::OnceCell;
-
-use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, str_field};
-use crate::ado::{AdoError, ApiVersion, Request, Service};
 
 #[derive(Default)]
 pub(crate) struct OrgLists {
-    teams: OnceCell<Arc<Vec<Value>>>,
-    boards: OnceCell<Arc<Vec<Board>>>,
-    groups: OnceCell<Arc<Vec<Value>>>,
+    teams: Shared<Vec<Value>>,
+    boards: Shared<Vec<Board>>,
+    groups: Shared<Vec<Value>>,
 }
 
 /// A board with the team and project it belongs to (boards are per team).
@@ -36,7 +34,7 @@ impl FetchContext {
     pub async fn teams(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.lists
             .teams
-            .get_or_try_init(|| async {
+            .get_or_fetch(|| async {
                 let projects = self.projects().await?;
                 let per_project: Vec<Vec<Value>> = futures::stream::iter(projects.iter().cloned())
                     .map(|p| async move {
@@ -52,10 +50,9 @@ impl FetchContext {
                     .buffered(PROJECT_CONCURRENCY)
                     .try_collect()
                     .await?;
-                Ok(Arc::new(per_project.into_iter().flatten().collect()))
+                Ok(per_project.into_iter().flatten().collect())
             })
             .await
-            .cloned()
     }
 
     /// The project a team belongs to, as the project list renders it.
@@ -76,17 +73,16 @@ impl FetchContext {
     pub(crate) async fn boards(&self) -> Result<Arc<Vec<Board>>, AdoError> {
         self.lists
             .boards
-            .get_or_try_init(|| async {
+            .get_or_fetch(|| async {
                 let teams = self.teams().await?;
                 let per_team: Vec<Vec<Board>> = futures::stream::iter(teams.iter().cloned())
                     .map(|team| async move { self.team_boards(&team).await })
                     .buffered(TEAM_CONCURRENCY)
                     .try_collect()
                     .await?;
-                Ok(Arc::new(per_team.into_iter().flatten().collect()))
+                Ok(per_team.into_iter().flatten().collect())
             })
             .await
-            .cloned()
     }
 
     async fn team_boards(&self, team: &Value) -> Result<Vec<Board>, AdoError> {
@@ -124,7 +120,7 @@ impl FetchContext {
     pub(crate) async fn groups(&self) -> Result<Arc<Vec<Value>>, AdoError> {
         self.lists
             .groups
-            .get_or_try_init(|| async {
+            .get_or_fetch(|| async {
                 let req = Request::get("/_apis/graph/groups")
                     .service(Service::Identity)
                     .version(ApiVersion::Preview(1));
@@ -134,10 +130,9 @@ impl FetchContext {
                     .map_err(|e| services_only(e, "group", "Graph"))
                     .try_collect()
                     .await?;
-                Ok(Arc::new(pages.into_iter().flatten().collect()))
+                Ok(pages.into_iter().flatten().collect())
             })
             .await
-            .cloned()
     }
 }
 
