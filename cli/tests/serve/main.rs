@@ -1,15 +1,27 @@
-//! `ado-sync serve` end to end against the simulator: a delivery is refused without credentials,
-//! queued with them, applied to the embedded catalog by the consumer, and SIGTERM exits cleanly.
+//! `ado-sync serve` and its dead letters, end to end: the real binary against the simulator. A delivery
+//! is refused without credentials, queued with them, applied to the catalog by the consumer, and
+//! SIGTERM exits cleanly; hostile clients cannot make it grow or hold connections open
+//! (`hostile.rs`); a kill -9 loses no acknowledged delivery (`crash.rs`); dead letters of the local
+//! queue can be listed and replayed (`dlq.rs`).
+
+mod crash;
+mod dlq;
+mod hostile;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::catalog::store::CatalogStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ado-sync");
+
+/// The Basic credentials every test's `serve` expects.
+const USER: &str = "ado";
+const SECRET: &str = "s";
 
 /// Kills the child if the test fails before it is stopped on purpose.
 struct Guard(Child);
@@ -37,17 +49,95 @@ fn start_sim() -> (Guard, Value) {
     (Guard(child), urls)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A running `ado-sync serve`; killed when dropped.
+struct Serve {
+    child: Guard,
+    addr: SocketAddr,
 }
 
-/// A project of the simulated org and one of its open work items (the default mapping's selector
-/// keeps open items, so this one must land in the catalog).
-async fn pick_work_item(client: &reqwest::Client, org: &str) -> (String, u64) {
+impl Serve {
+    /// Starts `serve` on a free port with only `env` for an environment (plus the webhook
+    /// credentials), the local queue in `queue_db`, no periodic resync, and `args`; returns once it
+    /// listens. Its log goes to the test's output.
+    fn start(queue_db: &Path, env: &[(&str, String)], args: &[&str]) -> Serve {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--resync-interval-secs", "0"])
+            .arg("--queue-db")
+            .arg(queue_db)
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("WEBHOOK_USERNAME", USER)
+            .env("WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let child = Guard(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                eprintln!("serve: {line}");
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve starts listening (its log is above)");
+        Serve { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The most memory the process has held so far (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
+            .expect("serve is still running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill_9(mut self) {
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    async fn terminate(mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Open work items of the simulated org, as (project id, work item id), up to `n` (the default
+/// mapping keeps open items, so each one a delivery names must land in the catalog).
+async fn open_work_items(client: &reqwest::Client, org: &str, n: usize) -> Vec<(String, u64)> {
     let projects: Value = client
         .get(format!("{org}/_apis/projects?api-version=7.1"))
         .basic_auth("", Some("any"))
@@ -57,10 +147,11 @@ async fn pick_work_item(client: &reqwest::Client, org: &str) -> (String, u64) {
         .json()
         .await
         .unwrap();
+    let mut found = Vec::new();
     for project in projects["value"].as_array().expect("projects") {
         let id = project["id"].as_str().unwrap();
         let name = project["name"].as_str().unwrap();
-        let found: Value = client
+        let items: Value = client
             .post(format!("{org}/{id}/_apis/wit/wiql?api-version=7.1"))
             .basic_auth("", Some("any"))
             .json(&json!({"query": format!(
@@ -73,19 +164,26 @@ async fn pick_work_item(client: &reqwest::Client, org: &str) -> (String, u64) {
             .json()
             .await
             .unwrap();
-        if let Some(wi) = found["workItems"].as_array().and_then(|w| w.first()) {
-            return (id.to_owned(), wi["id"].as_u64().unwrap());
+        for wi in items["workItems"].as_array().into_iter().flatten() {
+            found.push((id.to_owned(), wi["id"].as_u64().unwrap()));
+            if found.len() == n {
+                return found;
+            }
         }
     }
-    panic!("the simulated org has no open work item: {projects}");
+    assert!(!found.is_empty(), "the simulated org has no open work item");
+    found
 }
 
-fn delivery(project_id: &str, work_item: u64) -> Vec<u8> {
+/// The `workitem.updated` sample delivery, about `work_item` of `project_id`, with its own event id
+/// `n` (deliveries with one event id are one event to the queue's dedup).
+fn delivery(project_id: &str, work_item: u64, n: u32) -> Vec<u8> {
     let path = format!(
         "{}/../events/ado/workitem.updated.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let mut body: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    body["id"] = json!(format!("{n:08x}-7e0f-4c59-9a2b-{work_item:012x}"));
     body["resourceContainers"]["project"]["id"] = json!(project_id);
     body["resource"]["workItemId"] = json!(work_item);
     body["resource"]["revision"]["id"] = json!(work_item);
@@ -108,46 +206,24 @@ async fn serve_queues_an_authenticated_delivery_applies_it_and_stops_on_sigterm(
     let org = urls["ado_org_url"].as_str().unwrap().trim_end_matches('/');
     let dir = tempfile::tempdir().unwrap();
     let catalog_db = dir.path().join("c.db");
-    let port = free_port();
-
-    let serve = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--resync-interval-secs",
-            "0",
-            "--queue-db",
-            dir.path().join("q.db").to_str().unwrap(),
-        ])
-        .env_clear()
-        .env("ADO_ORG_URL", org)
-        .env("ADO_PAT", "anything")
-        .env("CATALOG_DB", &catalog_db)
-        .env("WEBHOOK_USERNAME", "ado")
-        .env("WEBHOOK_SECRET", "s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut serve = Guard(serve);
-    let base = format!("http://127.0.0.1:{port}");
+    let serve = Serve::start(
+        &dir.path().join("q.db"),
+        &[
+            ("ADO_ORG_URL", org.to_owned()),
+            ("ADO_PAT", "anything".into()),
+            ("CATALOG_DB", catalog_db.display().to_string()),
+        ],
+        &[],
+    );
     let client = reqwest::Client::new();
+    let health = client.get(serve.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
 
-    let started = Instant::now();
-    loop {
-        match client.get(format!("{base}/health")).send().await {
-            Ok(r) if r.status() == 200 => break,
-            _ if started.elapsed() > Duration::from_secs(20) => panic!("serve never got healthy"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-
-    let (project_id, work_item) = pick_work_item(&client, org).await;
-    let body = delivery(&project_id, work_item);
+    let (project_id, work_item) = open_work_items(&client, org, 1).await.remove(0);
+    let body = delivery(&project_id, work_item, 1);
 
     let refused = client
-        .post(format!("{base}/webhook"))
+        .post(serve.url("/webhook"))
         .header("content-type", "application/json")
         .body(body.clone())
         .send()
@@ -163,8 +239,8 @@ async fn serve_queues_an_authenticated_delivery_applies_it_and_stops_on_sigterm(
     );
 
     let queued = client
-        .post(format!("{base}/webhook"))
-        .basic_auth("ado", Some("s"))
+        .post(serve.url("/webhook"))
+        .basic_auth(USER, Some(SECRET))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -176,28 +252,12 @@ async fn serve_queues_an_authenticated_delivery_applies_it_and_stops_on_sigterm(
     let started = Instant::now();
     while !catalog_has(&catalog_db, &identifier) {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(30),
             "{identifier} never reached the catalog"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(serve.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = serve.terminate().await;
     assert_eq!(status.code(), Some(0));
 }

@@ -217,11 +217,8 @@ impl LocalQueue {
                         params![now, cutoff],
                     )
                     .map_err(db_error)?;
-                tx.execute(
-                    "DELETE FROM dead_letters WHERE seq <= ?1",
-                    params![cutoff],
-                )
-                .map_err(db_error)?;
+                tx.execute("DELETE FROM dead_letters WHERE seq <= ?1", params![cutoff])
+                    .map_err(db_error)?;
                 tx.commit().map_err(db_error)?;
                 Ok(n)
             })
