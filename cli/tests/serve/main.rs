@@ -113,14 +113,22 @@ impl Serve {
         self.child.0.wait().unwrap();
     }
 
-    /// SIGTERM, then waits for the exit.
-    async fn terminate(mut self) -> ExitStatus {
+    fn sigterm(&self) {
         let sent = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.0.id().to_string())
             .status()
             .unwrap();
         assert!(sent.success());
+    }
+
+    /// SIGTERM, then waits for the exit.
+    async fn terminate(self) -> ExitStatus {
+        self.sigterm();
+        self.exit_status().await
+    }
+
+    async fn exit_status(mut self) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
@@ -260,4 +268,73 @@ async fn serve_queues_an_authenticated_delivery_applies_it_and_stops_on_sigterm(
 
     let status = serve.terminate().await;
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_answers_the_delivery_in_hand_before_exiting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_sim, urls) = start_sim();
+    let org = urls["ado_org_url"].as_str().unwrap().trim_end_matches('/');
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &dir.path().join("q.db"),
+        &[
+            ("ADO_ORG_URL", org.to_owned()),
+            ("ADO_PAT", "anything".into()),
+            ("CATALOG_DB", dir.path().join("c.db").display().to_string()),
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let (project_id, work_item) = open_work_items(&client, org, 1).await.remove(0);
+    let body = delivery(&project_id, work_item, 1);
+    let (first, rest) = body.split_at(body.len() / 2);
+
+    let mut conn = tokio::net::TcpStream::connect(serve.addr).await.unwrap();
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{SECRET}"),
+    );
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: ado-sync\r\nAuthorization: Basic {token}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(first).await.unwrap();
+
+    serve.sigterm();
+    // A refused connection says the stop has begun: nothing new is taken any more.
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(serve.addr).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve kept accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), conn.read_to_end(&mut answer))
+        .await
+        .expect("answered, then closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202 "), "{answer}");
+    assert_eq!(serve.exit_status().await.code(), Some(0));
+
+    let queue = shared::queue::local::LocalQueue::open(
+        &dir.path().join("q.db"),
+        shared::queue::local::LocalQueueOptions::default(),
+    )
+    .unwrap();
+    let applied = catalog_has(
+        &dir.path().join("c.db"),
+        &format!("{project_id}/{work_item}"),
+    );
+    assert!(
+        applied || queue.len().await.unwrap() == 1,
+        "the delivery answered 202 is applied, or queued for the next start"
+    );
 }
