@@ -18,6 +18,9 @@ use shared::config::{Env, Settings};
 use shared::resync::{KindReport, Observer};
 use shared::runtime::SyncRuntime;
 
+/// Where `serve` keeps its local queue, and where the `dlq` commands look for it.
+const DEFAULT_QUEUE_DB: &str = ".ado-sync/queue.db";
+
 #[derive(Parser)]
 #[command(
     name = "ado-sync",
@@ -90,7 +93,14 @@ enum Command {
     /// The self-hosted real-time mode: serve the webhook (POST /webhook, GET /health), apply queued
     /// changes to the catalog, and resync periodically, until SIGTERM or Ctrl-C. Settings as for resync
     /// plus WEBHOOK_*; the queue is SQS when QUEUE_URL is set, else a durable SQLite file.
+    ///
+    /// Credentials and the body size (WEBHOOK_MAX_BODY_BYTES, default 6 MiB) are checked from the
+    /// headers before any of the body is read: a stranger gets 401 and an announced oversized body
+    /// 413 at once; a chunked body is cut at the limit. A stop answers the requests in hand and
+    /// finishes the message being applied.
     Serve {
+        /// The address to serve on, e.g. 0.0.0.0:8080 (port 0 picks a free port; the one taken is
+        /// printed as `listening on ADDR`).
         #[arg(long)]
         listen: SocketAddr,
         /// Seconds between full resyncs (the first one interval after the start); 0 turns them off.
@@ -98,10 +108,25 @@ enum Command {
         #[arg(long)]
         resync_interval_secs: Option<u64>,
         /// The local queue's SQLite file (unused when QUEUE_URL is set).
-        #[arg(long, default_value = ".ado-sync/queue.db")]
+        #[arg(long, default_value = DEFAULT_QUEUE_DB)]
         queue_db: std::path::PathBuf,
+        /// Seconds a client has to send a request's headers, from its connection or from the first
+        /// byte of a later request on it; the connection is then closed.
+        #[arg(long, env = "SERVE_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_timeout_secs: u64,
+        /// Seconds a client has to send a request's whole body; it is then answered 408 and closed.
+        #[arg(long, env = "SERVE_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        body_timeout_secs: u64,
+        /// Seconds a kept-alive connection may wait for its next request before it is closed.
+        #[arg(long, env = "SERVE_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        idle_timeout_secs: u64,
+        /// Connections served at once. More wait to be accepted (in the system's listen backlog)
+        /// until one closes, which the timeouts above ensure happens soon.
+        #[arg(long, env = "SERVE_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        max_connections: u32,
     },
-    /// Dead-letter queue tools.
+    /// List or replay dead letters: serve's local queue (--queue-db, default .ado-sync/queue.db) or,
+    /// with --dlq-url/--queue-url (DLQ_URL/QUEUE_URL), the SQS dead-letter queue.
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
@@ -203,11 +228,21 @@ fn main() -> ExitCode {
                 listen,
                 resync_interval_secs,
                 queue_db,
+                header_timeout_secs,
+                body_timeout_secs,
+                idle_timeout_secs,
+                max_connections,
             } => {
                 serve::run(serve::ServeArgs {
                     listen,
                     resync_interval_secs,
                     queue_db,
+                    limits: serve::ConnectionLimits {
+                        header_timeout: Duration::from_secs(header_timeout_secs),
+                        body_timeout: Duration::from_secs(body_timeout_secs),
+                        idle_timeout: Duration::from_secs(idle_timeout_secs),
+                        max_connections: max_connections as usize,
+                    },
                 })
                 .await
             }

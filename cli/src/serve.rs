@@ -6,6 +6,8 @@
 //! SQLite file, or SQS when `QUEUE_URL` is set), so stopping or crashing after that loses nothing —
 //! the next start picks the message up again.
 
+mod server;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,20 +15,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
 use shared::config::{ConfigError, Env, Settings};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
 use shared::runtime::SyncRuntime;
 use shared::sync::{self, SyncError};
-use shared::webhook::{WebhookSettings, accept};
+use shared::webhook::{WebhookOutcome, WebhookSettings, accept_admitted, admit, too_large};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Progress;
 
@@ -38,12 +42,26 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(5);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// How long to wait before receiving again after the queue itself failed.
 const QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+/// How long a delivery may wait for the queue to take it before it is answered 503 (Azure DevOps
+/// retries that). The local queue answers within its 5 s busy timeout; this bounds an SQS call that
+/// hangs on the network.
+const QUEUE_SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) struct ServeArgs {
     pub listen: SocketAddr,
     /// `None`: `RESYNC_INTERVAL_SECS`, else an hour.
     pub resync_interval_secs: Option<u64>,
     pub queue_db: PathBuf,
+    pub limits: ConnectionLimits,
+}
+
+/// How long a client may take, and how many are served at once (`serve --help` has the defaults).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Both sides of a queue: the webhook sends, the consumer receives.
@@ -53,6 +71,7 @@ impl<T: Queue + QueueConsumer> ServeQueue for T {}
 struct AppState {
     webhook: WebhookSettings,
     queue: Arc<dyn ServeQueue>,
+    body_timeout: Duration,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
@@ -91,6 +110,32 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Registered before anything is served: a SIGTERM from then on is a graceful stop, never the
+    // default kill.
+    #[cfg(unix)]
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminated = async {
+            match sigterm.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated => {}
+        }
+        info!("stopping: no new deliveries; finishing the message in hand");
+        let _ = stop_tx.send(true);
+    });
+
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -102,42 +147,30 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     info!(listen = %local_addr, "serving the webhook");
     eprintln!("listening on {local_addr}");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = crate::terminate() => {}
-        }
-        info!("stopping: no new deliveries; finishing the message in hand");
-        let _ = stop_tx.send(true);
-    });
-
-    // axum rejects larger bodies with 413 before `accept` runs; `accept` would refuse them with 413
-    // too, and buffering them first only to refuse them would let anyone make us hold gigabytes.
-    let body_limit = webhook.max_body_bytes;
+    let limits = args.limits;
     let app = Router::new()
         .route("/webhook", post(webhook_handler))
         .route("/health", get(|| async { StatusCode::OK }))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(Arc::new(AppState {
             webhook,
             queue: queue.clone(),
+            body_timeout: limits.body_timeout,
         }));
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let server_limits = server::Limits {
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
+        // A request in hand when the stop came needs at most its body and its queue send.
+        drain_timeout: limits.body_timeout + QUEUE_SEND_TIMEOUT,
+        max_connections: limits.max_connections,
+    };
 
     let resync_interval = Duration::from_secs(resync_interval_secs);
-    let (served, (), ()) = tokio::join!(
-        server.into_future(),
+    tokio::join!(
+        server::serve(listener, app, server_limits, stop_rx.clone()),
         consume(runtime.as_ref(), queue.as_ref(), stop_rx.clone()),
         resync_loop(runtime.as_ref(), resync_interval, stop_rx),
     );
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: the server failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::SUCCESS
 }
 
 fn setup_error(e: impl std::fmt::Display) -> ExitCode {
@@ -160,21 +193,93 @@ async fn open_queue(queue_url: Option<String>, db: &Path) -> Result<Arc<dyn Serv
     }
     let q = LocalQueue::open(db, LocalQueueOptions::default())
         .map_err(|e| format!("--queue-db: {e}"))?;
+    // This process is the file's consumer: what a killed predecessor held is ours to finish now.
+    match q.recover_in_flight().await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            messages = n,
+            "messages left unfinished by the previous run are queued again"
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot take back the previous run's messages in flight; they return after their visibility timeout")
+        }
+    }
     Ok(Arc::new(q))
 }
 
-/// Resolves once a stop was asked for (or the sender is gone, which only happens at exit).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
+/// Credentials and size come from the headers before a byte of the body is read, so a stranger (or an
+/// oversized delivery) costs no memory; the body is then read up to the size limit and within the
+/// body timeout.
 async fn webhook_handler(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let admitted = match admit(&state.webhook, &headers) {
+        Ok(a) => a,
+        Err(refused) => return unread_body(respond(refused)),
+    };
+    let limit = state.webhook.max_body_bytes;
+    // A `Content-Length` over the limit; a chunked body counts 0 here and is cut while it is read.
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        return unread_body(respond(too_large(&state.webhook, announced)));
+    }
+    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            return unread_body(respond(too_large(&state.webhook, limit as u64 + 1)));
+        }
+        Ok(Err(e)) => {
+            debug!(error = %e, "the client broke off its delivery's body");
+            return unread_body(
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": "incomplete body"})),
+                )
+                    .into_response(),
+            );
+        }
+        Err(_) => {
+            warn!(
+                timeout_secs = state.body_timeout.as_secs(),
+                "webhook delivery body not received in time"
+            );
+            // Azure DevOps retries a 408 within minutes, like a 503.
+            return unread_body(
+                (
+                    StatusCode::REQUEST_TIMEOUT,
+                    axum::Json(json!({"error": "body not received in time"})),
+                )
+                    .into_response(),
+            );
+        }
+    };
     let queue: &dyn Queue = state.queue.as_ref();
-    let outcome = accept(&state.webhook, queue, &headers, &body).await;
+    let queued = tokio::time::timeout(
+        QUEUE_SEND_TIMEOUT,
+        accept_admitted(&state.webhook, queue, admitted, &body),
+    )
+    .await;
+    match queued {
+        Ok(outcome) => respond(outcome),
+        Err(_) => {
+            // If the send went through after all, the redelivery is dropped by its dedup id.
+            warn!(
+                timeout_secs = QUEUE_SEND_TIMEOUT.as_secs(),
+                "the queue did not take the delivery in time; asking Azure DevOps to retry"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "queue unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn respond(outcome: WebhookOutcome) -> Response {
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(outcome.body)).into_response();
     if outcome.basic_challenge {
@@ -183,6 +288,14 @@ async fn webhook_handler(
             HeaderValue::from_static("Basic realm=\"ado-sync\""),
         );
     }
+    response
+}
+
+/// The rest of the body stays unread, so the connection cannot carry another request: say so.
+fn unread_body(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::Notify;
 
 use super::sqs::MAX_MESSAGE_BYTES;
@@ -113,6 +113,23 @@ impl LocalQueue {
         )
     }
 
+    /// Opens the queue at `path` only if the file is there: the dead-letter tools must not leave an
+    /// empty queue behind a mistyped path and report it as having no dead letters.
+    pub fn open_existing(path: &Path, options: LocalQueueOptions) -> Result<Self, QueueError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            QueueError::Invalid(format!("cannot open local queue {}: {e}", path.display()))
+        })?;
+        Self::with_connection(
+            conn,
+            options,
+            Arc::new(|| chrono::Utc::now().timestamp_millis()),
+        )
+    }
+
     fn with_connection(
         conn: Connection,
         options: LocalQueueOptions,
@@ -171,24 +188,59 @@ impl LocalQueue {
         .await
     }
 
-    /// Puts every dead letter back at the end of the queue with a fresh receive count, in the order
-    /// they died; returns how many. The dedup window is bypassed: these were delivered before.
-    pub async fn replay_dead_letters(&self) -> Result<usize, QueueError> {
+    /// Puts the oldest `max` dead letters (all when `None`) back at the end of the queue with a fresh
+    /// receive count, in the order they died; returns how many. The dedup window is bypassed: these
+    /// were delivered before. One transaction: a crash moves all of them or none.
+    pub async fn replay_dead_letters(&self, max: Option<usize>) -> Result<usize, QueueError> {
+        // SQLite reads a negative LIMIT as none.
+        let limit = max.map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX));
         let n = self
-            .with_db(|conn, now| {
+            .with_db(move |conn, now| {
                 let tx = conn.transaction().map_err(db_error)?;
+                // Dead letters die in `seq` order, so the oldest `max` are those up to a cutoff.
+                let cutoff: Option<i64> = tx
+                    .query_row(
+                        "SELECT max(seq) FROM
+                             (SELECT seq FROM dead_letters ORDER BY seq LIMIT ?1)",
+                        params![limit],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_error)?;
+                let Some(cutoff) = cutoff else {
+                    return Ok(0);
+                };
                 let n = tx
                     .execute(
                         "INSERT INTO messages (message_id, group_id, dedup_id, body, visible_at)
                          SELECT lower(hex(randomblob(16))), group_id, dedup_id, body, ?1
-                         FROM dead_letters ORDER BY seq",
-                        params![now],
+                         FROM dead_letters WHERE seq <= ?2 ORDER BY seq",
+                        params![now, cutoff],
                     )
                     .map_err(db_error)?;
-                tx.execute("DELETE FROM dead_letters", [])
+                tx.execute("DELETE FROM dead_letters WHERE seq <= ?1", params![cutoff])
                     .map_err(db_error)?;
                 tx.commit().map_err(db_error)?;
                 Ok(n)
+            })
+            .await?;
+        self.notify.notify_waiters();
+        Ok(n)
+    }
+
+    /// For the one consumer of the file, at its start: messages a previous process received and never
+    /// finished (it was killed, or the machine went down) are delivered again now rather than after
+    /// their visibility timeout, so a restart does not hold their groups back. Messages released for
+    /// a later retry keep their delay, and every receive count stays, so a message that kills the
+    /// process each time still ends among the dead letters. Returns how many came back.
+    pub async fn recover_in_flight(&self) -> Result<usize, QueueError> {
+        let n = self
+            .with_db(|conn, now| {
+                conn.execute(
+                    "UPDATE messages SET visible_at = ?1, receipt = NULL
+                     WHERE receipt IS NOT NULL AND visible_at > ?1",
+                    params![now],
+                )
+                .map_err(db_error)
             })
             .await?;
         self.notify.notify_waiters();
@@ -393,8 +445,10 @@ impl QueueConsumer for LocalQueue {
                 tx.execute("DELETE FROM messages WHERE receipt = ?1", params![receipt])
                     .map_err(db_error)?;
             } else {
+                // The receipt goes with the hold: a released message is no longer in anyone's hands,
+                // which is what [`LocalQueue::recover_in_flight`] tells apart from a delayed retry.
                 tx.execute(
-                    "UPDATE messages SET visible_at = ?1 WHERE receipt = ?2",
+                    "UPDATE messages SET visible_at = ?1, receipt = NULL WHERE receipt = ?2",
                     params![now.saturating_add(delay), receipt],
                 )
                 .map_err(db_error)?;
@@ -585,11 +639,74 @@ mod tests {
         assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), ["next"]);
         q.ack(&got[0].receipt).await.unwrap();
 
-        assert_eq!(q.replay_dead_letters().await.unwrap(), 1);
+        assert_eq!(q.replay_dead_letters(None).await.unwrap(), 1);
         assert!(q.dead_letters().await.unwrap().is_empty());
         let got = q.receive(10, NO_WAIT).await.unwrap();
         assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), ["bad"]);
         assert_eq!(got[0].receive_count, 1);
+    }
+
+    #[tokio::test]
+    async fn replay_with_a_max_moves_the_oldest_dead_letters_and_keeps_the_rest() {
+        let (q, _) = queue(LocalQueueOptions {
+            max_receives: 1,
+            ..Default::default()
+        });
+        for (e, wi) in [("d1", 1), ("d2", 2), ("d3", 3)] {
+            q.send(&msg(e, wi)).await.unwrap();
+            let got = q.receive(1, NO_WAIT).await.unwrap();
+            q.release(&got[0].receipt, NO_WAIT).await.unwrap();
+        }
+        assert_eq!(q.dead_letters().await.unwrap().len(), 3);
+
+        assert_eq!(q.replay_dead_letters(Some(2)).await.unwrap(), 2);
+        let left: Vec<String> = q
+            .dead_letters()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.dedup_id)
+            .collect();
+        assert_eq!(left, ["d3"]);
+        let got = q.receive(10, NO_WAIT).await.unwrap();
+        assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), ["d1", "d2"]);
+
+        assert_eq!(q.replay_dead_letters(Some(0)).await.unwrap(), 0);
+        assert_eq!(q.replay_dead_letters(None).await.unwrap(), 1);
+        assert_eq!(q.replay_dead_letters(None).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn messages_in_flight_at_a_crash_come_back_at_once_while_delayed_retries_wait() {
+        let (q, now) = queue(LocalQueueOptions::default());
+        q.send(&msg("taken", 1)).await.unwrap();
+        q.send(&msg("retry", 2)).await.unwrap();
+        let got = q.receive(10, NO_WAIT).await.unwrap();
+        let retry = got.iter().find(|r| event_id(r) == "retry").unwrap();
+        q.release(&retry.receipt, Duration::from_secs(30))
+            .await
+            .unwrap();
+        // The process holding "taken" dies here; a new one starts on the same file.
+        assert_eq!(q.recover_in_flight().await.unwrap(), 1);
+        let again = q.receive(10, NO_WAIT).await.unwrap();
+        assert_eq!(again.iter().map(event_id).collect::<Vec<_>>(), ["taken"]);
+        assert_eq!(again[0].receive_count, 2, "the crash counts as a receive");
+        now.fetch_add(30_000, Ordering::SeqCst);
+        let later = q.receive(10, NO_WAIT).await.unwrap();
+        assert_eq!(later.iter().map(event_id).collect::<Vec<_>>(), ["retry"]);
+    }
+
+    #[tokio::test]
+    async fn open_existing_refuses_a_missing_file_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        assert!(matches!(
+            LocalQueue::open_existing(&path, LocalQueueOptions::default()),
+            Err(QueueError::Invalid(_))
+        ));
+        assert!(!path.exists());
+        LocalQueue::open(&path, LocalQueueOptions::default()).unwrap();
+        LocalQueue::open_existing(&path, LocalQueueOptions::default()).unwrap();
     }
 
     #[tokio::test]

@@ -53,24 +53,55 @@ pub async fn accept(
     headers: &HeaderMap,
     body: &[u8],
 ) -> WebhookOutcome {
-    if let Err(e) = authenticate(settings, headers) {
-        warn!(reason = e.reason(), "webhook delivery refused: {e}");
-        return WebhookOutcome {
-            basic_challenge: settings.basic.is_some(),
-            ..WebhookOutcome::new(401, json!({"error": "unauthorized"}))
-        };
+    match admit(settings, headers) {
+        Ok(admitted) => accept_admitted(settings, queue, admitted, body).await,
+        Err(refused) => refused,
     }
+}
 
+/// Proof that a delivery's credentials passed [`admit`].
+#[derive(Debug)]
+pub struct Admitted(());
+
+/// The credential check of [`accept`], on the headers alone: a server that reads the body itself runs
+/// it before reading a byte of the body, so a stranger cannot make it buffer anything. `Err` is the
+/// 401 answer [`accept`] gives.
+pub fn admit(settings: &WebhookSettings, headers: &HeaderMap) -> Result<Admitted, WebhookOutcome> {
+    match authenticate(settings, headers) {
+        Ok(()) => Ok(Admitted(())),
+        Err(e) => {
+            warn!(reason = e.reason(), "webhook delivery refused: {e}");
+            Err(WebhookOutcome {
+                basic_challenge: settings.basic.is_some(),
+                ..WebhookOutcome::new(401, json!({"error": "unauthorized"}))
+            })
+        }
+    }
+}
+
+/// The 413 answer [`accept`] gives to a body over `settings.max_body_bytes`; `bytes` is what is known
+/// of its size (a `Content-Length`, or how much was read before the limit cut it).
+pub fn too_large(settings: &WebhookSettings, bytes: u64) -> WebhookOutcome {
+    warn!(
+        bytes,
+        limit = settings.max_body_bytes,
+        "webhook delivery too large"
+    );
+    WebhookOutcome::new(413, json!({"error": "payload too large"}))
+}
+
+/// [`accept`] after [`admit`]: size, envelope and classification, then the queue.
+pub async fn accept_admitted(
+    settings: &WebhookSettings,
+    queue: &dyn Queue,
+    _admitted: Admitted,
+    body: &[u8],
+) -> WebhookOutcome {
     // A 4xx puts the subscription on probation, but Azure DevOps can never deliver this body
     // successfully anyway (Lambda answers 413 itself above 6 MiB), and unlike a 2xx the refusal
     // shows in the subscription's history instead of losing the event silently.
     if body.len() > settings.max_body_bytes {
-        warn!(
-            bytes = body.len(),
-            limit = settings.max_body_bytes,
-            "webhook delivery too large"
-        );
-        return WebhookOutcome::new(413, json!({"error": "payload too large"}));
+        return too_large(settings, body.len() as u64);
     }
 
     let value: Value = match parse_delivery(body) {
@@ -381,6 +412,24 @@ mod tests {
             assert_eq!(out.body, json!({"error": "unauthorized"}));
         }
         assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn admit_answers_from_the_headers_alone_exactly_as_accept_does() {
+        let queue = MemoryQueue::new();
+        let refused = admit(&settings(), &HeaderMap::new()).unwrap_err();
+        assert_eq!(
+            refused,
+            accept(&settings(), &queue, &HeaderMap::new(), b"").await
+        );
+        let admitted = admit(&settings(), &authorized()).expect("the right credentials pass");
+        let out = accept_admitted(&settings(), &queue, admitted, &sample("git.push")).await;
+        let other = MemoryQueue::new();
+        assert_eq!(
+            out,
+            accept(&settings(), &other, &authorized(), &sample("git.push")).await
+        );
+        assert_eq!(queue.sent(), other.sent());
     }
 
     #[tokio::test]
