@@ -1064,9 +1064,7 @@ async fn deployment_records(
     require_preview(&q)?;
     let p = project(&sim, &key)?;
     let (pi, e) = environment_of(&sim, p, &env)?;
-    let all = sim
-        .org
-        .deployment_records(&base(&sim, &headers), pi, e as usize);
+    let all = sim.org.deployment_records(&base(&sim, &headers), pi, e);
     token_page(all, &q, "records", "top", DEPLOYMENT_RECORDS_PAGE)
 }
 
