@@ -84,6 +84,10 @@ enum Command {
         /// Send no TSTU budget headers (`x-ratelimit-*`), so clients never pause for the budget.
         #[arg(long)]
         unmetered: bool,
+        /// Answer as Azure DevOps Server: no Graph, entitlements or Advanced Security APIs, and
+        /// `connectionData` says `onPremises`.
+        #[arg(long)]
+        server: bool,
     },
     /// Manage the Azure DevOps service-hook subscriptions that feed the webhook (WEBHOOK_URL, WEBHOOK_*).
     Subscriptions {
@@ -212,11 +216,17 @@ fn main() -> ExitCode {
                 latency_ms,
                 fault_rate,
                 unmetered,
+                server,
             } => {
                 let opts = sim::ado::AdoSimOptions {
                     latency: Duration::from_millis(latency_ms),
                     fault_rate,
                     unmetered,
+                    flavour: if server {
+                        sim::ado::Flavour::Server
+                    } else {
+                        sim::ado::Flavour::Services
+                    },
                     ..Default::default()
                 };
                 serve_sim(listen, size, opts).await

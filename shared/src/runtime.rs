@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ado::kinds::{self, Deployment};
 use crate::ado::{AdoClient, AdoError};
 use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::embedded::EmbeddedCatalog;
@@ -25,6 +26,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The shipped default mapping and blueprints: the mapping when neither the catalog nor the settings
 /// give one; both are what `INITIALIZE_PORT_RESOURCES` creates.
 pub const DEFAULT_MAPPING: &str = include_str!("../defaults/port-app-config.yaml");
+/// The default mapping for Azure DevOps Server: [`DEFAULT_MAPPING`] without the kinds Server cannot
+/// serve (`user`, `group`, `group-member`, `advanced-security-alert`).
+pub const DEFAULT_MAPPING_SERVER: &str = include_str!("../defaults/port-app-config-server.yaml");
 pub const DEFAULT_BLUEPRINTS: &str = include_str!("../defaults/blueprints.json");
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +49,29 @@ pub enum SetupError {
     Catalog(#[from] CatalogError),
 }
 
-/// Loads and compiles the local mapping: `MAPPING_FILE` or `MAPPING` if set, else the shipped default.
+/// The shipped default mapping for the product behind the organisation URL.
+pub fn default_mapping(deployment: Deployment) -> &'static str {
+    match deployment {
+        Deployment::Services => DEFAULT_MAPPING,
+        Deployment::Server => DEFAULT_MAPPING_SERVER,
+    }
+}
+
+/// The shipped default for this organisation: the Server one on Azure DevOps Server (one
+/// `connectionData` call for a server URL, none for a cloud one).
+async fn detected_default(settings: &Settings) -> Result<(String, &'static str), SetupError> {
+    let deployment = Deployment::detect(&AdoClient::new(settings.ado.clone())?).await?;
+    Ok(match deployment {
+        Deployment::Services => ("the default mapping".to_owned(), DEFAULT_MAPPING),
+        Deployment::Server => (
+            "the default mapping for Azure DevOps Server".to_owned(),
+            DEFAULT_MAPPING_SERVER,
+        ),
+    })
+}
+
+/// Loads and compiles the local mapping: `MAPPING_FILE` or `MAPPING` if set, else the shipped default
+/// (the Services one: this makes no request; [`resolve_mapping`] picks the Server default on Server).
 pub fn load_mapping(settings: &Settings) -> Result<CompiledConfig, SetupError> {
     let (origin, text) = local_mapping(settings)?;
     compile_mapping(&text, &origin, settings.mapping_allow_env)
@@ -97,16 +123,27 @@ pub async fn resolve_mapping(
             None => tracing::info!("the catalog has no integration record"),
         }
     }
-    let (origin, text) = local_mapping(settings)?;
+    let (origin, text) = match settings.mapping {
+        MappingSetting::Default => {
+            let (origin, text) = detected_default(settings).await?;
+            (origin, text.to_owned())
+        }
+        _ => local_mapping(settings)?,
+    };
     tracing::info!(source = %origin, "mapping loaded");
     compile_mapping(&text, &origin, settings.mapping_allow_env)
 }
 
 /// The integration record `INITIALIZE_PORT_RESOURCES` creates: the peer's create body, with the
-/// shipped default mapping.
+/// shipped default mapping (for Azure DevOps Services).
 pub fn default_integration_record() -> Result<serde_json::Value, SetupError> {
+    integration_record_for(Deployment::Services)
+}
+
+/// [`default_integration_record`] with the default mapping of the given product.
+pub fn integration_record_for(deployment: Deployment) -> Result<serde_json::Value, SetupError> {
     let config: serde_json::Value =
-        serde_yaml::from_str(DEFAULT_MAPPING).map_err(|e| SetupError::Mapping {
+        serde_yaml::from_str(default_mapping(deployment)).map_err(|e| SetupError::Mapping {
             origin: "the default mapping".into(),
             source: MappingError::Parse(e),
         })?;
@@ -131,6 +168,9 @@ pub fn compile_mapping(
         source,
     };
     let config = PortAppConfig::parse(text).map_err(wrap)?;
+    // Kinds and their options are checked here, not at the pass: a misspelt option is refused before
+    // anything is listed, written or deleted.
+    kinds::check_mapping(&config).map_err(wrap)?;
     CompiledConfig::compile(config, &MappingOptions { allow_env }).map_err(wrap)
 }
 
@@ -236,7 +276,9 @@ impl SyncRuntime {
             let blueprints: Vec<serde_json::Value> = serde_json::from_str(DEFAULT_BLUEPRINTS)
                 .map_err(|e| CatalogError::Invalid(format!("the default blueprints: {e}")))?;
             let record = match self.settings.mapping {
-                MappingSetting::Default => Some(default_integration_record()?),
+                MappingSetting::Default => Some(integration_record_for(
+                    Deployment::detect(&self.ado).await?,
+                )?),
                 _ => {
                     tracing::info!(
                         "MAPPING_FILE or MAPPING is set: a missing integration record is not created"

@@ -698,6 +698,10 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
             get(list_environments),
         )
         .route(
+            &format!("{o}/{{project}}/_apis/distributedtask/environments/{{environmentId}}"),
+            get(get_environment),
+        )
+        .route(
             &format!("{o}/{{project}}/_apis/distributedtask/environments/{{environmentId}}/environmentdeploymentrecords"),
             get(deployment_records),
         )
@@ -1016,6 +1020,40 @@ async fn list_environments(
     token_page(all, &q, "environments", "$top", ENVIRONMENTS_PAGE)
 }
 
+/// The (project index, environment index) of an environment id of project `p`.
+fn environment_of(sim: &AdoSim, p: &Project, env: &str) -> Result<(usize, usize)> {
+    let pi = sim
+        .org
+        .projects
+        .iter()
+        .position(|x| x.id == p.id)
+        .unwrap_or_default();
+    let n = sim.org.environment_count() as u64;
+    env.parse::<u64>()
+        .ok()
+        .and_then(|id| id.checked_sub(pi as u64 * n + 1))
+        .filter(|&e| e < n)
+        .map(|e| (pi, e as usize))
+        .ok_or_else(|| {
+            AdoError::not_found(
+                "EnvironmentNotFoundException",
+                format!("Environment {env} not found."),
+            )
+        })
+}
+
+async fn get_environment(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((key, env)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Json<Value>> {
+    require_preview(&q)?;
+    let p = project(&sim, &key)?;
+    let (pi, e) = environment_of(&sim, p, &env)?;
+    Ok(Json(sim.org.environment_json(&base(&sim, &headers), pi, e)))
+}
+
 /// Deployment records page with `top` (no `$`), as documented.
 async fn deployment_records(
     State(sim): Sim,
@@ -1025,27 +1063,8 @@ async fn deployment_records(
 ) -> Result<Response> {
     require_preview(&q)?;
     let p = project(&sim, &key)?;
-    let pi = sim
-        .org
-        .projects
-        .iter()
-        .position(|x| x.id == p.id)
-        .unwrap_or_default();
-    let n = sim.org.environment_count() as u64;
-    let e = env
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| id.checked_sub(pi as u64 * n + 1))
-        .filter(|&e| e < n)
-        .ok_or_else(|| {
-            AdoError::not_found(
-                "EnvironmentNotFoundException",
-                format!("Environment {env} not found."),
-            )
-        })?;
-    let all = sim
-        .org
-        .deployment_records(&base(&sim, &headers), pi, e as usize);
+    let (pi, e) = environment_of(&sim, p, &env)?;
+    let all = sim.org.deployment_records(&base(&sim, &headers), pi, e);
     token_page(all, &q, "records", "top", DEPLOYMENT_RECORDS_PAGE)
 }
 

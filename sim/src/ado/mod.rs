@@ -14,6 +14,7 @@ mod wiql;
 mod content;
 mod people;
 mod planning;
+mod server;
 mod wiki;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 pub use builds::CicdSpec;
 pub use faults::{REQUESTS_PER_WINDOW, WINDOW_SECS};
 pub use hooks::Delivery;
+pub use server::Flavour;
 
 use faults::{FaultRule, RateWindow};
 use org::Org;
@@ -119,6 +121,8 @@ pub struct AdoSimOptions {
     /// No TSTU budget headers (`x-ratelimit-*`): a client never learns it should slow down. For
     /// benchmarks that measure how well a client uses its concurrency, apart from the budget.
     pub unmetered: bool,
+    /// Azure DevOps Services (default) or Server (no Graph, entitlements or Advanced Security).
+    pub flavour: Flavour,
 }
 
 /// Field values a test has written over a generated work item.

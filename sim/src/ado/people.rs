@@ -54,6 +54,10 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
             get(list_teams),
         )
         .route(
+            &format!("{o}/_apis/projects/{{projectId}}/teams/{{teamId}}"),
+            get(get_team),
+        )
+        .route(
             &format!("{o}/_apis/projects/{{projectId}}/teams/{{teamId}}/members"),
             get(team_members),
         )
@@ -63,6 +67,14 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
         )
         .route(&format!("{o}/_apis/graph/users"), get(graph_users))
         .route(&format!("{o}/_apis/graph/groups"), get(graph_groups))
+        .route(
+            &format!("{o}/_apis/graph/users/{{descriptor}}"),
+            get(graph_user),
+        )
+        .route(
+            &format!("{o}/_apis/graph/groups/{{descriptor}}"),
+            get(graph_group),
+        )
         .route(
             &format!("{o}/_apis/graph/memberships/{{descriptor}}"),
             get(memberships),
@@ -234,6 +246,16 @@ async fn list_teams(
         .map(|t| team_json(&base, p, t))
         .collect();
     Ok(Json(list_body(value)))
+}
+
+async fn get_team(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((pkey, tkey)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &pkey)?;
+    let t = find_team(&sim, p, &tkey)?;
+    Ok(Json(team_json(&base(&sim, &headers), p, &t)))
 }
 
 async fn team_members(
@@ -436,6 +458,37 @@ async fn graph_groups(State(sim): Sim, headers: HeaderMap, Query(q): Params) -> 
     token_page(all, &q)
 }
 
+fn subject_not_found(descriptor: &str) -> AdoError {
+    AdoError::not_found(
+        "GraphSubjectNotFoundException",
+        format!("VS860015: The subject with descriptor '{descriptor}' could not be found."),
+    )
+}
+
+async fn graph_user(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path(descriptor): Path<String>,
+) -> Result<Json<Value>> {
+    (0..sim.org.users)
+        .map(|i| person(&sim.org, i))
+        .find(|p| p.descriptor == descriptor)
+        .map(|p| Json(graph_user_json(&base(&sim, &headers), &p)))
+        .ok_or_else(|| subject_not_found(&descriptor))
+}
+
+async fn graph_group(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path(descriptor): Path<String>,
+) -> Result<Json<Value>> {
+    all_groups(&sim.org)
+        .iter()
+        .find(|r| group_descriptor(&sim.org, r) == descriptor)
+        .map(|r| Json(group_json(&sim.org, &base(&sim, &headers), r)))
+        .ok_or_else(|| subject_not_found(&descriptor))
+}
+
 async fn memberships(
     State(sim): Sim,
     headers: HeaderMap,
@@ -476,10 +529,7 @@ async fn memberships(
         .map(|i| person(org, i))
         .find(|p| p.descriptor == descriptor)
     else {
-        return Err(AdoError::not_found(
-            "GraphSubjectNotFoundException",
-            format!("VS860015: The subject with descriptor '{descriptor}' could not be found."),
-        ));
+        return Err(subject_not_found(&descriptor));
     };
     let value = if down {
         Vec::new()

@@ -35,6 +35,10 @@ const PRS_PAGE: usize = 101;
 pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
     let o = format!("/{}", sim.org.name);
     Router::new()
+        .route(
+            &format!("{o}/_apis/connectionData"),
+            get(super::server::connection_data),
+        )
         .route(&format!("{o}/_apis/projects"), get(list_projects))
         .route(
             &format!("{o}/_apis/projects/{{projectId}}"),
@@ -107,6 +111,11 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
         .merge(super::wiki::routes(&o))
         .merge(super::content::routes(&o))
         .fallback(not_found)
+        // Inside the gate, so a route Server lacks is still counted, authenticated and faulted.
+        .layer(middleware::from_fn_with_state(
+            sim.clone(),
+            super::server::flavour,
+        ))
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone())
 }

@@ -33,6 +33,10 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
             get(list_wikis),
         )
         .route(
+            &format!("{o}/{{project}}/_apis/wiki/wikis/{{wiki}}"),
+            get(get_wiki),
+        )
+        .route(
             &format!("{o}/{{project}}/_apis/wiki/wikis/{{wiki}}/pagesbatch"),
             post(pages_batch),
         )
@@ -120,6 +124,16 @@ async fn list_wikis(
         .map(|w| wiki_json(&base, p, w))
         .collect();
     Ok(Json(list_body(value)))
+}
+
+async fn get_wiki(
+    State(sim): Sim,
+    headers: HeaderMap,
+    Path((pkey, wkey)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let p = project(&sim, &pkey)?;
+    let w = find_wiki(&sim, p, &wkey)?;
+    Ok(Json(wiki_json(&base(&sim, &headers), p, &w)))
 }
 
 async fn pages_batch(

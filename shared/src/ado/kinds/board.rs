@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
+use super::common::{team_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
@@ -99,15 +101,14 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
 /// One team's iterations, each with `__project` and `__team`; none for a team deleted since the list.
 async fn team_iterations(ctx: &FetchContext, team: &Value) -> Result<Vec<Value>, AdoError> {
     let project = ctx.project_of_team(team).await?;
-    let req = Request::get(format!(
-        "/{}/{}/_apis/work/teamsettings/iterations",
-        str_field(&project, "id"),
-        str_field(team, "id")
-    ));
+    let (pid, tid) = (str_field(&project, "id"), str_field(team, "id"));
+    let req = Request::get(format!("/{pid}/{tid}/_apis/work/teamsettings/iterations"));
     let reply = match ctx.client.send(&req).await {
         Ok(r) => r,
-        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) => {
+            unless_parent_gone(&ctx.client, e, &team_request(pid, tid)).await?;
+            return Ok(Vec::new());
+        }
     };
     let mut page = crate::ado::paging::take_items(reply.body, "value");
     for it in &mut page {
@@ -152,8 +153,13 @@ impl KindSource for AreaPath {
         "area-path"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        depth(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["depth"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        depth(selector)?;
+        Ok(())
     }
 
     async fn fetch(
@@ -187,12 +193,12 @@ impl KindSource for AreaPath {
     }
 }
 
-fn depth(selector: &Selector) -> Result<Option<i64>, String> {
-    let d = selector
-        .int_option("depth", None)
-        .map_err(|e| e.to_string())?;
-    match d {
-        Some(d) if d < 0 => Err(format!("depth must be 0 or more, got {d}")),
+fn depth(selector: &Selector) -> Result<Option<i64>, OptionError> {
+    match selector.int_option("depth", None)? {
+        Some(d) if d < 0 => Err(OptionError::new(
+            "depth",
+            format!("must be 0 or more, got {d}"),
+        )),
         d => Ok(d),
     }
 }

@@ -9,9 +9,12 @@ use chrono::DateTime;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::{put, with_project};
+use super::common::{
+    Recheck, build_request, pipeline_request, put, recheck_parent, unless_parent_gone, with_project,
+};
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoClient, AdoError, Request};
 use crate::mapping::Selector;
@@ -60,8 +63,13 @@ impl KindSource for Build {
         "build"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        first_commit_option(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["enrichWithFirstCommit"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        selector.bool_option("enrichWithFirstCommit", false)?;
+        Ok(())
     }
 
     async fn fetch(
@@ -95,22 +103,10 @@ pub(crate) async fn enrich_builds(
     futures::stream::iter(page)
         .map(|mut build| async move {
             with_project(&mut build, project);
-            if first_commit {
-                match first_commit_of(client, project, &build).await {
-                    Ok(Some(commit)) => put(&mut build, "__firstCommit", commit),
-                    Ok(None) => {}
-                    // Throttling or an outage must fail the kind (a pass that silently drops the field
-                    // would rewrite every entity without it); anything else only costs this build its field.
-                    Err(e)
-                        if e.is_transient()
-                            || matches!(e, AdoError::Unauthorized(_) | AdoError::Forbidden(_)) =>
-                    {
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        tracing::warn!(build = %build["id"], error = %e, "first commit not found; the build is kept without __firstCommit");
-                    }
-                }
+            // A failing read fails the kind: a pass that silently drops the field would rewrite every
+            // entity without it. The few answers that mean "no first commit" are `Ok(None)`.
+            if first_commit && let Some(commit) = first_commit_of(client, project, &build).await? {
+                put(&mut build, "__firstCommit", commit);
             }
             Ok(build)
         })
@@ -131,10 +127,18 @@ async fn first_commit_of(
         "/{project_id}/_apis/build/builds/{}/changes",
         build["id"]
     ));
-    let pages: Vec<Vec<Value>> = client
+    let pages: Vec<Vec<Value>> = match client
         .token_pages(req, Some(PAGE_SIZE), "value")
         .try_collect()
-        .await?;
+        .await
+    {
+        Ok(pages) => pages,
+        // A build deleted since the list was read keeps no field (the next pass drops it).
+        Err(e) => {
+            unless_parent_gone(client, e, &build_request(project_id, &build["id"])).await?;
+            return Ok(None);
+        }
+    };
     let changes: Vec<Value> = pages.into_iter().flatten().collect();
     let count = changes.len();
     let earliest = changes
@@ -161,10 +165,28 @@ async fn first_commit_of(
     ) else {
         return Ok(None);
     };
+    // Only an Azure Repos repository has its commits here (a GitHub or Bitbucket one does not).
+    if build
+        .pointer("/repository/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.eq_ignore_ascii_case("TfsGit"))
+    {
+        return Ok(None);
+    }
     let req = Request::get(format!(
         "/{project_id}/_apis/git/repositories/{repo}/commits/{version}"
     ));
-    let mut commit = client.send(&req).await?.body;
+    // The commit is content of one build, not a listing: a commit that no longer exists (a
+    // force-push, a deleted repository) or a repository this server does not host leaves the build
+    // without the field, as the peer does.
+    let mut commit = match client.send(&req).await {
+        Ok(reply) => reply.body,
+        Err(e @ (AdoError::NotFound(_) | AdoError::Invalid(_))) => {
+            tracing::warn!(build = %build["id"], error = %e, "source commit not found; the build is kept without __firstCommit");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let sha = commit
         .get("commitId")
         .cloned()
@@ -212,22 +234,33 @@ impl KindSource for PipelineStage {
 }
 
 /// The Stage records of a build's timeline (only `stage_id` when given), with `__project` and `__build`.
-/// A build without a timeline yet (queued) has no stages.
+/// No stages for a build that is gone, or that has not started (a queued build may have no timeline
+/// yet); a 404 on the timeline of any other build fails the kind.
 pub(crate) async fn stages_of(
     client: &AdoClient,
     project: &Value,
     build: &Value,
     stage_id: Option<&str>,
 ) -> Result<Vec<Value>, AdoError> {
+    let project_id = str_field(project, "id");
     let req = Request::get(format!(
-        "/{}/_apis/build/builds/{}/timeline",
-        str_field(project, "id"),
+        "/{project_id}/_apis/build/builds/{}/timeline",
         build["id"]
     ));
     let timeline = match client.send(&req).await {
         Ok(reply) => reply.body,
-        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) => {
+            let parent = build_request(project_id, &build["id"]);
+            return match recheck_parent(client, e, &parent).await? {
+                Recheck::ParentGone => Ok(Vec::new()),
+                Recheck::ParentPresent { parent, .. }
+                    if str_field(&parent, "status") == "notStarted" =>
+                {
+                    Ok(Vec::new())
+                }
+                Recheck::ParentPresent { error, .. } => Err(error),
+            };
+        }
     };
     Ok(super::super::paging::take_items(timeline, "records")
         .into_iter()
@@ -298,9 +331,11 @@ async fn runs_of(
     let req = Request::get(format!("/{project_id}/_apis/pipelines/{pipeline_id}/runs"));
     let mut runs = match client.send(&req).await {
         Ok(reply) => super::super::paging::take_items(reply.body, "value"),
-        // Deleted between the two listings.
-        Err(AdoError::NotFound(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        // None only for a pipeline deleted between the two listings.
+        Err(e) => {
+            unless_parent_gone(client, e, &pipeline_request(project_id, pipeline_id)).await?;
+            return Ok(Vec::new());
+        }
     };
     if runs.len() >= RUNS_LIST_CAP {
         let seen: HashSet<u64> = runs.iter().filter_map(|r| r["id"].as_u64()).collect();

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::common::put;
+use super::common::{environment_request, put, unless_parent_gone};
 use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
 use crate::ado::{AdoError, ApiVersion, Request};
 use crate::mapping::Selector;
@@ -86,9 +86,10 @@ impl KindSource for PipelineDeployment {
                                 sink.send(page).await?;
                             }
                             Ok(None) => return Ok(()),
-                            // Deleted since the environment list was read.
-                            Err(AdoError::NotFound(_)) => return Ok(()),
-                            Err(e) => return Err(e),
+                            Err(e) => {
+                                let parent = environment_request(project_id, &env["id"]);
+                                return unless_parent_gone(&ctx.client, e, &parent).await;
+                            }
                         }
                     }
                 }

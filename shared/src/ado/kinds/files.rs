@@ -9,8 +9,11 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
+use super::common::{repository_request, unless_parent_gone};
 use super::glob::{Glob, is_glob};
-use super::{FetchContext, KindSource, PageSink, REPO_CONCURRENCY, option_error, str_field};
+use super::{
+    FetchContext, KindSource, OptionError, PageSink, REPO_CONCURRENCY, option_error, str_field,
+};
 use crate::ado::{AdoClient, AdoError, Request};
 use crate::mapping::Selector;
 
@@ -46,7 +49,30 @@ fn items_path(repo: &Value) -> String {
     )
 }
 
-/// One file on a branch, with its content; `None` when the path does not exist there.
+/// Whether Azure DevOps answered that the path (TF401174, `GitItemNotFoundException`) or the branch
+/// (TF401175, `GitUnresolvableToCommitException`) does not exist in the repository: a definite answer
+/// from the repository itself, unlike a bare 404 (an unknown route, a proxy), which proves nothing.
+/// The single-item GET answers these with 404, `itemsbatch` with 400.
+fn path_or_branch_missing(e: &AdoError) -> bool {
+    match e {
+        AdoError::NotFound(m) | AdoError::Invalid(m) => {
+            m.contains("TF401174") || m.contains("TF401175")
+        }
+        _ => false,
+    }
+}
+
+/// What a failed read of a path means: `Ok(())` when the path or branch is not there, or the
+/// repository itself is gone; otherwise the error, for the kind to fail with.
+async fn nothing_at_path(client: &AdoClient, e: AdoError, repo: &Value) -> Result<(), AdoError> {
+    if path_or_branch_missing(&e) {
+        return Ok(());
+    }
+    unless_parent_gone(client, e, &repository_request(repo)).await
+}
+
+/// One file on a branch, with its content; `None` when the path (or the branch, or the repository)
+/// does not exist.
 pub(crate) async fn read_file(
     client: &AdoClient,
     repo: &Value,
@@ -61,9 +87,7 @@ pub(crate) async fn read_file(
         .query("includeContentMetadata", "true");
     match client.send(&req).await {
         Ok(reply) => Ok(Some(reply.body)),
-        // ADO answers 404 for a missing path and 400 for a missing branch.
-        Err(AdoError::NotFound(_) | AdoError::Invalid(_)) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => nothing_at_path(client, e, repo).await.map(|()| None),
     }
 }
 
@@ -80,8 +104,10 @@ pub(crate) fn resolve(base: &str, path: &str) -> String {
 }
 
 /// `__includedFiles` for one item: each requested path, resolved under `base`, read from `branch`.
-/// Missing files give `""` (the peer's shape); a failing read fails the kind rather than writing `""`
-/// over real content.
+/// These are content of the item, not a listing, and optional by design: a README that a repository
+/// does not have is `""` (the peer's shape), which deletes nothing. Only a definite answer gives `""`
+/// (the path or branch is not there, or the repository is gone); any other failing read fails the
+/// kind rather than writing `""` over real content.
 pub(crate) async fn included_files(
     client: &AdoClient,
     repo: &Value,
@@ -261,8 +287,15 @@ impl KindSource for File {
         "file"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        FileOptions::read(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["files", "includedFiles"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        included_option(selector).map_err(OptionError::on("includedFiles"))?;
+        // `includedFiles` is fine, so what is left is about `files`.
+        FileOptions::read(selector).map_err(OptionError::on("files"))?;
+        Ok(())
     }
 
     async fn fetch(
@@ -332,9 +365,10 @@ pub(crate) async fn repo_files(
         );
         let groups = match client.send(&req).await {
             Ok(r) => crate::ado::paging::take_items(r.body, "value"),
-            // 400/404: the path is not on the branch.
-            Err(AdoError::Invalid(_) | AdoError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                nothing_at_path(client, e, repo).await?;
+                continue;
+            }
         };
         for item in groups.into_iter().flat_map(|g| match g {
             Value::Array(items) => items,
@@ -519,8 +553,16 @@ impl KindSource for Folder {
         "folder"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        FolderOptions::read(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["project_name", "folders", "includedFiles"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        selector.str_option("project_name")?;
+        included_option(selector).map_err(OptionError::on("includedFiles"))?;
+        // The other options are fine, so what is left is about `folders`.
+        FolderOptions::read(selector).map_err(OptionError::on("folders"))?;
+        Ok(())
     }
 
     async fn fetch(
@@ -579,8 +621,10 @@ pub(crate) async fn repo_folders(
         .query("versionDescriptor.versionType", "branch");
     let listed = match client.send(&req).await {
         Ok(r) => crate::ado::paging::take_items(r.body, "value"),
-        Err(AdoError::NotFound(_) | AdoError::Invalid(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) => {
+            nothing_at_path(client, e, repo).await?;
+            return Ok(Vec::new());
+        }
     };
     let mut out = Vec::new();
     for mut item in listed {

@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::{healthy_repos, put, repo_project};
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use super::common::{
+    Recheck, healthy_repos, healthy_repos_first_alone, put, recheck_parent, repo_project,
+    repository_request, unless_parent_gone,
+};
+use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoError, ApiVersion, Request, Service};
 use crate::mapping::Selector;
 
@@ -65,6 +68,8 @@ impl KindSource for Branch {
         _selector: &Selector,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
+        // An empty repository (no commit yet) answers this listing with no refs (200, `count: 0`): it
+        // needs no special case. Disabled ones refuse every git read and are not asked at all.
         healthy_repos(ctx, |repo| async move {
             let req = Request::get(format!(
                 "/{}/_apis/git/repositories/{}/refs",
@@ -92,9 +97,10 @@ impl KindSource for Branch {
                         sink.send(branches).await?;
                     }
                     Ok(None) => return Ok(()),
-                    // Removed since the repository list was read: it has no branches left.
-                    Err(AdoError::NotFound(_)) => return Ok(()),
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        return unless_parent_gone(&ctx.client, e, &repository_request(&repo))
+                            .await;
+                    }
                 }
             }
         })
@@ -216,8 +222,13 @@ impl KindSource for AdvancedSecurityAlert {
         "advanced-security-alert"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        Criteria::read(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["criteria"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        Criteria::read(selector).map_err(OptionError::on("criteria"))?;
+        Ok(())
     }
 
     async fn fetch(
@@ -229,7 +240,9 @@ impl KindSource for AdvancedSecurityAlert {
         let criteria =
             Criteria::read(selector).map_err(|e| option_error("advanced-security-alert", e))?;
         let criteria = &criteria;
-        healthy_repos(ctx, |repo| async move {
+        // The first repository is asked alone: on a server without Advanced Security its answer is
+        // enough to know, and the other repositories are not asked for nothing.
+        healthy_repos_first_alone(ctx, |repo| async move {
             let (project, id) = (
                 repo_project(&repo).to_owned(),
                 str_field(&repo, "id").to_owned(),
@@ -252,7 +265,7 @@ impl KindSource for AdvancedSecurityAlert {
                         sink.send(page).await?;
                     }
                     Ok(None) => return Ok(()),
-                    Err(e) => return unavailable(e, &id),
+                    Err(e) => return unavailable(ctx, e, &repo).await,
                 }
             }
         })
@@ -266,20 +279,43 @@ pub(crate) fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
     put(alert, "__projectId", json!(project_id));
 }
 
-/// A repository without Advanced Security answers 400: it has no alerts. A missing API (404, or a refused
-/// api-version) means the server does not offer Advanced Security at all, which fails the kind with a
-/// message that says so rather than a bare HTTP error.
-fn unavailable(e: AdoError, repo: &str) -> Result<(), AdoError> {
+/// Why a repository's alerts could not be listed.
+/// - 400: Advanced Security is not enabled on this repository, which has no alerts (the peer skips it
+///   the same way).
+/// - 404 while the repository itself still answers: the server has no Advanced Security at all (Azure
+///   DevOps Server answers 404 for the whole API), so the kind is [`AdoError::NotAvailable`]. On
+///   Azure DevOps Services the API always exists, so there it is an error like any other.
+/// - 404 because the repository is gone: it has no alerts left.
+/// - A refused api-version: this server does not serve the version the alerts API exists in.
+async fn unavailable(ctx: &FetchContext, e: AdoError, repo: &Value) -> Result<(), AdoError> {
+    let on_server = !ctx.client.org_url().is_cloud();
     match e {
+        AdoError::Invalid(m) if m.to_ascii_lowercase().contains("version") && on_server => {
+            Err(not_on_this_server(&m))
+        }
         AdoError::Invalid(m) if !m.to_ascii_lowercase().contains("version") => {
-            tracing::debug!(repository = %repo, reason = %m, "Advanced Security is not enabled on this repository");
+            tracing::debug!(repository = %str_field(repo, "id"), reason = %m, "Advanced Security is not enabled on this repository");
             Ok(())
         }
-        AdoError::NotFound(m) | AdoError::Invalid(m) => Err(AdoError::Invalid(format!(
-            "advanced-security-alert: this organisation does not serve the Advanced Security alerts API (api-version {ADVSEC_VERSION}); it exists only on Azure DevOps Services with Advanced Security. Remove the kind from the mapping for Azure DevOps Server. ({m})"
-        ))),
+        e @ AdoError::NotFound(_) => {
+            match recheck_parent(&ctx.client, e.clone(), &repository_request(repo)).await? {
+                Recheck::ParentGone => Ok(()),
+                Recheck::ParentPresent { .. } if on_server => {
+                    Err(not_on_this_server(&e.to_string()))
+                }
+                Recheck::ParentPresent { error, .. } => Err(error),
+            }
+        }
         other => Err(other),
     }
+}
+
+fn not_on_this_server(detail: &str) -> AdoError {
+    AdoError::NotAvailable(format!(
+        "advanced-security-alert: this server does not serve the Advanced Security alerts API (api-version \
+         {ADVSEC_VERSION}); it exists only on Azure DevOps Services with Advanced Security, not on Azure \
+         DevOps Server. Remove the kind from the mapping for this organisation ({detail})"
+    ))
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
+use super::common::unless_parent_gone;
 use super::org_lists::services_only;
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
 use crate::mapping::Selector;
 
@@ -36,25 +37,27 @@ enum Source {
 
 const FIELDS: &[&str] = &["license", "extensions", "projects", "groupRules"];
 
-fn read_source(selector: &Selector) -> Result<Source, String> {
-    let e = |e: crate::mapping::MappingError| e.to_string();
-    let source = selector.str_option("source").map_err(e)?;
+fn read_source(selector: &Selector) -> Result<Source, OptionError> {
+    let source = selector.str_option("source")?;
     match source.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("entitlements") => {
-            let fields = selector.str_list_option("includeFields").map_err(e)?;
+            let fields = selector.str_list_option("includeFields")?;
             for f in &fields {
                 if !FIELDS.iter().any(|k| k.eq_ignore_ascii_case(f)) {
-                    return Err(format!(
-                        "includeFields: {f:?} is not one of {}",
-                        FIELDS.join(", ")
+                    return Err(OptionError::new(
+                        "includeFields",
+                        format!("{f:?} is not one of {}", FIELDS.join(", ")),
                     ));
                 }
             }
-            let api_version = selector.str_option("apiVersion").map_err(e)?;
+            let api_version = selector.str_option("apiVersion")?;
             if let Some(v) = &api_version
                 && major(v).is_none()
             {
-                return Err(format!("apiVersion {v:?} is not an api-version like 7.1"));
+                return Err(OptionError::new(
+                    "apiVersion",
+                    format!("{v:?} is not an api-version like 7.1"),
+                ));
             }
             Ok(Source::Entitlements {
                 select: (!fields.is_empty()).then(|| fields.join(",")),
@@ -62,15 +65,14 @@ fn read_source(selector: &Selector) -> Result<Source, String> {
             })
         }
         Some("graph") => Ok(Source::Graph {
-            subject_types: Some(selector.str_list_option("subjectTypes").map_err(e)?)
+            subject_types: Some(selector.str_list_option("subjectTypes")?)
                 .filter(|t| !t.is_empty())
                 .map(|t| t.join(",")),
-            memberships: selector
-                .bool_option("includeGroupMemberships", false)
-                .map_err(e)?,
+            memberships: selector.bool_option("includeGroupMemberships", false)?,
         }),
-        Some(other) => Err(format!(
-            "source must be entitlements or graph, got {other:?}"
+        Some(other) => Err(OptionError::new(
+            "source",
+            format!("must be entitlements or graph, got {other:?}"),
         )),
     }
 }
@@ -85,7 +87,17 @@ impl KindSource for User {
         "user"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &[
+            "source",
+            "subjectTypes",
+            "includeGroupMemberships",
+            "includeFields",
+            "apiVersion",
+        ]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         read_source(selector).map(|_| ())
     }
 
@@ -129,7 +141,7 @@ async fn entitlements(
     if let Some(s) = select {
         req = req.query("select", s);
     }
-    let fail = |e| services_only(e, "user", "Member Entitlement Management");
+    let fail = |e| services_only(e, &ctx.client, "user", "Member Entitlement Management");
     if legacy {
         let mut skip = 0usize;
         loop {
@@ -170,7 +182,7 @@ async fn graph_users(
     while let Some(page) = pages
         .try_next()
         .await
-        .map_err(|e| services_only(e, "user", "Graph"))?
+        .map_err(|e| services_only(e, &ctx.client, "user", "Graph"))?
     {
         if !memberships {
             sink.send(page).await?;
@@ -214,7 +226,7 @@ async fn groups_of(client: &AdoClient, descriptor: &str) -> Result<Vec<Value>, A
     if descriptor.is_empty() {
         return Ok(Vec::new());
     }
-    let containers: Vec<String> = memberships(client, descriptor, "up")
+    let containers: Vec<String> = memberships(client, descriptor, Direction::UpFromUser)
         .await?
         .iter()
         .map(|m| str_field(m, "containerDescriptor").to_owned())
@@ -222,20 +234,37 @@ async fn groups_of(client: &AdoClient, descriptor: &str) -> Result<Vec<Value>, A
     lookup(client, &containers).await
 }
 
+/// Which way [`memberships`] looks from a subject, and the subject's own GET (its parent listing).
+#[derive(Clone, Copy)]
+enum Direction {
+    /// The groups a user belongs to.
+    UpFromUser,
+    /// The members of a group.
+    DownFromGroup,
+}
+
 async fn memberships(
     client: &AdoClient,
     descriptor: &str,
-    direction: &str,
+    direction: Direction,
 ) -> Result<Vec<Value>, AdoError> {
+    let (way, subjects) = match direction {
+        Direction::UpFromUser => ("up", "users"),
+        Direction::DownFromGroup => ("down", "groups"),
+    };
     let req = Request::get(format!("/_apis/graph/memberships/{descriptor}"))
         .service(Service::Identity)
         .version(ApiVersion::Preview(1))
-        .query("direction", direction);
+        .query("direction", way);
     match client.send(&req).await {
         Ok(reply) => Ok(crate::ado::paging::take_items(reply.body, "value")),
-        // The subject was removed since it was listed.
-        Err(AdoError::NotFound(_)) => Ok(Vec::new()),
-        Err(e) => Err(e),
+        Err(e) => {
+            let subject = Request::get(format!("/_apis/graph/{subjects}/{descriptor}"))
+                .service(Service::Identity)
+                .version(ApiVersion::Preview(1));
+            unless_parent_gone(client, e, &subject).await?;
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -290,12 +319,15 @@ impl KindSource for GroupMember {
     ) -> Result<(), AdoError> {
         let groups = ctx.groups().await?;
         for group in groups.iter() {
-            let members: Vec<String> =
-                memberships(&ctx.client, str_field(group, "descriptor"), "down")
-                    .await?
-                    .iter()
-                    .map(|m| str_field(m, "memberDescriptor").to_owned())
-                    .collect();
+            let members: Vec<String> = memberships(
+                &ctx.client,
+                str_field(group, "descriptor"),
+                Direction::DownFromGroup,
+            )
+            .await?
+            .iter()
+            .map(|m| str_field(m, "memberDescriptor").to_owned())
+            .collect();
             for batch in members.chunks(LOOKUP_BATCH) {
                 let mut subjects = lookup(&ctx.client, batch).await?;
                 for s in &mut subjects {

@@ -5,6 +5,7 @@
 
 mod builds;
 mod common;
+mod deployment;
 mod environments;
 mod git_extras;
 mod pipeline;
@@ -30,6 +31,8 @@ pub(crate) use files::{
 };
 pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
 
+pub use deployment::Deployment;
+
 pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
 pub(crate) use environments::environments_request;
 pub(crate) use git_extras::{ADVSEC_VERSION, Criteria, branch_item, enrich_alert};
@@ -45,7 +48,7 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::{AdoClient, AdoError, ApiVersion, Request};
-use crate::mapping::Selector;
+use crate::mapping::{MappingError, PortAppConfig, Selector};
 
 /// Where a kind delivers its pages. Either a bounded channel of raw pages (tests, previews) or a
 /// [`PageHandler`] that takes each page as soon as it is listed. Kinds should send from inside their
@@ -261,8 +264,16 @@ pub trait KindSource: Send + Sync {
     /// The kind name used in `port-app-config` (`project`, `work-item`, …).
     fn name(&self) -> &'static str;
 
-    /// Checks the selector's kind-specific options, so a bad option fails the pass before any call.
-    fn check(&self, _selector: &Selector) -> Result<(), String> {
+    /// The selector options this kind reads, besides the ones every kind takes ([`COMMON_OPTIONS`]).
+    /// Any other key is refused when the mapping is compiled: a misspelt option would otherwise be
+    /// ignored silently and the kind would list something else than the user asked for.
+    fn options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Checks the values of the selector's options (types, allowed values), so a bad option fails when
+    /// the mapping is compiled, before any call.
+    fn check(&self, _selector: &Selector) -> Result<(), OptionError> {
         Ok(())
     }
 
@@ -312,6 +323,89 @@ pub fn find(name: &str) -> Option<&'static dyn KindSource> {
     ALL.iter().copied().find(|k| k.name() == name)
 }
 
+/// Selector keys every kind accepts besides `query` (which the mapping parser takes out): the peer's
+/// selectors carry `exportEnvVariables` too, so a mapping written for it keeps compiling.
+pub const COMMON_OPTIONS: &[&str] = &["exportEnvVariables"];
+
+/// A selector option a kind cannot use: which option, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {message}")]
+pub struct OptionError {
+    pub option: String,
+    pub message: String,
+}
+
+impl OptionError {
+    pub(crate) fn new(option: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            option: option.to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    /// For `map_err`: the error of a reader that concerns one option.
+    pub(crate) fn on(option: &str) -> impl FnOnce(String) -> Self + '_ {
+        move |message| Self::new(option, message)
+    }
+}
+
+/// The selector helpers name the option in their key (`selector.defaultTeam`).
+impl From<MappingError> for OptionError {
+    fn from(e: MappingError) -> Self {
+        match e {
+            MappingError::Invalid { key, message } => Self {
+                option: key.strip_prefix("selector.").unwrap_or(&key).to_owned(),
+                message,
+            },
+            other => Self::new("selector", other),
+        }
+    }
+}
+
+/// Refuses, before any call, what no pass could use: an unknown kind, a selector option the kind does
+/// not know, or an option value of the wrong type or out of range. The error names the field, e.g.
+/// `resources[3].selector.wiqll`.
+pub fn check_mapping(config: &PortAppConfig) -> Result<(), MappingError> {
+    for (i, resource) in config.resources.iter().enumerate() {
+        let Some(kind) = find(&resource.kind) else {
+            let known: Vec<&str> = ALL.iter().map(|k| k.name()).collect();
+            return Err(MappingError::Invalid {
+                key: format!("resources[{i}].kind"),
+                message: format!(
+                    "unknown kind {:?} (known: {})",
+                    resource.kind,
+                    known.join(", ")
+                ),
+            });
+        };
+        let options = kind.options();
+        if let Some(unknown) = resource
+            .selector
+            .options
+            .keys()
+            .find(|k| !options.contains(&k.as_str()) && !COMMON_OPTIONS.contains(&k.as_str()))
+        {
+            let known: Vec<&str> = std::iter::once("query")
+                .chain(options.iter().copied())
+                .collect();
+            return Err(MappingError::Invalid {
+                key: format!("resources[{i}].selector.{unknown}"),
+                message: format!(
+                    "unknown option for kind {} (known: {})",
+                    kind.name(),
+                    known.join(", ")
+                ),
+            });
+        }
+        kind.check(&resource.selector)
+            .map_err(|e| MappingError::Invalid {
+                key: format!("resources[{i}].selector.{}", e.option),
+                message: e.message,
+            })?;
+    }
+    Ok(())
+}
+
 pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -337,4 +431,165 @@ pub(crate) fn is_healthy_repo(repo: &Value) -> bool {
             project_state,
             "deleted" | "deleting" | "new" | "createPending"
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::runtime::{self, SetupError, compile_mapping};
+
+    fn block(kind: &str, options: &str) -> String {
+        format!(
+            "  - kind: {kind}\n    selector:\n      query: 'true'\n{options}    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
+        )
+    }
+
+    /// The mapping's error as the user reads it, when the fourth block is `kind` with `options`.
+    fn refusal(kind: &str, options: &str) -> String {
+        let text = format!(
+            "resources:\n{}{}{}{}",
+            block("project", ""),
+            block("repository", ""),
+            block("pipeline", ""),
+            block(kind, options)
+        );
+        match compile_mapping(&text, "test", false) {
+            Err(e @ SetupError::Mapping { .. }) => e.to_string(),
+            other => panic!("expected a mapping error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_fails_compile_with_its_path() {
+        let e = refusal("work-items", "");
+        assert!(e.contains("resources[3].kind"), "{e}");
+        assert!(e.contains("unknown kind \"work-items\""), "{e}");
+        assert!(e.contains("work-item,"), "the known kinds are listed: {e}");
+    }
+
+    #[test]
+    fn an_unknown_option_fails_compile_with_its_path_and_the_known_ones() {
+        let e = refusal("work-item", "      wiqll: \"[System.State] = 'New'\"\n");
+        assert!(
+            e.contains(
+                "resources[3].selector.wiqll: unknown option for kind work-item (known: query, wiql, expand)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_option_fails_compile_with_its_path() {
+        let e = refusal("project", "      defaultTeam: [yes]\n");
+        assert!(e.contains("resources[3].selector.defaultTeam"), "{e}");
+        let e = refusal("pull-request", "      maxResults: 0\n");
+        assert!(e.contains("resources[3].selector.maxResults"), "{e}");
+        assert!(e.contains("at least 1"), "{e}");
+        let e = refusal("user", "      includeFields: [license, salary]\n");
+        assert!(e.contains("resources[3].selector.includeFields"), "{e}");
+        let e = refusal("file", "      files: {path: 3}\n");
+        assert!(e.contains("resources[3].selector.files"), "{e}");
+        let e = refusal(
+            "file",
+            "      files: {path: a.json}\n      includedFiles: {README.md: 1}\n",
+        );
+        assert!(e.contains("resources[3].selector.includedFiles"), "{e}");
+    }
+
+    #[test]
+    fn every_mapping_we_ship_or_the_peer_documents_compiles() {
+        for (name, text) in [
+            ("default", runtime::DEFAULT_MAPPING),
+            ("server default", runtime::DEFAULT_MAPPING_SERVER),
+            (
+                "peer default",
+                include_str!("../../../testdata/mapping/port-app-config.yaml"),
+            ),
+            (
+                "all kinds",
+                include_str!("../../../../tests/data/mapping-all-kinds.yaml"),
+            ),
+        ] {
+            if let Err(e) = compile_mapping(text, name, false) {
+                panic!("{name}: {e}");
+            }
+        }
+        // Every option of the peer's documentation (§1) and of its example mappings, with the common
+        // `exportEnvVariables`.
+        let peer_options = [
+            ("project", "      defaultTeam: 'true'\n"),
+            ("repository", "      includedFiles: [README.md]\n"),
+            (
+                "pull-request",
+                "      minTimeInDays: 3\n      maxResults: 10\n",
+            ),
+            ("pipeline", "      includeRepo: true\n"),
+            ("build", "      enrichWithFirstCommit: true\n"),
+            (
+                "team",
+                "      includeMembers: true\n      includeAreaPaths: true\n",
+            ),
+            (
+                "work-item",
+                "      wiql: \"[System.State] = 'New'\"\n      expand: All\n",
+            ),
+            (
+                "release",
+                "      expand: environments\n      statusFilter: active\n      tagFilter: [a, b]\n      sourceBranchFilter: main\n      minCreatedTime: '2024-01-01T00:00:00Z'\n      maxCreatedTime: '2025-01-01T00:00:00Z'\n",
+            ),
+            (
+                "release-definition",
+                "      expand: environments\n      tagFilter: [a]\n",
+            ),
+            ("release-deployment", "      includeRelease: true\n"),
+            (
+                "test-run",
+                "      includeResults: false\n      codeCoverage: {flags: 7}\n",
+            ),
+            (
+                "file",
+                "      files: {path: ['*.json', README.md], repos: [api]}\n      includedFiles: [README.md]\n",
+            ),
+            (
+                "user",
+                "      source: entitlements\n      includeFields: [license, projects]\n      apiVersion: '7.1-preview.3'\n",
+            ),
+            (
+                "user",
+                "      source: graph\n      subjectTypes: [aad, msa]\n      includeGroupMemberships: true\n",
+            ),
+            (
+                "folder",
+                "      project_name: Proj\n      folders: [{path: 'services/*', repos: [{name: api, branch: main}]}]\n      includedFiles: [README.md]\n",
+            ),
+            ("area-path", "      depth: 2\n"),
+            (
+                "advanced-security-alert",
+                "      criteria: {states: [active], severity: [high], alertType: code}\n",
+            ),
+            (
+                "wiki",
+                "      wikiType: projectWiki\n      includeContent: true\n      apiVersion: '7.1'\n",
+            ),
+            ("branch", "      exportEnvVariables: [HOME]\n"),
+        ];
+        for (kind, options) in peer_options {
+            let text = format!("resources:\n{}", block(kind, options));
+            if let Err(e) = compile_mapping(&text, kind, false) {
+                panic!("{kind}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_server_default_is_the_default_without_the_kinds_server_lacks() {
+        let parse = |t: &str| serde_yaml::from_str::<serde_json::Value>(t).unwrap();
+        let mut full = parse(runtime::DEFAULT_MAPPING);
+        let server = parse(runtime::DEFAULT_MAPPING_SERVER);
+        let lacking = ["user", "group", "group-member", "advanced-security-alert"];
+        let resources = full["resources"].as_array_mut().unwrap();
+        let before = resources.len();
+        resources.retain(|r| !lacking.contains(&r["kind"].as_str().unwrap()));
+        assert_eq!(resources.len(), before - lacking.len());
+        assert_eq!(full, server);
+    }
 }

@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
-use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
-use crate::ado::{AdoError, ApiVersion, Request, Service};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
+
+use super::common::{team_request, unless_parent_gone};
+use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
+use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
 
 #[derive(Default)]
 pub(crate) struct OrgLists {
@@ -88,10 +90,18 @@ impl FetchContext {
     async fn team_boards(&self, team: &Value) -> Result<Vec<Board>, AdoError> {
         let project = self.project_of_team(team).await?;
         let (pid, tid) = (str_field(&project, "id"), str_field(team, "id"));
-        let list = self
+        // A team deleted since the team list was read has no boards left; any other 404 fails the kind.
+        let list = match self
             .client
             .send(&Request::get(format!("/{pid}/{tid}/_apis/work/boards")))
-            .await?;
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                unless_parent_gone(&self.client, e, &team_request(pid, tid)).await?;
+                return Ok(Vec::new());
+            }
+        };
         let mut out = Vec::new();
         for reference in crate::ado::paging::take_items(list.body, "value") {
             let detail = self
@@ -103,9 +113,12 @@ impl FetchContext {
                 .await;
             let board = match detail {
                 Ok(reply) => merge(reference, reply.body),
-                // Deleted between the list and the read.
-                Err(AdoError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+                // A board is not deleted on its own (it belongs to a backlog level of the team), so
+                // a listed board whose GET answers 404 is gone only with its team.
+                Err(e) => {
+                    unless_parent_gone(&self.client, e, &team_request(pid, tid)).await?;
+                    return Ok(Vec::new());
+                }
             };
             out.push(Board {
                 board,
@@ -127,7 +140,7 @@ impl FetchContext {
                 let pages: Vec<Vec<Value>> = self
                     .client
                     .token_pages(req, None, "value")
-                    .map_err(|e| services_only(e, "group", "Graph"))
+                    .map_err(|e| services_only(e, &self.client, "group", "Graph"))
                     .try_collect()
                     .await?;
                 Ok(pages.into_iter().flatten().collect())
@@ -144,16 +157,19 @@ fn merge(mut base: Value, detail: Value) -> Value {
     base
 }
 
-/// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; a server
-/// answers 404 for their whole area. Say so instead of a bare "not found", so the kind fails with a
-/// reason and the rest of the pass carries on.
-pub(crate) fn services_only(e: AdoError, kind: &str, api: &str) -> AdoError {
+/// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; Azure DevOps
+/// Server answers 404 for their whole area, so a 404 on one of their organisation-wide collections
+/// means the kind is [`AdoError::NotAvailable`] there, with a reason, and the rest of the pass carries
+/// on. On Services these APIs always exist: a 404 there is an error like any other.
+pub(crate) fn services_only(e: AdoError, client: &AdoClient, kind: &str, api: &str) -> AdoError {
     match e {
-        AdoError::NotFound(detail) => AdoError::Invalid(format!(
-            "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
-             Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for this \
-             organisation ({detail})"
-        )),
+        AdoError::NotFound(detail) if !client.org_url().is_cloud() => {
+            AdoError::NotAvailable(format!(
+                "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
+                 Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
+                 this organisation ({detail})"
+            ))
+        }
         other => other,
     }
 }

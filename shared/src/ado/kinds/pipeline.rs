@@ -5,8 +5,10 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
+use super::common::{pipeline_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoClient, AdoError, Request};
 use crate::mapping::Selector;
@@ -19,8 +21,13 @@ impl KindSource for Pipeline {
         "pipeline"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        include_repo_option(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["includeRepo"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        selector.bool_option("includeRepo", false)?;
+        Ok(())
     }
 
     async fn fetch(
@@ -76,8 +83,11 @@ pub(crate) fn include_repo_option(selector: &Selector) -> Result<bool, String> {
 const DEFINITION_CONCURRENCY: usize = 8;
 
 /// Adds `__repository` (the build definition's `repository` plus its `project`) to each pipeline. Each
-/// pipeline keeps its own answer: a definition that is gone leaves only that pipeline without the field
-/// (the peer zips answers after dropping 404s, which shifts every later pipeline onto the wrong repo).
+/// pipeline keeps its own answer (the peer zips answers after dropping 404s, which shifts every later
+/// pipeline onto the wrong repo). A pipeline is its build definition, so the definition answers 404
+/// only when the pipeline is gone; then it is kept without the field (the next pass no longer lists
+/// it). A 404 while the pipeline still answers fails the kind rather than write it without its
+/// repository.
 pub(crate) async fn with_repositories(
     client: &AdoClient,
     page: Vec<Value>,
@@ -93,7 +103,8 @@ pub(crate) async fn with_repositories(
                 Ok(reply) => {
                     let def = reply.body;
                     if let Some(mut repo) = def.get("repository").cloned() {
-                        if let (Value::Object(map), Some(project)) = (&mut repo, def.get("project")) {
+                        if let (Value::Object(map), Some(project)) = (&mut repo, def.get("project"))
+                        {
                             map.insert("project".into(), project.clone());
                         }
                         if let Value::Object(map) = &mut pipeline {
@@ -101,10 +112,11 @@ pub(crate) async fn with_repositories(
                         }
                     }
                 }
-                Err(AdoError::NotFound(_)) => {
-                    tracing::info!(pipeline = %pipeline["id"], "build definition not found; pipeline kept without __repository");
+                Err(e) => {
+                    let parent =
+                        pipeline_request(str_field(&pipeline, "__projectId"), &pipeline["id"]);
+                    unless_parent_gone(client, e, &parent).await?;
                 }
-                Err(e) => return Err(e),
             }
             Ok(pipeline)
         })

@@ -6,7 +6,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
@@ -19,11 +20,13 @@ impl KindSource for Project {
         "project"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        selector
-            .bool_option("defaultTeam", false)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn options(&self) -> &'static [&'static str] {
+        &["defaultTeam"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        selector.bool_option("defaultTeam", false)?;
+        Ok(())
     }
 
     async fn fetch(
@@ -41,21 +44,20 @@ impl KindSource for Project {
                 sink.send(chunk.to_vec()).await?;
                 continue;
             }
-            let detailed: Vec<Option<Value>> = futures::stream::iter(chunk.to_vec())
+            let detailed: Vec<Value> = futures::stream::iter(chunk.to_vec())
                 .map(|p| async move {
                     let req = Request::get(format!("/_apis/projects/{}", str_field(&p, "id")))
                         .query("includeCapabilities", "true");
-                    match ctx.client.send(&req).await {
-                        Ok(reply) => Ok(Some(reply.body)),
-                        // Deleted between the list and the read: it is gone, not an error.
-                        Err(AdoError::NotFound(_)) => Ok(None),
-                        Err(e) => Err(e),
-                    }
+                    // A project just listed whose GET answers 404 fails the kind rather than being
+                    // dropped: this GET is the only proof there is, and dropping on it would delete
+                    // every project the day the route misbehaves. A project deleted mid-pass is left
+                    // out of the next pass's listing, which deletes it then.
+                    ctx.client.send(&req).await.map(|reply| reply.body)
                 })
                 .buffered(PROJECT_CONCURRENCY)
                 .try_collect()
                 .await?;
-            sink.send(detailed.into_iter().flatten().collect()).await?;
+            sink.send(detailed).await?;
         }
         Ok(())
     }

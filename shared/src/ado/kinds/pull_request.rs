@@ -14,7 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PageSink, is_healthy_repo, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, is_healthy_repo, option_error,
+    str_field,
 };
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
@@ -30,23 +31,18 @@ struct Options {
 }
 
 impl Options {
-    fn read(selector: &Selector) -> Result<Self, String> {
-        let min_time_in_days = selector
-            .int_option("minTimeInDays", Some(7))
-            .map_err(|e| e.to_string())?
-            .unwrap_or(7);
-        let max_results = selector
-            .int_option("maxResults", Some(100))
-            .map_err(|e| e.to_string())?
-            .unwrap_or(100);
-        if min_time_in_days < 1 {
-            return Err(format!(
-                "minTimeInDays must be at least 1, got {min_time_in_days}"
-            ));
-        }
-        if max_results < 1 {
-            return Err(format!("maxResults must be at least 1, got {max_results}"));
-        }
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
+        let at_least_one = |key: &str, default: i64| -> Result<i64, OptionError> {
+            match selector.int_option(key, Some(default))?.unwrap_or(default) {
+                n if n < 1 => Err(OptionError::new(
+                    key,
+                    format!("must be at least 1, got {n}"),
+                )),
+                n => Ok(n),
+            }
+        };
+        let min_time_in_days = at_least_one("minTimeInDays", 7)?;
+        let max_results = at_least_one("maxResults", 100)?;
         Ok(Self {
             min_time_in_days,
             max_results: max_results as usize,
@@ -60,7 +56,11 @@ impl KindSource for PullRequest {
         "pull-request"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["minTimeInDays", "maxResults"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         Options::read(selector).map(|_| ())
     }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::common::{joined, project_pages, put};
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoError, Request, Service};
 use crate::mapping::Selector;
 
@@ -17,24 +17,22 @@ struct ReleaseOptions {
 }
 
 impl ReleaseOptions {
-    fn read(selector: &Selector) -> Result<Self, String> {
-        let text = |k: &str| selector.str_option(k).map_err(|e| e.to_string());
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
+        let text = |k: &str| selector.str_option(k);
         let mut query = Vec::new();
         if let Some(e) = text("expand")? {
             query.push(("$expand", e));
         }
         if let Some(s) = text("statusFilter")? {
             if !STATUSES.contains(&s.as_str()) {
-                return Err(format!(
-                    "statusFilter must be one of {}; got {s:?}",
-                    STATUSES.join(", ")
+                return Err(OptionError::new(
+                    "statusFilter",
+                    format!("must be one of {}; got {s:?}", STATUSES.join(", ")),
                 ));
             }
             query.push(("statusFilter", s));
         }
-        let tags = selector
-            .str_list_option("tagFilter")
-            .map_err(|e| e.to_string())?;
+        let tags = selector.str_list_option("tagFilter")?;
         if let Some(t) = joined(tags) {
             query.push(("tagFilter", t));
         }
@@ -62,7 +60,18 @@ impl KindSource for Release {
         "release"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &[
+            "expand",
+            "statusFilter",
+            "tagFilter",
+            "sourceBranchFilter",
+            "minCreatedTime",
+            "maxCreatedTime",
+        ]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         ReleaseOptions::read(selector).map(|_| ())
     }
 
@@ -96,17 +105,12 @@ struct DefinitionOptions {
 }
 
 impl DefinitionOptions {
-    fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
         Ok(Self {
             expand: selector
-                .str_option("expand")
-                .map_err(|e| e.to_string())?
+                .str_option("expand")?
                 .unwrap_or_else(|| "environments".to_owned()),
-            tags: joined(
-                selector
-                    .str_list_option("tagFilter")
-                    .map_err(|e| e.to_string())?,
-            ),
+            tags: joined(selector.str_list_option("tagFilter")?),
         })
     }
 }
@@ -119,7 +123,11 @@ impl KindSource for ReleaseDefinition {
         "release-definition"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["expand", "tagFilter"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         DefinitionOptions::read(selector).map(|_| ())
     }
 
@@ -162,6 +170,12 @@ pub struct ReleaseDeployment;
 impl KindSource for ReleaseDeployment {
     fn name(&self) -> &'static str {
         "release-deployment"
+    }
+
+    /// `includeRelease` is in the peer's example mappings but reads nothing there either (a deployment
+    /// carries its release); accepted so those mappings compile.
+    fn options(&self) -> &'static [&'static str] {
+        &["includeRelease"]
     }
 
     async fn fetch(

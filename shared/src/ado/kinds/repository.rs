@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::files::{enrich_repositories, included_option};
-use super::{FetchContext, KindSource, PageSink, option_error};
+use super::{FetchContext, KindSource, OptionError, PageSink, option_error};
 use crate::ado::AdoError;
 use crate::mapping::Selector;
 
@@ -17,8 +17,13 @@ impl KindSource for Repository {
         "repository"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
-        included_option(selector).map(|_| ())
+    fn options(&self) -> &'static [&'static str] {
+        &["includedFiles"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
+        included_option(selector).map_err(OptionError::on("includedFiles"))?;
+        Ok(())
     }
 
     async fn fetch(

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, option_error, str_field};
+use super::common::{team_request, unless_parent_gone};
+use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
 
@@ -22,14 +23,10 @@ struct TeamOptions {
 }
 
 impl TeamOptions {
-    fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
         Ok(Self {
-            members: selector
-                .bool_option("includeMembers", false)
-                .map_err(|e| e.to_string())?,
-            area_paths: selector
-                .bool_option("includeAreaPaths", false)
-                .map_err(|e| e.to_string())?,
+            members: selector.bool_option("includeMembers", false)?,
+            area_paths: selector.bool_option("includeAreaPaths", false)?,
         })
     }
 }
@@ -40,7 +37,11 @@ impl KindSource for Team {
         "team"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["includeMembers", "includeAreaPaths"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         TeamOptions::read(selector).map(|_| ())
     }
 
@@ -125,20 +126,19 @@ async fn team_members(ctx: &FetchContext, team: &Value) -> Result<Vec<Value>, Ad
     Ok(pages.into_iter().flatten().collect())
 }
 
-/// The team's area-path settings (`teamfieldvalues`), or null when the team has none to show. A
-/// throttled or failing read fails the kind instead: writing null over a real value would be wrong.
+/// The team's area-path settings (`teamfieldvalues`); null only for a team deleted since the team list
+/// was read. Any other failure fails the kind (the peer writes null): null written over a real value
+/// would be wrong until the next pass.
 async fn area_paths(ctx: &FetchContext, team: &Value) -> Result<Value, AdoError> {
+    let (pid, tid) = (str_field(team, "projectId"), str_field(team, "id"));
     let req = Request::get(format!(
-        "/{}/{}/_apis/work/teamsettings/teamfieldvalues",
-        str_field(team, "projectId"),
-        str_field(team, "id")
+        "/{pid}/{tid}/_apis/work/teamsettings/teamfieldvalues"
     ));
     match ctx.client.send(&req).await {
         Ok(reply) => Ok(reply.body),
-        Err(e @ (AdoError::NotFound(_) | AdoError::Invalid(_))) => {
-            tracing::warn!(team = %str_field(team, "id"), error = %e, "team area paths unavailable; __areaPaths is null");
+        Err(e) => {
+            unless_parent_gone(&ctx.client, e, &team_request(pid, tid)).await?;
             Ok(Value::Null)
         }
-        Err(e) => Err(e),
     }
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::common::put;
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
 use crate::mapping::Selector;
@@ -24,24 +25,21 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
-        let include_results = selector
-            .bool_option("includeResults", true)
-            .map_err(|e| e.to_string())?;
+    pub(crate) fn read(selector: &Selector) -> Result<Self, OptionError> {
+        let include_results = selector.bool_option("includeResults", true)?;
+        let bad = |m: &str| OptionError::new("codeCoverage", m);
         let coverage_flags = match selector.options.get("codeCoverage") {
             None | Some(Value::Null) => None,
             Some(Value::Object(cc)) => {
                 if let Some(k) = cc.keys().find(|k| k.as_str() != "flags") {
-                    return Err(format!(
-                        "codeCoverage has an unknown key {k:?} (only flags)"
-                    ));
+                    return Err(bad(&format!("has an unknown key {k:?} (only flags)")));
                 }
                 match cc.get("flags") {
                     None | Some(Value::Null) => Some(0),
-                    Some(v) => Some(v.as_i64().ok_or("codeCoverage.flags must be an integer")?),
+                    Some(v) => Some(v.as_i64().ok_or_else(|| bad("flags must be an integer"))?),
                 }
             }
-            Some(_) => return Err("codeCoverage must be an object such as {flags: 7}".into()),
+            Some(_) => return Err(bad("must be an object such as {flags: 7}")),
         };
         Ok(Self {
             include_results,
@@ -58,7 +56,11 @@ impl KindSource for TestRun {
         "test-run"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["includeResults", "codeCoverage"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         Options::read(selector).map(|_| ())
     }
 

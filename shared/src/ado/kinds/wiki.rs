@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
+use super::common::{project_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error, str_field,
+    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    str_field,
 };
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
 use crate::mapping::Selector;
@@ -24,11 +26,9 @@ struct Options {
 }
 
 impl Options {
-    fn read(selector: &Selector) -> Result<Self, String> {
-        let e = |e: crate::mapping::MappingError| e.to_string();
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
         let wiki_type = match selector
-            .str_option("wikiType")
-            .map_err(e)?
+            .str_option("wikiType")?
             .as_deref()
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -37,15 +37,16 @@ impl Options {
             Some("projectwiki") => Some("projectWiki"),
             Some("codewiki") => Some("codeWiki"),
             Some(other) => {
-                return Err(format!(
-                    "wikiType must be projectWiki or codeWiki, got {other:?}"
+                return Err(OptionError::new(
+                    "wikiType",
+                    format!("must be projectWiki or codeWiki, got {other:?}"),
                 ));
             }
         };
         Ok(Self {
             wiki_type,
-            content: selector.bool_option("includeContent", false).map_err(e)?,
-            version: match selector.str_option("apiVersion").map_err(e)? {
+            content: selector.bool_option("includeContent", false)?,
+            version: match selector.str_option("apiVersion")? {
                 Some(v) => ApiVersion::Exact(v),
                 None => ApiVersion::Default,
             },
@@ -59,7 +60,11 @@ impl KindSource for Wiki {
         "wiki"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["wikiType", "includeContent", "apiVersion"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         Options::read(selector).map(|_| ())
     }
 
@@ -78,11 +83,15 @@ impl KindSource for Wiki {
                     let req =
                         Request::get(format!("/{}/_apis/wiki/wikis", str_field(project, "id")))
                             .version(opts.version.clone());
+                    // A project without a wiki answers an empty list; a 404 means the project is gone
+                    // or something answers for the wiki API that should not, and only the first
+                    // leaves nothing to list.
                     let wikis = match ctx.client.send(&req).await {
                         Ok(r) => crate::ado::paging::take_items(r.body, "value"),
-                        // A project without the wiki feature.
-                        Err(AdoError::NotFound(_)) => return Ok(()),
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            let parent = project_request(str_field(project, "id"));
+                            return unless_parent_gone(&ctx.client, e, &parent).await;
+                        }
                     };
                     for mut wiki in wikis {
                         if opts
@@ -144,9 +153,14 @@ pub(crate) async fn wiki_pages(
                             .version(version.clone());
                         match client.send(&req).await {
                             Ok(r) => Ok(r.body),
-                            // Deleted since the batch: keep what the batch said.
-                            Err(AdoError::NotFound(_)) => Ok(page),
-                            Err(e) => Err(e),
+                            // With its wiki gone the page is gone too: keep what the batch said
+                            // (the next pass no longer lists it). A page alone deleted since the
+                            // batch fails the kind, as its content cannot be read.
+                            Err(e) => {
+                                let wiki = Request::get(base.clone()).version(version.clone());
+                                unless_parent_gone(client, e, &wiki).await?;
+                                Ok(page)
+                            }
                         }
                     }
                 })

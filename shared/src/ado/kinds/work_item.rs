@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::{FetchContext, KindSource, PageSink, option_error, str_field};
+use super::{FetchContext, KindSource, OptionError, PageSink, option_error, str_field};
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
 
@@ -27,14 +27,12 @@ struct Options {
 }
 
 impl Options {
-    fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
         let wiql = selector
-            .str_option("wiql")
-            .map_err(|e| e.to_string())?
+            .str_option("wiql")?
             .filter(|w| !w.trim().is_empty());
         let expand = match selector
-            .str_option("expand")
-            .map_err(|e| e.to_string())?
+            .str_option("expand")?
             .as_deref()
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -45,8 +43,9 @@ impl Options {
             Some("fields") => "Fields",
             Some("links") => "Links",
             Some(other) => {
-                return Err(format!(
-                    "expand must be one of None, Relations, Fields, Links, All; got {other:?}"
+                return Err(OptionError::new(
+                    "expand",
+                    format!("must be one of None, Relations, Fields, Links, All; got {other:?}"),
                 ));
             }
         };
@@ -60,7 +59,11 @@ impl KindSource for WorkItem {
         "work-item"
     }
 
-    fn check(&self, selector: &Selector) -> Result<(), String> {
+    fn options(&self) -> &'static [&'static str] {
+        &["wiql", "expand"]
+    }
+
+    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
         Options::read(selector).map(|_| ())
     }
 
@@ -217,7 +220,9 @@ pub(crate) fn enrich_work_item(item: &mut Value, project: &Value) {
 
 /// The `$expand` a work-item selector asks for (`All` by default).
 pub(crate) fn expand_option(selector: &Selector) -> Result<&'static str, String> {
-    Options::read(selector).map(|o| o.expand)
+    Options::read(selector)
+        .map(|o| o.expand)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
