@@ -492,7 +492,9 @@ async fn a_catalog_outage_mid_pass_ends_the_pass_with_its_report_and_deletes_not
 async fn at_the_deadline_the_pass_stops_reports_itself_incomplete_and_deletes_nothing() {
     let org = Setup {
         ado: AdoSimOptions {
-            latency: std::time::Duration::from_millis(40),
+            // Every pass needs at least three requests one after another (the project list, a project's
+            // WIQL, its work items): with this latency no pass can finish before the deadline below.
+            latency: std::time::Duration::from_millis(250),
             ..Default::default()
         },
         ..Default::default()
@@ -504,7 +506,7 @@ async fn at_the_deadline_the_pass_stops_reports_itself_incomplete_and_deletes_no
     let gone_repo = org.sim.ado.repository_ids(&projects[0])[0].clone();
     org.sim.ado.remove_repository(&gone_repo);
 
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(400);
     let report = tokio::time::timeout(
         PASS_BOUND,
         org.runtime
@@ -512,7 +514,12 @@ async fn at_the_deadline_the_pass_stops_reports_itself_incomplete_and_deletes_no
     )
     .await
     .expect("the pass ends");
-    assert_eq!(report.stopped, Some(StopReason::Deadline));
+    assert_eq!(
+        report.stopped,
+        Some(StopReason::Deadline),
+        "{}",
+        report.render()
+    );
     assert!(
         report.incomplete() && !report.succeeded(),
         "{}",
