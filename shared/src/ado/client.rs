@@ -454,7 +454,8 @@ impl AdoClient {
             },
             401 => Attempt::Fail(AdoError::Unauthorized(message)),
             403 => Attempt::Fail(AdoError::Forbidden(message)),
-            404 => Attempt::Fail(AdoError::NotFound(message)),
+            // 410: a resource Azure DevOps removed for good; for the caller the same as 404.
+            404 | 410 => Attempt::Fail(AdoError::NotFound(message)),
             400..=499 => Attempt::Fail(AdoError::Invalid(message)),
             _ => Attempt::Fail(AdoError::Permanent(message)),
         }

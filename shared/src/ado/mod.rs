@@ -27,7 +27,7 @@ pub enum AdoError {
     /// Advanced Security): the host answers 404 for the whole API. Not a failure of the pass.
     #[error("not available on this server: {0}")]
     NotAvailable(String),
-    /// The resource does not exist (or the PAT cannot see it).
+    /// The resource does not exist (404 or 410, or the PAT cannot see it).
     #[error("Azure DevOps has no such resource: {0}")]
     NotFound(String),
     /// The request or the configuration is wrong; the same request will fail again.
