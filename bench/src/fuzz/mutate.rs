@@ -116,7 +116,7 @@ fn random_string(rng: &mut Rng, vocab: &Vocabulary) -> String {
         3 => {
             let mut s = String::new();
             for _ in 0..rng.usize(1..6) {
-                s.push_str(pick(rng, vocab.fragments));
+                s.push_str(pick::<&str>(rng, vocab.fragments));
             }
             s
         }
