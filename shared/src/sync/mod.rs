@@ -311,8 +311,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The project of a work item whose message names it (`None` once excluded), as Azure DevOps
-    /// renders it; a vanished project takes its work items with it, and its id still identifies them.
+    /// The project of a work item whose message names it, as Azure DevOps renders it; a vanished
+    /// project takes its work items with it, and its id still identifies them.
     async fn project_of_work_item(
         &self,
         project_id: &Guid,
@@ -359,9 +359,11 @@ impl Reader<'_> {
                 ));
             }
             None | Some(Ok(None)) => {
+                // Nothing identifies its entity; deleting on a guess is not an option.
                 tracing::info!(
                     work_item = id,
-                    "the work item is gone and names no project; the next resync removes it"
+                    found = item.is_some(),
+                    "the work item names no project (or is gone without a snapshot naming one); the next resync brings its entity in line"
                 );
                 return Ok(None);
             }
@@ -370,7 +372,7 @@ impl Reader<'_> {
             .await
             .map_err(|e| SyncError::ado(&context, e))?
         else {
-            tracing::info!(work_item = id, project = %name, "the work item's project is gone; the next resync removes it");
+            tracing::info!(work_item = id, project = %name, "the work item's project is gone; the next resync brings its entity in line");
             return Ok(None);
         };
         let project_id =
