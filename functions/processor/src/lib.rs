@@ -102,7 +102,7 @@ async fn process(runtime: &SyncRuntime, record: &SqsMessage, receive_count: u32)
                 error = %e,
                 receive_count,
                 body_bytes = body.len(),
-                "the record is not a change message; it will reach the dead-letter queue once its receive count reaches the queue's maxReceiveCount"
+                "the record is not a valid change message (malformed, or an id Azure DevOps does not issue); nothing was requested, and it will reach the dead-letter queue once its receive count reaches the queue's maxReceiveCount"
             );
             tracing::debug!(body, "unparseable record body");
             return Outcome::Failed;
@@ -175,9 +175,13 @@ mod tests {
 
     /// A release change: this build does not follow releases, so it succeeds without any call.
     fn release(version: u8) -> String {
+        release_in(version, "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c")
+    }
+
+    fn release_in(version: u8, project: &str) -> String {
         json!({
             "version": version, "eventId": "e", "eventType": "ms.vss-release.release-created-event",
-            "publisherId": "rm", "projectId": "p",
+            "publisherId": "rm", "projectId": project,
             "change": {"type": "release", "release_id": 1, "definition_id": null}
         })
         .to_string()
@@ -199,6 +203,7 @@ mod tests {
             record("old-version", "g2", &release(99)),
             record("fine", "g3", &release(1)),
             record("behind-poison", "g1", &release(1)),
+            record("hostile-id", "g4", &release_in(1, "../../_apis/projects?")),
         ]}))
         .unwrap();
 
@@ -213,6 +218,9 @@ mod tests {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        assert_eq!(failed, ["poison", "old-version", "behind-poison"]);
+        assert_eq!(
+            failed,
+            ["poison", "old-version", "behind-poison", "hostile-id"]
+        );
     }
 }

@@ -264,6 +264,7 @@ mod tests {
         ("missing-credentials", 401, "unauthorized"),
         ("malformed-json", 202, "ignored"),
         ("unknown-event-type", 202, "ignored"),
+        ("hostile-project-id", 202, "ignored"),
         ("get-request", 405, "method not allowed"),
     ];
 

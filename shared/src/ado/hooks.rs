@@ -784,8 +784,13 @@ fn plan_event(
     actions
 }
 
+/// A subscription's id, which goes into the replace and delete paths: only a GUID (what Azure DevOps
+/// issues) is used, so an odd answer is never touched rather than steering a DELETE elsewhere.
 fn sub_id(s: &Value) -> Option<String> {
-    s.get("id").and_then(Value::as_str).map(str::to_owned)
+    s.get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| super::Guid::parse(id).ok())
+        .map(|id| id.to_string())
 }
 
 fn project_of(s: &Value) -> Option<String> {
@@ -1051,9 +1056,10 @@ mod tests {
         assert!(dbg.contains("X-Hook-Key"), "{dbg}");
     }
 
+    /// A listed subscription; its id is a GUID made of the letter `id` (`kinds` shows the letter).
     fn existing(id: &str, body: &Value, status: &str) -> Value {
         let mut v = body.clone();
-        v["id"] = json!(id);
+        v["id"] = json!(format!("{}-0000-4000-8000-000000000000", id.repeat(8)));
         v["status"] = json!(status);
         v["consumerInputs"]["basicAuthPassword"] = json!("********");
         v["publisherInputs"]["hostId"] = json!("0000-host");
@@ -1065,8 +1071,8 @@ mod tests {
             .iter()
             .map(|a| match a {
                 Action::Create(d) => format!("create {:?}", d.project_id),
-                Action::Replace(id, _) => format!("replace {id}"),
-                Action::Delete(id) => format!("delete {id}"),
+                Action::Replace(id, _) => format!("replace {}", &id[..1]),
+                Action::Delete(id) => format!("delete {}", &id[..1]),
             })
             .collect()
     }
@@ -1126,6 +1132,25 @@ mod tests {
         );
         assert_eq!(kinds(&actions), vec!["replace a"]);
         assert_eq!(report.unchanged, 0);
+    }
+
+    #[test]
+    fn a_listed_subscription_whose_id_is_not_a_guid_is_never_replaced_or_deleted() {
+        let s = settings(&[("WEBHOOK_URL", "https://h.example/w")]).unwrap();
+        let event = &CATALOGUE[0];
+        let body = DesiredSubscription {
+            event,
+            project_id: None,
+        }
+        .body(&s);
+        let unwanted = existing("a", &body, "enabled");
+        let mut report = EventReport::default();
+        let actions = plan_event(event, vec![], vec![unwanted.clone()], &s, &mut report);
+        assert_eq!(kinds(&actions), ["delete a"]);
+        let mut odd = unwanted;
+        odd["id"] = json!("../../_apis/projects/x?");
+        let actions = plan_event(event, vec![], vec![odd], &s, &mut report);
+        assert!(actions.is_empty(), "{:?}", kinds(&actions));
     }
 
     #[test]

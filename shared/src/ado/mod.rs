@@ -2,6 +2,7 @@
 
 mod client;
 pub mod hooks;
+pub mod ids;
 pub mod kinds;
 mod paging;
 pub mod resources;
@@ -9,6 +10,7 @@ pub mod resources_cicd;
 mod url;
 
 pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};
+pub use ids::{Guid, InvalidId, ProjectName};
 pub use url::{OrgUrl, Service};
 
 /// Errors typed by what the caller must do. Cloneable (strings only), so a shared listing that failed

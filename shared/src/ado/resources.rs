@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::ids::{Guid, InvalidId, ProjectName, segment};
 use super::kinds::{self, str_field};
 use super::{AdoClient, AdoError, Request};
 
@@ -17,20 +18,38 @@ fn found(result: Result<super::Reply, AdoError>) -> Result<Option<Value>, AdoErr
 }
 
 /// `/{project}` when the project is known, else the organisation-level route (ADO serves both).
-fn scoped(project: Option<&str>, rest: &str) -> String {
+fn scoped(project: Option<&Guid>, rest: &str) -> String {
     match project {
-        Some(p) if !p.is_empty() => format!("/{p}{rest}"),
-        _ => rest.to_owned(),
+        Some(p) => format!("/{p}{rest}"),
+        None => rest.to_owned(),
     }
+}
+
+/// The id of a project as Azure DevOps answered it, checked before it goes into a path.
+pub fn project_id_of(project: &Value) -> Result<Guid, AdoError> {
+    Guid::parse(str_field(project, "id"))
+        .map_err(|e| AdoError::Permanent(format!("the project's id: {e}")))
 }
 
 /// The project as the list endpoint renders it (`TeamProjectReference`). The single GET adds `_links`,
 /// `defaultTeam` and `capabilities`; the listing kinds put the list's shape into `__project`, and a live
 /// write must produce the same entity or the next resync would rewrite it.
-pub async fn project(client: &AdoClient, id_or_name: &str) -> Result<Option<Value>, AdoError> {
+pub async fn project(client: &AdoClient, id: &Guid) -> Result<Option<Value>, AdoError> {
+    project_at(client, &id.to_string()).await
+}
+
+/// The project of that name (the project GET takes a name as well as an id).
+pub async fn project_named(
+    client: &AdoClient,
+    name: &ProjectName,
+) -> Result<Option<Value>, AdoError> {
+    project_at(client, &segment(name.as_str())).await
+}
+
+async fn project_at(client: &AdoClient, key: &str) -> Result<Option<Value>, AdoError> {
     let detail = found(
         client
-            .send(&Request::get(format!("/_apis/projects/{id_or_name}")))
+            .send(&Request::get(format!("/_apis/projects/{key}")))
             .await,
     )?;
     Ok(detail.map(|mut p| {
@@ -52,14 +71,48 @@ pub async fn work_item(
 ) -> Result<Option<Value>, AdoError> {
     let req = Request::get(format!(
         "/{}/_apis/wit/workitems/{id}",
-        str_field(project, "id")
+        project_id_of(project)?
     ))
     .query("$expand", expand);
     let item = found(client.send(&req).await)?;
-    Ok(item.map(|mut item| {
-        kinds::enrich_work_item(&mut item, project);
-        item
-    }))
+    Ok(item.map(|item| enriched_work_item(item, project)))
+}
+
+/// A work item of an unknown project (ADO serves work items organisation-wide), not enriched: its
+/// project is found through [`work_item_project_name`].
+pub async fn work_item_anywhere(
+    client: &AdoClient,
+    id: u64,
+    expand: &str,
+) -> Result<Option<Value>, AdoError> {
+    let req = Request::get(format!("/_apis/wit/workitems/{id}")).query("$expand", expand);
+    found(client.send(&req).await)
+}
+
+/// A work item read by [`work_item_anywhere`], enriched as the `work-item` kind does.
+pub fn enriched_work_item(mut item: Value, project: &Value) -> Value {
+    kinds::enrich_work_item(&mut item, project);
+    item
+}
+
+/// The project a work item (or a deleted item's snapshot) names: `System.TeamProject`, else the root of
+/// `System.AreaPath`. `None` when it names none.
+pub fn work_item_project_name(item: &Value) -> Result<Option<ProjectName>, InvalidId> {
+    let field = |name: &str| item.get("fields").and_then(|f| f.get(name));
+    let text = |v: Option<&Value>| -> Result<Option<String>, InvalidId> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(InvalidId::NotAProjectName(other.to_string())),
+        }
+    };
+    let name = match text(field("System.TeamProject"))? {
+        Some(name) => Some(name),
+        None => text(field("System.AreaPath"))?
+            .and_then(|path| path.split('\\').next().map(str::to_owned)),
+    };
+    name.map(|n| ProjectName::parse(&n)).transpose()
 }
 
 /// What the listing would have produced for a work item that is gone: the event's snapshot (or just the
@@ -79,7 +132,7 @@ pub fn deleted_work_item(snapshot: Option<&Value>, id: u64, project: &Value) -> 
 /// A pull request, as the repository's pull-request list renders it.
 pub async fn pull_request(
     client: &AdoClient,
-    project: Option<&str>,
+    project: Option<&Guid>,
     id: u64,
 ) -> Result<Option<Value>, AdoError> {
     let path = scoped(project, &format!("/_apis/git/pullrequests/{id}"));
@@ -89,8 +142,8 @@ pub async fn pull_request(
 /// A repository (removed ones are 404: ADO keeps them in a recycle bin the GET does not see).
 pub async fn repository(
     client: &AdoClient,
-    project: Option<&str>,
-    id: &str,
+    project: Option<&Guid>,
+    id: &Guid,
 ) -> Result<Option<Value>, AdoError> {
     let path = scoped(project, &format!("/_apis/git/repositories/{id}"));
     found(client.send(&Request::get(path)).await)
@@ -102,10 +155,7 @@ pub async fn pipeline(
     project: &Value,
     id: u64,
 ) -> Result<Option<Value>, AdoError> {
-    let req = Request::get(format!(
-        "/{}/_apis/pipelines/{id}",
-        str_field(project, "id")
-    ));
+    let req = Request::get(format!("/{}/_apis/pipelines/{id}", project_id_of(project)?));
     let item = found(client.send(&req).await)?;
     Ok(item.map(|mut item| {
         kinds::enrich_pipeline(&mut item, project);
@@ -123,13 +173,13 @@ pub fn deleted_pipeline(id: u64, project: &Value) -> Value {
 /// Whether the project carries one of the excluded tags (the listing skips such projects everywhere).
 pub async fn project_is_excluded(
     client: &AdoClient,
-    project_id: &str,
+    project_id: &Guid,
     excluded_tags: &[String],
 ) -> Result<bool, AdoError> {
     if excluded_tags.is_empty() {
         return Ok(false);
     }
-    kinds::carries_excluded_tag(client, project_id, excluded_tags).await
+    kinds::carries_excluded_tag(client, &project_id.to_string(), excluded_tags).await
 }
 
 /// The `$expand` a `work-item` selector asks for (`All` unless set).
@@ -168,14 +218,45 @@ mod tests {
 
     #[test]
     fn organisation_level_routes_are_used_when_the_project_is_unknown() {
+        let p = Guid::parse("be9b3917-87e6-42a4-a549-2bc06a7a878f").unwrap();
         assert_eq!(
-            scoped(Some("p"), "/_apis/git/repositories/r"),
-            "/p/_apis/git/repositories/r"
+            scoped(Some(&p), "/_apis/git/repositories/r"),
+            "/be9b3917-87e6-42a4-a549-2bc06a7a878f/_apis/git/repositories/r"
         );
         assert_eq!(
             scoped(None, "/_apis/git/repositories/r"),
             "/_apis/git/repositories/r"
         );
-        assert_eq!(scoped(Some(""), "/x"), "/x");
+    }
+
+    #[test]
+    fn a_project_answer_without_a_guid_id_never_reaches_a_path() {
+        assert!(project_id_of(&json!({"id": "be9b3917-87e6-42a4-a549-2bc06a7a878f"})).is_ok());
+        for bad in [json!({"id": "../x"}), json!({"id": 5}), json!({})] {
+            assert!(
+                matches!(project_id_of(&bad), Err(AdoError::Permanent(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_work_item_names_its_project_by_team_project_then_area_path() {
+        let name = |fields: Value| {
+            work_item_project_name(&json!({ "fields": fields }))
+                .map(|n| n.map(|n| n.as_str().to_owned()))
+        };
+        assert_eq!(
+            name(json!({"System.TeamProject": "Mobile App", "System.AreaPath": "Other\\Team"})),
+            Ok(Some("Mobile App".into()))
+        );
+        assert_eq!(
+            name(json!({"System.AreaPath": "Mobile App\\Frontend"})),
+            Ok(Some("Mobile App".into()))
+        );
+        assert_eq!(name(json!({"System.Title": "t"})), Ok(None));
+        assert_eq!(work_item_project_name(&json!("odd")), Ok(None));
+        assert!(name(json!({"System.TeamProject": "../_apis"})).is_err());
+        assert!(name(json!({"System.TeamProject": 5})).is_err());
     }
 }

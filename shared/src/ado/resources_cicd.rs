@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
+use super::ids::Guid;
 use super::kinds::{self, str_field};
+use super::resources::project_id_of;
 use super::{AdoClient, AdoError, ApiVersion, Request, Service};
 
 fn found(result: Result<super::Reply, AdoError>) -> Result<Option<Value>, AdoError> {
@@ -23,7 +25,7 @@ pub async fn build(
 ) -> Result<Option<Value>, AdoError> {
     let req = Request::get(format!(
         "/{}/_apis/build/builds/{id}",
-        str_field(project, "id")
+        project_id_of(project)?
     ));
     found(client.send(&req).await)
 }
@@ -54,9 +56,12 @@ pub async fn stages(
     client: &AdoClient,
     project: &Value,
     build: &Value,
-    stage_id: Option<&str>,
+    stage_id: Option<&Guid>,
 ) -> Result<Vec<Value>, AdoError> {
-    kinds::stages_of(client, project, build, stage_id).await
+    // The timeline read puts the project's id into its path.
+    project_id_of(project)?;
+    let stage_id = stage_id.map(Guid::to_string);
+    kinds::stages_of(client, project, build, stage_id.as_deref()).await
 }
 
 /// A pipeline run with `__project` and `__pipeline`. The single GET adds fields the Runs List leaves out
@@ -67,7 +72,7 @@ pub async fn pipeline_run(
     pipeline_id: u64,
     run_id: u64,
 ) -> Result<Option<Value>, AdoError> {
-    let project_id = str_field(project, "id");
+    let project_id = project_id_of(project)?;
     let pipeline = found(
         client
             .send(&Request::get(format!(
@@ -106,7 +111,7 @@ pub async fn test_runs_of_build(
 ) -> Result<Vec<Value>, AdoError> {
     use futures::TryStreamExt;
     let opts = kinds::Options::read(selector).map_err(|e| kinds::option_error("test-run", e))?;
-    let req = kinds::runs_request(str_field(project, "id"))
+    let req = kinds::runs_request(&project_id_of(project)?.to_string())
         .query("buildUri", format!("vstfs:///Build/Build/{build_id}"));
     let pages: Vec<Vec<Value>> = client
         .top_skip_pages(req, kinds::PAGE_SIZE, None)
@@ -118,7 +123,7 @@ pub async fn test_runs_of_build(
 /// A release, in full (the single GET always carries environments and artifacts).
 pub async fn release(
     client: &AdoClient,
-    project_id: &str,
+    project_id: &Guid,
     id: u64,
 ) -> Result<Option<Value>, AdoError> {
     let req = Request::get(format!("/{project_id}/_apis/release/releases/{id}"))
@@ -134,7 +139,7 @@ pub async fn release_definition(
 ) -> Result<Option<Value>, AdoError> {
     let req = Request::get(format!(
         "/{}/_apis/release/definitions/{id}",
-        str_field(project, "id")
+        project_id_of(project)?
     ))
     .service(Service::Release);
     Ok(found(client.send(&req).await)?.map(|mut d| {
@@ -148,7 +153,7 @@ pub async fn release_definition(
 /// this narrows by definition and environment and picks the release's own deployment.
 pub async fn release_deployment(
     client: &AdoClient,
-    project_id: &str,
+    project_id: &Guid,
     definition_id: u64,
     definition_environment_id: Option<u64>,
     release_id: u64,
@@ -179,8 +184,8 @@ pub async fn release_deployment(
 /// Security (400) has no alert.
 pub async fn security_alert(
     client: &AdoClient,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &Guid,
+    repository_id: &Guid,
     alert_id: u64,
 ) -> Result<Option<Value>, AdoError> {
     let req = Request::get(format!(
@@ -194,15 +199,15 @@ pub async fn security_alert(
         Err(e) => return Err(e),
     };
     Ok(alert.map(|mut a| {
-        kinds::enrich_alert(&mut a, repository_id, project_id);
+        kinds::enrich_alert(&mut a, &repository_id.to_string(), &project_id.to_string());
         a
     }))
 }
 
 /// What the listing would have produced for an alert that is gone (or no longer passes the criteria).
-pub fn deleted_security_alert(project_id: &str, repository_id: &str, alert_id: u64) -> Value {
+pub fn deleted_security_alert(project_id: &Guid, repository_id: &Guid, alert_id: u64) -> Value {
     let mut a = json!({ "alertId": alert_id });
-    kinds::enrich_alert(&mut a, repository_id, project_id);
+    kinds::enrich_alert(&mut a, &repository_id.to_string(), &project_id.to_string());
     a
 }
 
@@ -215,10 +220,10 @@ pub async fn deployment_records_of_build(
     build_id: u64,
 ) -> Result<Vec<Value>, AdoError> {
     use futures::TryStreamExt;
-    let project_id = str_field(project, "id");
+    let project_id = project_id_of(project)?;
     let envs: Vec<Vec<Value>> = client
         .token_pages(
-            kinds::environments_request(project_id),
+            kinds::environments_request(&project_id.to_string()),
             Some(kinds::PAGE_SIZE),
             "value",
         )
@@ -226,9 +231,13 @@ pub async fn deployment_records_of_build(
         .await?;
     let mut out = Vec::new();
     for env in envs.into_iter().flatten() {
+        // Environment ids are integers; one that is not is skipped rather than put into a path.
+        let Some(env_id) = env["id"].as_u64() else {
+            tracing::warn!(environment = %env["id"], "environment without an integer id skipped");
+            continue;
+        };
         let req = Request::get(format!(
-            "/{project_id}/_apis/distributedtask/environments/{}/environmentdeploymentrecords",
-            env["id"]
+            "/{project_id}/_apis/distributedtask/environments/{env_id}/environmentdeploymentrecords"
         ))
         .version(ApiVersion::Preview(1))
         .query("top", kinds::PAGE_SIZE);

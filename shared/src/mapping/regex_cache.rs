@@ -109,9 +109,11 @@ pub(crate) fn rewrite_literal_subs(code: &str) -> std::borrow::Cow<'_, str> {
             continue;
         }
         let starts_name = i == 0 || !is_name_byte(bytes[i - 1]);
-        let name = if code[i..].starts_with("gsub") {
+        // Bytes, not `code[i..]`: `i` can sit inside a multi-byte character (a comment, a pasted
+        // non-breaking space). A match is ASCII, so slicing at it is safe.
+        let name = if bytes[i..].starts_with(b"gsub") {
             Some(("gsub", GSUB_LIT))
-        } else if code[i..].starts_with("sub") {
+        } else if bytes[i..].starts_with(b"sub") {
             Some(("sub", SUB_LIT))
         } else {
             None
@@ -535,6 +537,15 @@ mod rewrite_tests {
             ),
             (r#""\(.a)" | gsub(" "; "")"#, r#""\(.a)" | gsub(" "; "")"#),
             (r#".mysub("a"; "b")"#, r#".mysub("a"; "b")"#),
+            // Found by scripts/fuzz.sh: characters of several bytes outside a string literal.
+            (
+                ".name\u{a0}| gsub(\" \"; \"\") # café",
+                ".name\u{a0}| _ado_sync_gsub_literal(\" \"; \"\") # café",
+            ),
+            (
+                ".__p\u{fffd}oject.id | sub(\"a\"; \"b\")",
+                ".__p\u{fffd}oject.id | _ado_sync_sub_literal(\"a\"; \"b\")",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rewrite_literal_subs(input), expected, "{input}");

@@ -477,7 +477,7 @@ mod tests {
             publisher_id: "tfs".into(),
             subscription_id: None,
             created_date: None,
-            project_id: Some("p".into()),
+            project_id: None,
             base_url: None,
             change: Change::WorkItem {
                 id: work_item,
@@ -631,8 +631,8 @@ mod tests {
         let dead = q.dead_letters().await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(
-            (dead[0].dedup_id.as_str(), dead[0].receive_count),
-            ("bad", 2)
+            (dead[0].dedup_id.clone(), dead[0].receive_count),
+            (msg("bad", 1).dedup_id(), 2)
         );
         // The dead letter no longer holds its group back.
         let got = q.receive(10, NO_WAIT).await.unwrap();
@@ -767,7 +767,10 @@ mod tests {
             1,
             "the message in flight is still queued"
         );
-        assert_eq!(q.dead_letters().await.unwrap()[0].dedup_id, "dies");
+        assert_eq!(
+            q.dead_letters().await.unwrap()[0].dedup_id,
+            msg("dies", 2).dedup_id()
+        );
         q.send(&msg("dies", 2)).await.unwrap();
         q.send(&msg("fresh", 3)).await.unwrap();
         let got = q.receive(10, NO_WAIT).await.unwrap();

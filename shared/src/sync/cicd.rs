@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::plan::RawItem;
 use super::{BlockItems, Reader, SyncError, each};
 use crate::ado::kinds::{self as ado_kinds, Criteria};
-use crate::ado::{resources, resources_cicd as live};
+use crate::ado::{Guid, resources, resources_cicd as live};
 use crate::mapping::{CompiledConfig, CompiledResource};
 use crate::queue::message::{Change, ChangeMessage};
 
@@ -51,8 +51,7 @@ pub(super) async fn read<'b>(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let project_id = message.project_id.as_deref().filter(|p| !p.is_empty());
-    let Some(project_id) = project_id else {
+    let Some(project_id) = message.project_id.as_ref() else {
         tracing::info!(event_type = %message.event_type, "the change names no project; its CI/CD kinds cannot be read");
         return Ok(Vec::new());
     };
@@ -65,7 +64,7 @@ pub(super) async fn read<'b>(
     let project = match resources::project(ado, project_id).await.map_err(err)? {
         Some(p) => p,
         None => {
-            tracing::info!(project = project_id, "project not found; nothing to do");
+            tracing::info!(project = %project_id, "project not found; nothing to do");
             return Ok(Vec::new());
         }
     };
@@ -100,7 +99,7 @@ pub(super) async fn read<'b>(
                 &project,
                 *run_id,
                 *pipeline_id,
-                stage_id.as_deref(),
+                stage_id.as_ref(),
                 &mut out,
             )
             .await?;
@@ -218,7 +217,7 @@ async fn builds<'b>(
     project: &Value,
     build_id: u64,
     pipeline_id: Option<u64>,
-    stage_id: Option<&str>,
+    stage_id: Option<&Guid>,
     out: &mut Vec<(&'static str, BlockItems<'b>)>,
 ) -> Result<(), SyncError> {
     let ado = reader.ado;
@@ -320,9 +319,9 @@ async fn releases<'b>(
     out: &mut Vec<(&'static str, BlockItems<'b>)>,
 ) -> Result<(), SyncError> {
     let ado = reader.ado;
-    let project_id = ado_kinds::str_field(project, "id");
     let context = format!("release {release_id}");
     let err = |e| SyncError::ado(&context, e);
+    let project_id = &resources::project_id_of(project).map_err(err)?;
     let release = live::release(ado, project_id, release_id)
         .await
         .map_err(err)?;
@@ -404,7 +403,7 @@ mod tests {
             ]
         );
         let push = Change::Push {
-            repository_id: "r".into(),
+            repository_id: Guid::parse("278d5cd2-584d-4b63-824a-2ba458937249").unwrap(),
             ref_updates: vec![],
         };
         assert_eq!(follow_on_kinds(&push), ["branch"]);

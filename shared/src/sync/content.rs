@@ -4,8 +4,6 @@
 //! branches cost nothing. Also `__includedFiles` on live repository reads, so a repository event does
 //! not blank what the resync wrote.
 
-use serde_json::Value;
-
 use super::plan::{self, RawItem};
 use super::{Applied, BlockItems, Reader, SyncError, write};
 use crate::ado::kinds::{
@@ -43,10 +41,10 @@ pub(super) async fn apply_push(
         return Ok(Applied::default());
     }
     let context = format!("repository {repository_id}");
-    let project_id = message.project_id.as_deref().filter(|p| !p.is_empty());
-    let Some(repo) = resources::repository(&runtime.ado, project_id, repository_id)
-        .await
-        .map_err(|e| SyncError::ado(&context, e))?
+    let Some(repo) =
+        resources::repository(&runtime.ado, message.project_id.as_ref(), repository_id)
+            .await
+            .map_err(|e| SyncError::ado(&context, e))?
     else {
         return Ok(Applied::default());
     };
@@ -54,8 +52,8 @@ pub(super) async fn apply_push(
         ado: &runtime.ado,
         excluded_tags: &runtime.settings.excluded_tags,
     };
-    let project = repo.pointer("/project/id").and_then(Value::as_str);
-    if reader.excluded(project).await? {
+    let project = super::answered_guid(&repo, "/project/id");
+    if reader.excluded(project.as_ref()).await? {
         return Ok(Applied::default());
     }
     let invalid = |b: &CompiledResource, e: String| {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::ado::resources;
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{AdoClient, AdoError, Guid};
 use crate::catalog::{CatalogError, UpsertOutcome, WriteOptions, WriteReason};
 use crate::mapping::CompiledResource;
 use crate::queue::message::{Change, ChangeMessage, MESSAGE_VERSION};
@@ -207,6 +207,26 @@ struct Reader<'a> {
 /// One raw item per resource block (a block may need its own read, e.g. its own `$expand`).
 type BlockItems<'a> = Vec<(&'a CompiledResource, RawItem)>;
 
+/// A work item already read with one `$expand` (`None` inside: it is gone).
+type FirstRead = Option<(&'static str, Option<Value>)>;
+
+/// The project a work-item change belongs to.
+enum WorkItemProject {
+    /// It carries an excluded tag: nothing to do.
+    Excluded,
+    /// As Azure DevOps renders it.
+    Found(Value),
+    /// Deleted with its work items: only its id is known, and it still identifies them.
+    Gone(Value),
+}
+
+/// A GUID from an Azure DevOps answer; one that is not a GUID counts as absent.
+fn answered_guid(v: &Value, pointer: &str) -> Option<Guid> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|s| Guid::parse(s).ok())
+}
+
 impl Reader<'_> {
     /// `None`: the change is for an excluded project, or names nothing this build can read.
     async fn read<'b>(
@@ -214,16 +234,20 @@ impl Reader<'_> {
         message: &ChangeMessage,
         blocks: &[&'b CompiledResource],
     ) -> Result<Option<BlockItems<'b>>, SyncError> {
-        let project_id = message.project_id.as_deref().filter(|p| !p.is_empty());
+        let project_id = message.project_id.as_ref();
         match &message.change {
             Change::WorkItem { id, snapshot, .. } => {
-                let Some(project_id) = project_id else {
-                    return Err(SyncError::permanent(
-                        format!("work item {id}"),
-                        "the message has no project id, so the item cannot be read or identified",
-                    ));
+                let found = match project_id {
+                    Some(p) => Some((self.project_of_work_item(p, *id).await?, None)),
+                    None => {
+                        self.find_project_of_work_item(*id, snapshot.as_ref(), blocks)
+                            .await?
+                    }
                 };
-                self.work_item(project_id, *id, snapshot.as_ref(), blocks)
+                let Some((project, first_read)) = found else {
+                    return Ok(None);
+                };
+                self.work_item(project, first_read, *id, snapshot.as_ref(), blocks)
                     .await
             }
             Change::PullRequest {
@@ -242,9 +266,10 @@ impl Reader<'_> {
                     );
                     return Ok(None);
                 };
-                let project =
-                    project_id.or(pr.pointer("/repository/project/id").and_then(Value::as_str));
-                if self.excluded(project).await? {
+                let project = project_id
+                    .copied()
+                    .or_else(|| answered_guid(&pr, "/repository/project/id"));
+                if self.excluded(project.as_ref()).await? {
                     return Ok(None);
                 }
                 Ok(Some(each(blocks, RawItem::Current(pr))))
@@ -254,13 +279,10 @@ impl Reader<'_> {
                 let repo = resources::repository(self.ado, project_id, repository_id)
                     .await
                     .map_err(|e| SyncError::ado(&context, e))?;
-                let project = project_id.map(str::to_owned).or_else(|| {
-                    repo.as_ref()
-                        .and_then(|r| r.pointer("/project/id"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                });
-                if self.excluded(project.as_deref()).await? {
+                let project = project_id
+                    .copied()
+                    .or_else(|| repo.as_ref().and_then(|r| answered_guid(r, "/project/id")));
+                if self.excluded(project.as_ref()).await? {
                     return Ok(None);
                 }
                 let raw = match repo {
@@ -269,7 +291,7 @@ impl Reader<'_> {
                         // The listing's repositories carry `project`; a mapping keyed on it must still
                         // find the entity.
                         let mut gone = json!({ "id": repository_id });
-                        if let Some(p) = project.as_deref() {
+                        if let Some(p) = &project {
                             gone["project"] = self.project_or_id(p).await?;
                         }
                         RawItem::Gone(gone)
@@ -289,26 +311,97 @@ impl Reader<'_> {
         }
     }
 
+    /// The project of a work item whose message names it, as Azure DevOps renders it; a vanished
+    /// project takes its work items with it, and its id still identifies them.
+    async fn project_of_work_item(
+        &self,
+        project_id: &Guid,
+        id: u64,
+    ) -> Result<WorkItemProject, SyncError> {
+        if self.excluded(Some(project_id)).await? {
+            return Ok(WorkItemProject::Excluded);
+        }
+        let project = resources::project(self.ado, project_id)
+            .await
+            .map_err(|e| SyncError::ado(format!("work item {id}"), e))?;
+        Ok(match project {
+            Some(p) => WorkItemProject::Found(p),
+            None => WorkItemProject::Gone(json!({ "id": project_id })),
+        })
+    }
+
+    /// A work-item event without a project (an older subscription, or a message queued before the
+    /// webhook required one): the item is read organisation-wide and names its project, or, once
+    /// deleted, its snapshot does. That first read is handed on so it is not repeated.
+    async fn find_project_of_work_item(
+        &self,
+        id: u64,
+        snapshot: Option<&Value>,
+        blocks: &[&CompiledResource],
+    ) -> Result<Option<(WorkItemProject, FirstRead)>, SyncError> {
+        let context = format!("work item {id}");
+        let Some(first) = blocks.first() else {
+            return Ok(None);
+        };
+        let expand = resources::work_item_expand(first.selector()).map_err(|e| {
+            SyncError::permanent(format!("work-item resource {}", first.index()), e)
+        })?;
+        let item = resources::work_item_anywhere(self.ado, id, expand)
+            .await
+            .map_err(|e| SyncError::ado(&context, e))?;
+        let named_by = item.as_ref().or(snapshot);
+        let name = match named_by.map(resources::work_item_project_name) {
+            Some(Ok(Some(name))) => name,
+            Some(Err(e)) => {
+                return Err(SyncError::permanent(
+                    &context,
+                    format!("the work item's project: {e}"),
+                ));
+            }
+            None | Some(Ok(None)) => {
+                // Nothing identifies its entity; deleting on a guess is not an option.
+                tracing::info!(
+                    work_item = id,
+                    found = item.is_some(),
+                    "the work item names no project (or is gone without a snapshot naming one); the next resync brings its entity in line"
+                );
+                return Ok(None);
+            }
+        };
+        let Some(project) = resources::project_named(self.ado, &name)
+            .await
+            .map_err(|e| SyncError::ado(&context, e))?
+        else {
+            tracing::info!(work_item = id, project = %name, "the work item's project is gone; the next resync brings its entity in line");
+            return Ok(None);
+        };
+        let project_id =
+            resources::project_id_of(&project).map_err(|e| SyncError::ado(&context, e))?;
+        if self.excluded(Some(&project_id)).await? {
+            return Ok(Some((WorkItemProject::Excluded, None)));
+        }
+        let first_read = item.map(|item| resources::enriched_work_item(item, &project));
+        Ok(Some((
+            WorkItemProject::Found(project),
+            Some((expand, first_read)),
+        )))
+    }
+
     async fn work_item<'b>(
         &self,
-        project_id: &str,
+        project: WorkItemProject,
+        first_read: FirstRead,
         id: u64,
         snapshot: Option<&Value>,
         blocks: &[&'b CompiledResource],
     ) -> Result<Option<BlockItems<'b>>, SyncError> {
-        if self.excluded(Some(project_id)).await? {
-            return Ok(None);
-        }
-        let context = format!("work item {id}");
-        let project = resources::project(self.ado, project_id)
-            .await
-            .map_err(|e| SyncError::ado(&context, e))?;
-        // A vanished project takes its work items with it; its id still identifies them.
         let (project, project_gone) = match project {
-            Some(p) => (p, false),
-            None => (json!({ "id": project_id }), true),
+            WorkItemProject::Excluded => return Ok(None),
+            WorkItemProject::Found(p) => (p, false),
+            WorkItemProject::Gone(p) => (p, true),
         };
-        let mut reads: HashMap<&'static str, Option<Value>> = HashMap::new();
+        let context = format!("work item {id}");
+        let mut reads: HashMap<&'static str, Option<Value>> = first_read.into_iter().collect();
         let mut out = Vec::with_capacity(blocks.len());
         for &block in blocks {
             let expand = resources::work_item_expand(block.selector()).map_err(|e| {
@@ -341,13 +434,13 @@ impl Reader<'_> {
 
     async fn pipeline<'b>(
         &self,
-        project_id: Option<&str>,
+        project_id: Option<&Guid>,
         pipeline_id: Option<u64>,
         blocks: &[&'b CompiledResource],
     ) -> Result<Option<BlockItems<'b>>, SyncError> {
         let (Some(project_id), Some(id)) = (project_id, pipeline_id) else {
             tracing::info!(
-                project = project_id,
+                project = project_id.map(tracing::field::display),
                 pipeline = pipeline_id,
                 "the change does not name a project and a pipeline; nothing to do"
             );
@@ -403,21 +496,21 @@ impl Reader<'_> {
     }
 
     /// The project reference, or just its id when the project is gone.
-    async fn project_or_id(&self, project_id: &str) -> Result<Value, SyncError> {
+    async fn project_or_id(&self, project_id: &Guid) -> Result<Value, SyncError> {
         Ok(resources::project(self.ado, project_id)
             .await
             .map_err(|e| SyncError::ado(format!("project {project_id}"), e))?
             .unwrap_or_else(|| json!({ "id": project_id })))
     }
 
-    async fn excluded(&self, project_id: Option<&str>) -> Result<bool, SyncError> {
+    async fn excluded(&self, project_id: Option<&Guid>) -> Result<bool, SyncError> {
         let Some(project_id) = project_id else {
             return Ok(false);
         };
         match resources::project_is_excluded(self.ado, project_id, self.excluded_tags).await {
             Ok(true) => {
                 tracing::info!(
-                    project = project_id,
+                    project = %project_id,
                     "the project carries an excluded tag; nothing to do"
                 );
                 Ok(true)
@@ -429,7 +522,7 @@ impl Reader<'_> {
             )),
             Err(e) => {
                 // The listing's choice: unreadable tags keep the project.
-                tracing::warn!(project = project_id, error = %e, "could not read project tags; keeping the project");
+                tracing::warn!(project = %project_id, error = %e, "could not read project tags; keeping the project");
                 Ok(false)
             }
         }

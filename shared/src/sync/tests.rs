@@ -48,6 +48,12 @@ fn runtime(mapping: &str, catalog: Arc<dyn Catalog>) -> SyncRuntime {
     }
 }
 
+fn guid(s: &str) -> Guid {
+    Guid::parse(s).unwrap()
+}
+
+const REPO: &str = "278d5cd2-584d-4b63-824a-2ba458937249";
+
 fn message(change: Change) -> ChangeMessage {
     ChangeMessage {
         version: MESSAGE_VERSION,
@@ -56,7 +62,7 @@ fn message(change: Change) -> ChangeMessage {
         publisher_id: "tfs".into(),
         subscription_id: None,
         created_date: None,
-        project_id: Some("p1".into()),
+        project_id: Some(guid("6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c")),
         base_url: None,
         change,
     }
@@ -82,7 +88,7 @@ fn catalog() -> Arc<EmbeddedCatalog> {
 async fn a_message_of_an_unknown_version_is_permanent() {
     let rt = runtime(REPOS_ONLY, catalog());
     let mut m = message(Change::Repository {
-        repository_id: "r".into(),
+        repository_id: guid(REPO),
         deleted: false,
     });
     m.version = MESSAGE_VERSION + 1;
@@ -116,7 +122,7 @@ async fn a_change_to_a_kind_missing_from_the_mapping_does_nothing() {
 async fn an_unreachable_azure_devops_is_transient() {
     let rt = runtime(REPOS_ONLY, catalog());
     let m = message(Change::Repository {
-        repository_id: "r".into(),
+        repository_id: guid(REPO),
         deleted: false,
     });
     let err = apply(&rt, &m).await.unwrap_err();
@@ -208,7 +214,7 @@ fn every_change_names_the_kind_it_refreshes() {
     let kind = |c| target_kind(&c);
     assert_eq!(
         kind(Change::Push {
-            repository_id: "r".into(),
+            repository_id: guid(REPO),
             ref_updates: vec![]
         }),
         Some("repository")
@@ -222,7 +228,7 @@ fn every_change_names_the_kind_it_refreshes() {
     );
     assert_eq!(
         kind(Change::SecurityAlert {
-            repository_id: "r".into(),
+            repository_id: guid(REPO),
             alert_id: 1
         }),
         None

@@ -1,8 +1,14 @@
 //! Parses a delivery's envelope and classifies it into the compact [`ChangeMessage`] the processor
 //! re-reads Azure DevOps from. Pure: no I/O.
+//!
+//! Every id is parsed here as Azure DevOps issues it ([`Guid`] or a positive integer): the processor
+//! builds request paths from them with its PAT. An id that is there but malformed refuses the delivery
+//! (it never falls back to another field), and so does an event the processor could not use.
 
 use serde_json::{Map, Value};
 
+use crate::ado::Guid;
+use crate::ado::resources::work_item_project_name;
 use crate::queue::message::MESSAGE_VERSION;
 use crate::queue::{Change, ChangeMessage, RefUpdate};
 
@@ -112,6 +118,10 @@ pub enum Unqueueable {
     /// `resourceDetailsToSend` other than `all`.
     #[error("the resource has no usable {0}")]
     MissingResourceId(&'static str),
+    /// An id is there but is not one Azure DevOps issues (a GUID or a positive integer): the delivery
+    /// was not written by Azure DevOps, and its ids must not reach a request path.
+    #[error("the {0} is not an id Azure DevOps issues")]
+    InvalidResourceId(&'static str),
 }
 
 impl Unqueueable {
@@ -123,6 +133,7 @@ impl Unqueueable {
             Self::MissingEnvelopeField(_) => "missing-envelope-field",
             Self::UnsupportedEventType => "unsupported-event-type",
             Self::MissingResourceId(_) => "missing-resource-id",
+            Self::InvalidResourceId(_) => "invalid-resource-id",
         }
     }
 }
@@ -167,12 +178,17 @@ impl<'a> Envelope<'a> {
     }
 
     /// `resourceContainers.project.id`; release and check events may carry it only in the resource.
-    pub fn project_id(&self) -> Option<String> {
+    pub fn project_id(&self) -> Result<Option<Guid>, Unqueueable> {
         let r = self.resource;
-        guid(at(self.containers, &["project", "id"]))
-            .or_else(|| guid(at(r, &["project", "id"])))
-            .or_else(|| guid(at(r, &["projectId"])))
-            .or_else(|| guid(at(r, &["repository", "project", "id"])))
+        first_guid(
+            [
+                at(self.containers, &["project", "id"]),
+                at(r, &["project", "id"]),
+                at(r, &["projectId"]),
+                at(r, &["repository", "project", "id"]),
+            ],
+            "project id",
+        )
     }
 
     /// The organisation (or collection) the event came from.
@@ -190,6 +206,10 @@ impl<'a> Envelope<'a> {
 pub fn classify(body: &Value) -> Result<ChangeMessage, Unqueueable> {
     let envelope = Envelope::parse(body)?;
     let change = change(envelope.event_type, envelope.resource)?;
+    let project_id = envelope.project_id()?;
+    if project_id.is_none() {
+        readable_without_project(&change)?;
+    }
     Ok(ChangeMessage {
         version: MESSAGE_VERSION,
         event_id: envelope.id.to_owned(),
@@ -197,7 +217,7 @@ pub fn classify(body: &Value) -> Result<ChangeMessage, Unqueueable> {
         publisher_id: envelope.publisher_id.to_owned(),
         subscription_id: envelope.subscription_id.map(str::to_owned),
         created_date: envelope.created_date.map(str::to_owned),
-        project_id: envelope.project_id(),
+        project_id,
         base_url: envelope.base_url(),
         change,
     })
@@ -206,10 +226,14 @@ pub fn classify(body: &Value) -> Result<ChangeMessage, Unqueueable> {
 fn change(event_type: &str, r: &Value) -> Result<Change, Unqueueable> {
     use Unqueueable::MissingResourceId as Missing;
     let repository_id = || {
-        guid(at(r, &["repository", "id"]))
-            .or_else(|| guid(at(r, &["repositoryId"])))
-            .ok_or(Missing("repository id"))
+        first_guid(
+            [at(r, &["repository", "id"]), at(r, &["repositoryId"])],
+            "repository id",
+        )?
+        .ok_or(Missing("repository id"))
     };
+    let required = |paths: &[&[&str]], what| first_number(r, paths, what)?.ok_or(Missing(what));
+    let optional = |paths: &[&[&str]], what| first_number(r, paths, what);
     Ok(match event_type {
         "git.push" => Change::Push {
             repository_id: repository_id()?,
@@ -218,8 +242,7 @@ fn change(event_type: &str, r: &Value) -> Result<Change, Unqueueable> {
         "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
             Change::PullRequest {
                 repository_id: repository_id()?,
-                pull_request_id: number(at(r, &["pullRequestId"]))
-                    .ok_or(Missing("pull request id"))?,
+                pull_request_id: required(&[&["pullRequestId"]], "pull request id")?,
             }
         }
         "git.repo.created" | "git.repo.renamed" | "git.repo.statuschanged" => Change::Repository {
@@ -232,112 +255,137 @@ fn change(event_type: &str, r: &Value) -> Result<Change, Unqueueable> {
         },
         // `resource.id` of an update is the update's number, not the item's.
         "workitem.updated" => Change::WorkItem {
-            id: number(at(r, &["workItemId"]))
-                .or_else(|| number(at(r, &["revision", "id"])))
-                .ok_or(Missing("work item id"))?,
+            id: required(&[&["workItemId"], &["revision", "id"]], "work item id")?,
             deleted: false,
             snapshot: None,
         },
         "workitem.created" | "workitem.commented" | "workitem.restored" => Change::WorkItem {
-            id: number(at(r, &["id"])).ok_or(Missing("work item id"))?,
+            id: required(&[&["id"]], "work item id")?,
             deleted: false,
             snapshot: None,
         },
         "workitem.deleted" => Change::WorkItem {
-            id: number(at(r, &["id"])).ok_or(Missing("work item id"))?,
+            id: required(&[&["id"]], "work item id")?,
             deleted: true,
             snapshot: Some(snapshot(r)),
         },
         "build.complete" => Change::Build {
-            build_id: number(at(r, &["id"])).ok_or(Missing("build id"))?,
-            definition_id: number(at(r, &["definition", "id"])),
+            build_id: required(&[&["id"]], "build id")?,
+            definition_id: optional(&[&["definition", "id"]], "definition id")?,
         },
         "ms.vss-pipelines.run-state-changed-event"
         | "ms.vss-pipelines.stage-state-changed-event"
-        | "ms.vss-pipelines.job-state-changed-event" => {
-            let run_id = run_id(r).ok_or(Missing("run id"))?;
-            Change::PipelineRun {
-                pipeline_id: pipeline_id(r),
-                run_id: Some(run_id),
-                stage_id: stage_id(r),
-            }
-        }
+        | "ms.vss-pipelines.job-state-changed-event" => Change::PipelineRun {
+            pipeline_id: optional(PIPELINE_ID, "pipeline id")?,
+            run_id: Some(required(RUN_ID, "run id")?),
+            stage_id: stage_id(r)?,
+        },
         // Approvals and checks name the run only on some payload versions; the documented sample
         // has `run: null` and `pipeline: null`. Take what is there, but with neither id there is
         // nothing for the processor to re-read.
         "ms.vss-pipelinechecks-events.approval-pending"
         | "ms.vss-pipelinechecks-events.approval-completed"
         | "ms.vss-pipelinechecks-events.check-updated-event" => {
-            let (pipeline_id, run_id) = (pipeline_id(r), run_id(r));
+            let pipeline_id = optional(PIPELINE_ID, "pipeline id")?;
+            let run_id = optional(RUN_ID, "run id")?;
             if pipeline_id.is_none() && run_id.is_none() {
                 return Err(Missing("run or pipeline id"));
             }
             Change::PipelineRun {
                 pipeline_id,
                 run_id,
-                stage_id: stage_id(r),
+                stage_id: stage_id(r)?,
             }
         }
         "ms.vss-release.release-created-event" | "ms.vss-release.release-abandoned-event" => {
             Change::Release {
-                release_id: number(at(r, &["release", "id"])).ok_or(Missing("release id"))?,
-                definition_id: number(at(r, &["release", "releaseDefinition", "id"])),
+                release_id: required(&[&["release", "id"]], "release id")?,
+                definition_id: optional(
+                    &[&["release", "releaseDefinition", "id"]],
+                    "release definition id",
+                )?,
             }
         }
         // Deployment events carry either `deployment` or (older payloads) `environment`.
         "ms.vss-release.deployment-started-event" | "ms.vss-release.deployment-completed-event" => {
             Change::ReleaseDeployment {
-                release_id: first_number(
-                    r,
+                release_id: required(
                     &[
                         &["deployment", "release", "id"],
                         &["environment", "releaseId"],
                         &["environment", "release", "id"],
                         &["release", "id"],
                     ],
-                )
-                .ok_or(Missing("release id"))?,
-                definition_environment_id: first_number(
-                    r,
+                    "release id",
+                )?,
+                definition_environment_id: optional(
                     &[
                         &["deployment", "definitionEnvironmentId"],
                         &["environment", "definitionEnvironmentId"],
                     ],
-                ),
-                deployment_id: number(at(r, &["deployment", "id"])),
+                    "definition environment id",
+                )?,
+                deployment_id: optional(&[&["deployment", "id"]], "deployment id")?,
             }
         }
         "ms.vss-alerts.alert-created-event"
         | "ms.vss-alerts.alert-state-changed-event"
         | "ms.vss-alerts.alert-updated-event" => Change::SecurityAlert {
-            repository_id: guid(at(r, &["repositoryId"]))
-                .or_else(|| guid(at(r, &["repository", "id"])))
-                .or_else(|| guid(at(r, &["alert", "repositoryId"])))
-                .ok_or(Missing("repository id"))?,
-            alert_id: first_number(r, &[&["alertId"], &["alert", "alertId"], &["alert", "id"]])
-                .ok_or(Missing("alert id"))?,
+            repository_id: first_guid(
+                [
+                    at(r, &["repositoryId"]),
+                    at(r, &["repository", "id"]),
+                    at(r, &["alert", "repositoryId"]),
+                ],
+                "repository id",
+            )?
+            .ok_or(Missing("repository id"))?,
+            alert_id: required(
+                &[&["alertId"], &["alert", "alertId"], &["alert", "id"]],
+                "alert id",
+            )?,
         },
         _ => return Err(Unqueueable::UnsupportedEventType),
     })
 }
 
-fn run_id(r: &Value) -> Option<u64> {
-    first_number(r, &[&["run", "id"], &["runId"], &["buildId"]])
+/// Whether the processor can use a change of no project. Work items are read by id organisation-wide
+/// (the item names its project) and Git resources have organisation-level routes; builds, runs,
+/// releases and alerts exist only under a project. A deleted work item cannot be read at all: only
+/// its snapshot's project name identifies it.
+fn readable_without_project(change: &Change) -> Result<(), Unqueueable> {
+    match change {
+        Change::WorkItem {
+            deleted: true,
+            snapshot,
+            ..
+        } => match snapshot.as_ref().map(work_item_project_name) {
+            Some(Ok(Some(_))) => Ok(()),
+            Some(Err(_)) => Err(Unqueueable::InvalidResourceId("project name")),
+            None | Some(Ok(None)) => Err(Unqueueable::MissingResourceId("project id")),
+        },
+        Change::WorkItem { .. }
+        | Change::PullRequest { .. }
+        | Change::Repository { .. }
+        | Change::Push { .. } => Ok(()),
+        Change::Build { .. }
+        | Change::PipelineRun { .. }
+        | Change::Release { .. }
+        | Change::ReleaseDeployment { .. }
+        | Change::SecurityAlert { .. } => Err(Unqueueable::MissingResourceId("project id")),
+    }
 }
 
-fn pipeline_id(r: &Value) -> Option<u64> {
-    first_number(
-        r,
-        &[
-            &["pipeline", "id"],
-            &["run", "pipeline", "id"],
-            &["pipelineId"],
-        ],
-    )
-}
+const RUN_ID: &[&[&str]] = &[&["run", "id"], &["runId"], &["buildId"]];
 
-fn stage_id(r: &Value) -> Option<String> {
-    guid(at(r, &["stage", "id"]))
+const PIPELINE_ID: &[&[&str]] = &[
+    &["pipeline", "id"],
+    &["run", "pipeline", "id"],
+    &["pipelineId"],
+];
+
+fn stage_id(r: &Value) -> Result<Option<Guid>, Unqueueable> {
+    first_guid([at(r, &["stage", "id"])], "stage id")
 }
 
 fn ref_updates(r: &Value) -> Vec<RefUpdate> {
@@ -403,26 +451,65 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, k| v.get(k))
 }
 
-/// A positive id, as a number or a numeric string. Microsoft's samples use 0 for "not set".
-fn number(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+/// An integer id: `None` when it is not there (missing, null, empty, or 0, which Microsoft's samples
+/// use for "not set"), an error when it is there but not a positive integer (a number or a numeric
+/// string).
+fn number(v: Option<&Value>, what: &'static str) -> Result<Option<u64>, Unqueueable> {
+    let invalid = Unqueueable::InvalidResourceId(what);
+    let n = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().ok_or(invalid)?,
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.trim().parse::<u64>().ok())
+            .flatten()
+            .ok_or(invalid)?,
+        Some(_) => return Err(invalid),
+    };
+    Ok((n > 0).then_some(n))
+}
+
+/// The first of `paths` that is there; a malformed one is an error, not a reason to look further.
+fn first_number(
+    r: &Value,
+    paths: &[&[&str]],
+    what: &'static str,
+) -> Result<Option<u64>, Unqueueable> {
+    for path in paths {
+        if let Some(n) = number(at(r, path), what)? {
+            return Ok(Some(n));
+        }
     }
-    .filter(|&n| n > 0)
+    Ok(None)
 }
 
-fn first_number(r: &Value, paths: &[&[&str]]) -> Option<u64> {
-    paths.iter().find_map(|p| number(at(r, p)))
+/// A GUID id: `None` when it is not there (missing, null, empty, or the all-zero placeholder), an
+/// error when it is there but not a GUID.
+fn guid(v: Option<&Value>, what: &'static str) -> Result<Option<Guid>, Unqueueable> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            let g = Guid::parse(s.trim()).map_err(|_| Unqueueable::InvalidResourceId(what))?;
+            Ok((!g.is_nil()).then_some(g))
+        }
+        Some(_) => Err(Unqueueable::InvalidResourceId(what)),
+    }
 }
 
-/// A non-empty id string; the all-zero GUID is a placeholder, not an id.
-fn guid(v: Option<&Value>) -> Option<String> {
-    v?.as_str()
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'))
-        .map(str::to_owned)
+fn first_guid<'a>(
+    candidates: impl IntoIterator<Item = Option<&'a Value>>,
+    what: &'static str,
+) -> Result<Option<Guid>, Unqueueable> {
+    for v in candidates {
+        if let Some(g) = guid(v, what)? {
+            return Ok(Some(g));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -430,6 +517,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    const P1: &str = "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c";
+    const P2: &str = "be9b3917-87e6-42a4-a549-2bc06a7a878f";
+    const REPO: &str = "278d5cd2-584d-4b63-824a-2ba458937249";
+
+    fn guid(s: &str) -> Guid {
+        Guid::parse(s).unwrap()
+    }
 
     fn envelope(event_type: &str, resource: Value) -> Value {
         json!({
@@ -439,7 +534,7 @@ mod tests {
             "resource": resource,
             "resourceContainers": {
                 "collection": {"id": "c", "baseUrl": "https://dev.azure.com/contoso/"},
-                "project": {"id": "p-1"}
+                "project": {"id": P1}
             }
         })
     }
@@ -630,12 +725,8 @@ mod tests {
 
     #[test]
     fn project_and_base_url_come_from_the_containers_with_resource_fallbacks() {
-        let m = classify(&envelope(
-            "git.repo.deleted",
-            json!({"repositoryId": "r-1"}),
-        ))
-        .unwrap();
-        assert_eq!(m.project_id.as_deref(), Some("p-1"));
+        let m = classify(&envelope("git.repo.deleted", json!({"repositoryId": REPO}))).unwrap();
+        assert_eq!(m.project_id, Some(guid(P1)));
         assert_eq!(
             m.base_url.as_deref(),
             Some("https://dev.azure.com/contoso/")
@@ -643,7 +734,7 @@ mod tests {
         assert_eq!(
             m.change,
             Change::Repository {
-                repository_id: "r-1".into(),
+                repository_id: guid(REPO),
                 deleted: true
             }
         );
@@ -651,12 +742,265 @@ mod tests {
         body["resourceContainers"] = json!({"account": {"id": "a", "baseUrl": "https://org/"}});
         body["resource"] = json!({
             "release": {"id": 4, "releaseDefinition": {"id": 1}},
-            "project": {"id": "p-2"}
+            "project": {"id": P2.to_uppercase()}
         });
         let m = classify(&body).unwrap();
-        assert_eq!(m.project_id.as_deref(), Some("p-2"));
+        assert_eq!(m.project_id, Some(guid(P2)));
         assert_eq!(m.base_url.as_deref(), Some("https://org/"));
+        // The all-zero GUID is a placeholder: a release without a project cannot be read back.
         body["resource"]["project"]["id"] = json!("00000000-0000-0000-0000-000000000000");
-        assert_eq!(classify(&body).unwrap().project_id, None);
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingResourceId("project id"))
+        );
+    }
+
+    /// Ids that would steer a request elsewhere on the Azure DevOps host, or are not ids at all.
+    const HOSTILE: &[&str] = &[
+        "../../_apis/projects?",
+        "..",
+        "5?x=1",
+        "5#frag",
+        "5%2F..%2F6",
+        "5 6",
+        " 5/",
+        "五",
+        "278d5cd2-584d-4b63-824a-2ba458937249/../x",
+        "278d5cd2-584d-4b63-824a-2ba45893724é",
+        "-5",
+        "+5",
+        "5.0",
+        "99999999999999999999999",
+    ];
+
+    fn refused_for(body: &Value) -> Unqueueable {
+        classify(body).expect_err("a hostile id must refuse the delivery")
+    }
+
+    #[test]
+    fn a_hostile_id_anywhere_refuses_the_delivery_instead_of_falling_back() {
+        let samples: Vec<(&str, Value, &[&str])> = vec![
+            (
+                "git.push",
+                json!({"repository": {"id": REPO}}),
+                &["repository", "id"],
+            ),
+            (
+                "git.pullrequest.updated",
+                json!({"repository": {"id": REPO}, "pullRequestId": 1}),
+                &["pullRequestId"],
+            ),
+            (
+                "workitem.updated",
+                json!({"workItemId": 5, "revision": {"id": 5}}),
+                &["workItemId"],
+            ),
+            ("workitem.created", json!({"id": 5}), &["id"]),
+            (
+                "build.complete",
+                json!({"id": 5, "definition": {"id": 1}}),
+                &["definition", "id"],
+            ),
+            (
+                "ms.vss-pipelines.stage-state-changed-event",
+                json!({"run": {"id": 11}, "pipeline": {"id": 1}, "stage": {"id": REPO}}),
+                &["stage", "id"],
+            ),
+            (
+                "ms.vss-pipelines.run-state-changed-event",
+                json!({"run": {"id": 11}, "pipeline": {"id": 1}}),
+                &["pipeline", "id"],
+            ),
+            (
+                "ms.vss-release.deployment-completed-event",
+                json!({"deployment": {"id": 9, "definitionEnvironmentId": 2, "release": {"id": 7}}}),
+                &["deployment", "id"],
+            ),
+            (
+                "ms.vss-alerts.alert-updated-event",
+                json!({"repositoryId": REPO, "alertId": 42}),
+                &["repositoryId"],
+            ),
+            (
+                "ms.vss-alerts.alert-updated-event",
+                json!({"repositoryId": REPO, "alertId": 42}),
+                &["alertId"],
+            ),
+        ];
+        for (event_type, resource, path) in samples {
+            let fine = envelope(event_type, resource);
+            assert!(
+                classify(&fine).is_ok(),
+                "{event_type}: {:?}",
+                classify(&fine)
+            );
+            for &bad in HOSTILE {
+                // A GUID where an integer belongs is as wrong as the other way round.
+                let mut body = fine.clone();
+                let slot = path.iter().fold(&mut body["resource"], |v, k| &mut v[*k]);
+                *slot = json!(bad);
+                assert!(
+                    matches!(refused_for(&body), Unqueueable::InvalidResourceId(_)),
+                    "{event_type} {path:?} = {bad:?}"
+                );
+            }
+            for odd in [
+                json!(true),
+                json!([5]),
+                json!({"id": 5}),
+                json!(-1),
+                json!(2.5),
+            ] {
+                let mut body = fine.clone();
+                let slot = path.iter().fold(&mut body["resource"], |v, k| &mut v[*k]);
+                *slot = odd.clone();
+                assert!(
+                    matches!(refused_for(&body), Unqueueable::InvalidResourceId(_)),
+                    "{event_type} {path:?} = {odd}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_hostile_project_id_refuses_the_delivery() {
+        for &bad in HOSTILE {
+            let mut body = envelope("workitem.created", json!({"id": 5}));
+            body["resourceContainers"]["project"]["id"] = json!(bad);
+            assert_eq!(
+                refused_for(&body),
+                Unqueueable::InvalidResourceId("project id"),
+                "{bad:?}"
+            );
+        }
+        let mut body = envelope("workitem.created", json!({"id": 5}));
+        body["resourceContainers"]["project"]["id"] = json!(5);
+        assert_eq!(
+            refused_for(&body),
+            Unqueueable::InvalidResourceId("project id")
+        );
+    }
+
+    #[test]
+    fn the_unusable_reason_names_the_field_and_never_its_value() {
+        let mut body = envelope("workitem.created", json!({"id": 5}));
+        body["resourceContainers"]["project"]["id"] = json!("../secret-path");
+        let e = refused_for(&body);
+        assert_eq!(e.reason(), "invalid-resource-id");
+        assert_eq!(
+            e.to_string(),
+            "the project id is not an id Azure DevOps issues"
+        );
+    }
+
+    #[test]
+    fn numeric_ids_may_come_as_strings_and_zero_means_not_set() {
+        let body = envelope(
+            "workitem.updated",
+            json!({"workItemId": " 5 ", "revision": {"id": 6}}),
+        );
+        assert!(matches!(
+            classify(&body).unwrap().change,
+            Change::WorkItem { id: 5, .. }
+        ));
+        let body = envelope(
+            "workitem.updated",
+            json!({"workItemId": "0", "revision": {"id": 6}}),
+        );
+        assert!(matches!(
+            classify(&body).unwrap().change,
+            Change::WorkItem { id: 6, .. }
+        ));
+        let body = envelope(
+            "workitem.updated",
+            json!({"workItemId": null, "revision": {"id": ""}}),
+        );
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingResourceId("work item id"))
+        );
+    }
+
+    #[test]
+    fn events_that_exist_only_under_a_project_are_refused_without_one() {
+        let resources = [
+            ("build.complete", json!({"id": 11})),
+            (
+                "ms.vss-pipelines.run-state-changed-event",
+                json!({"run": {"id": 11}}),
+            ),
+            (
+                "ms.vss-release.release-created-event",
+                json!({"release": {"id": 4}}),
+            ),
+            (
+                "ms.vss-release.deployment-started-event",
+                json!({"environment": {"releaseId": 4}}),
+            ),
+            (
+                "ms.vss-alerts.alert-created-event",
+                json!({"repositoryId": REPO, "alertId": 42}),
+            ),
+        ];
+        for (event_type, resource) in resources {
+            let mut body = envelope(event_type, resource);
+            body["resourceContainers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("project");
+            assert_eq!(
+                classify(&body),
+                Err(Unqueueable::MissingResourceId("project id")),
+                "{event_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn work_item_and_git_events_without_a_project_are_queued_for_the_processor_to_resolve() {
+        let resources = [
+            ("workitem.updated", json!({"workItemId": 5})),
+            ("workitem.created", json!({"id": 5})),
+            ("workitem.restored", json!({"id": 5})),
+            ("git.push", json!({"repository": {"id": REPO}})),
+            ("git.repo.deleted", json!({"repositoryId": REPO})),
+            (
+                "git.pullrequest.created",
+                json!({"repository": {"id": REPO}, "pullRequestId": 1}),
+            ),
+            // A deleted item is no longer readable: its snapshot's project name identifies it.
+            (
+                "workitem.deleted",
+                json!({"id": 5, "fields": {"System.TeamProject": "Mobile App"}}),
+            ),
+            (
+                "workitem.deleted",
+                json!({"id": 5, "fields": {"System.AreaPath": "Mobile App\\Frontend"}}),
+            ),
+        ];
+        for (event_type, resource) in resources {
+            let mut body = envelope(event_type, resource);
+            body["resourceContainers"] = json!({"account": {"id": "a"}});
+            let m = classify(&body).unwrap_or_else(|e| panic!("{event_type}: {e}"));
+            assert_eq!(m.project_id, None);
+        }
+    }
+
+    #[test]
+    fn a_deleted_work_item_without_any_project_is_refused() {
+        let mut body = envelope(
+            "workitem.deleted",
+            json!({"id": 5, "fields": {"System.Title": "t"}}),
+        );
+        body["resourceContainers"]["project"] = Value::Null;
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::MissingResourceId("project id"))
+        );
+        body["resource"]["fields"]["System.TeamProject"] = json!("../../_apis");
+        assert_eq!(
+            classify(&body),
+            Err(Unqueueable::InvalidResourceId("project name"))
+        );
     }
 }

@@ -118,7 +118,7 @@ pub async fn accept_admitted(
             info!(
                 event_id = %message.event_id,
                 event_type = %message.event_type,
-                project_id = message.project_id.as_deref().unwrap_or("-"),
+                project_id = message.project_id.map(tracing::field::display),
                 message_id = %message_id,
                 "webhook delivery queued"
             );
@@ -167,9 +167,16 @@ fn unqueueable(value: &Value, body: &[u8], why: &Unqueueable) -> WebhookOutcome 
         body = %String::from_utf8_lossy(&body[..body.len().min(DEBUG_BODY_BYTES)]),
         "unqueued delivery"
     );
+    // `detail` names the field, never its value: the subscription's history shows it to whoever
+    // looks at the delivery in Azure DevOps.
     WebhookOutcome::new(
         202,
-        json!({"status": "ignored", "reason": why.reason(), "eventId": event_id}),
+        json!({
+            "status": "ignored",
+            "reason": why.reason(),
+            "detail": why.to_string(),
+            "eventId": event_id
+        }),
     )
 }
 
@@ -220,22 +227,26 @@ mod tests {
         classify(&value).unwrap_or_else(|e| panic!("{event_type}: {e}"))
     }
 
+    fn guid(s: &str) -> crate::ado::Guid {
+        crate::ado::Guid::parse(s).unwrap()
+    }
+
     fn pipeline_run(stage: Option<&str>) -> Change {
         Change::PipelineRun {
             pipeline_id: Some(1),
             run_id: Some(11),
-            stage_id: stage.map(str::to_owned),
+            stage_id: stage.map(guid),
         }
     }
 
     #[test]
     fn every_sample_delivery_classifies_to_the_expected_change() {
         let pr = Change::PullRequest {
-            repository_id: REPO.into(),
+            repository_id: guid(REPO),
             pull_request_id: 1,
         };
         let repo = |deleted| Change::Repository {
-            repository_id: REPO.into(),
+            repository_id: guid(REPO),
             deleted,
         };
         let item = Change::WorkItem {
@@ -244,7 +255,7 @@ mod tests {
             snapshot: None,
         };
         let alert = Change::SecurityAlert {
-            repository_id: REPO.into(),
+            repository_id: guid(REPO),
             alert_id: 42,
         };
         let release = Change::Release {
@@ -257,7 +268,7 @@ mod tests {
             (
                 "git.push",
                 Change::Push {
-                    repository_id: REPO.into(),
+                    repository_id: guid(REPO),
                     ref_updates: vec![
                         RefUpdate {
                             name: "refs/heads/main".into(),
@@ -340,7 +351,7 @@ mod tests {
             let m = classify_sample(event_type);
             assert_eq!(&m.change, expected, "{event_type}");
             assert_eq!(m.event_type, *event_type);
-            assert_eq!(m.project_id.as_deref(), Some(PROJECT), "{event_type}");
+            assert_eq!(m.project_id, Some(guid(PROJECT)), "{event_type}");
             assert_eq!(m.base_url.as_deref(), Some(ORG), "{event_type}");
             assert!(m.subscription_id.is_some() && m.created_date.is_some());
         }
@@ -506,6 +517,78 @@ mod tests {
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[0].dedup_id(), sent[1].dedup_id());
         assert_eq!(sent[0].group_id(), "wi:5");
-        assert_eq!(sent[0].dedup_id(), "3ba1c96e-7e0f-4c59-9a2b-5d1e8f4a6c07");
+        assert_eq!(sent[0].event_id, "3ba1c96e-7e0f-4c59-9a2b-5d1e8f4a6c07");
+    }
+
+    #[tokio::test]
+    async fn events_whose_ids_differ_only_in_characters_sqs_refuses_keep_distinct_dedup_ids() {
+        let queue = MemoryQueue::new();
+        for event_id in ["a b", "ab", "évènement", "événement"] {
+            let mut body: Value = serde_json::from_slice(&sample("workitem.updated")).unwrap();
+            body["id"] = json!(event_id);
+            let out = accept(
+                &settings(),
+                &queue,
+                &authorized(),
+                &serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+            assert_eq!(out.body["status"], "queued", "{event_id}");
+        }
+        let dedup: std::collections::HashSet<String> =
+            queue.sent().iter().map(ChangeMessage::dedup_id).collect();
+        assert_eq!(dedup.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_with_a_hostile_id_is_acknowledged_and_not_queued() {
+        let queue = MemoryQueue::new();
+        let hostile = [
+            ("/resourceContainers/project/id", "../../_apis/projects?"),
+            (
+                "/resource/repository/id",
+                "278d5cd2-584d-4b63-824a-2ba458937249%2F..",
+            ),
+            ("/resource/pullRequestId", "1#x"),
+        ];
+        for (pointer, bad) in hostile {
+            let mut body: Value =
+                serde_json::from_slice(&sample("git.pullrequest.updated")).unwrap();
+            *body.pointer_mut(pointer).unwrap() = json!(bad);
+            let out = accept(
+                &settings(),
+                &queue,
+                &authorized(),
+                &serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+            assert_eq!(out.status, 202, "{pointer}");
+            assert_eq!(out.body["status"], "ignored", "{pointer}");
+            assert_eq!(out.body["reason"], "invalid-resource-id", "{pointer}");
+            let detail = out.body["detail"].as_str().unwrap();
+            assert!(!detail.contains(bad), "{detail}");
+        }
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_build_without_a_project_is_acknowledged_and_not_queued() {
+        let queue = MemoryQueue::new();
+        let mut body: Value = serde_json::from_slice(&sample("build.complete")).unwrap();
+        body["resourceContainers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("project");
+        let out = accept(
+            &settings(),
+            &queue,
+            &authorized(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(out.status, 202);
+        assert_eq!(out.body["reason"], "missing-resource-id");
+        assert_eq!(out.body["detail"], "the resource has no usable project id");
+        assert!(queue.sent().is_empty());
     }
 }

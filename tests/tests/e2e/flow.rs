@@ -251,3 +251,80 @@ async fn a_poison_record_lands_in_the_dead_letter_queue_after_the_configured_rec
     assert_eq!(queued(&pair, &pair.main_url).await, 0);
     assert_eq!(queued(&pair, &pair.dlq_url).await, 1);
 }
+
+/// Receives until the queue is empty: (received, failed).
+async fn drain(org: &TestOrg, pair: &FifoPair) -> (usize, usize) {
+    let mut total = (0, 0);
+    // Bounded: each round takes at least one message, and the tests queue a handful.
+    for _ in 0..20 {
+        match pump(org, pair).await {
+            (0, _) => return total,
+            (r, f) => total = (total.0 + r, total.1 + f),
+        }
+    }
+    panic!("the queue did not drain: {total:?}");
+}
+
+#[tokio::test]
+async fn events_whose_ids_differ_only_in_spaces_or_accents_are_all_delivered() {
+    let org = Setup::default().start().await;
+    let pair = fifo_pair(3).await;
+    let project = org.sim.ado.project_ids()[0].clone();
+    let items = org.sim.ado.work_item_ids(&project);
+    // Each pair collapsed into one deduplication id when it was the event id minus what SQS refuses.
+    let event_ids = ["a b", "ab", "é-1", "è-1"];
+    for (event_id, id) in event_ids.iter().zip(&items) {
+        let mut fields = serde_json::Map::new();
+        fields.insert("System.Title".into(), json!(format!("event {event_id}")));
+        assert!(org.sim.ado.update_work_item(*id, fields));
+        let out = accept(
+            &settings(),
+            &pair.main,
+            &basic("ado", "webhook-secret"),
+            &delivery(UPDATED, event_id, &project, *id),
+        )
+        .await;
+        assert_eq!(out.body["status"], "queued", "{event_id}: {}", out.body);
+    }
+
+    assert_eq!(drain(&org, &pair).await, (event_ids.len(), 0));
+    for (event_id, id) in event_ids.iter().zip(&items) {
+        let entity = org
+            .catalog_entity("workItem", &format!("{project}/{id}"))
+            .unwrap_or_else(|| panic!("the change of event {event_id:?} was dropped"));
+        assert_eq!(entity.title, Some(json!(format!("event {event_id}"))));
+    }
+}
+
+#[tokio::test]
+async fn a_work_item_delivery_without_a_project_reaches_the_entity_of_the_item_s_project() {
+    let org = Setup::default().start().await;
+    let pair = fifo_pair(3).await;
+    let project = org.sim.ado.project_ids()[1].clone();
+    let id = org.sim.ado.work_item_ids(&project)[0];
+    let mut fields = serde_json::Map::new();
+    fields.insert("System.Title".into(), json!("no project in the event"));
+    assert!(org.sim.ado.update_work_item(id, fields));
+    let mut body: Value =
+        serde_json::from_slice(&delivery(UPDATED, "evt-no-project", &project, id)).unwrap();
+    body["resourceContainers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("project");
+
+    let out = accept(
+        &settings(),
+        &pair.main,
+        &basic("ado", "webhook-secret"),
+        &serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(out.body["status"], "queued", "{}", out.body);
+    assert_eq!(drain(&org, &pair).await, (1, 0));
+
+    let entity = org
+        .catalog_entity("workItem", &format!("{project}/{id}"))
+        .expect("written under the item's own project");
+    assert_eq!(entity.title, Some(json!("no project in the event")));
+    assert_eq!(queued(&pair, &pair.dlq_url).await, 0);
+}

@@ -1,9 +1,15 @@
 //! Live changes through the processor function: queued messages re-read from the simulator and applied
 //! to the catalog server, with the SQS partial-batch and FIFO rules.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
-use shared::queue::message::Change;
+use shared::queue::memory::MemoryQueue;
+use shared::queue::message::{Change, ChangeMessage};
 use shared::sync::{self, Applied};
+use shared::webhook::{WebhookSettings, accept};
 
 use crate::helpers::{Setup, TestOrg, failed_ids, kind, message_of, set_message, sqs_event};
 
@@ -11,6 +17,7 @@ const UPDATED: &str = include_str!("../../../events/processor/work-item-updated.
 const DELETED: &str = include_str!("../../../events/processor/work-item-deleted.json");
 const POISON: &str = include_str!("../../../events/processor/batch-with-poison.json");
 const SAME_GROUP: &str = include_str!("../../../events/processor/same-group.json");
+const WORKITEM_DELIVERY: &str = include_str!("../../../events/ado/workitem.updated.json");
 
 /// The first project of `OrgSpec::small()`: the samples' `projectId` (its work items are 1..=40).
 const PROJECT: &str = "d62500d5-4fe9-4aa4-8a90-dd4f31d222d9";
@@ -311,7 +318,7 @@ async fn a_change_in_a_project_with_an_excluded_tag_does_nothing() {
     .start()
     .await;
     let mut message = update_of(70);
-    message.project_id = Some(ARCHIVED_PROJECT.into());
+    message.project_id = Some(ARCHIVED_PROJECT.parse().unwrap());
 
     let applied = sync::apply(&org.runtime, &message).await.unwrap();
 
@@ -329,14 +336,14 @@ async fn a_removed_repository_is_deleted_and_a_push_refreshes_a_live_one() {
     let mut message = update_of(1);
 
     message.change = Change::Repository {
-        repository_id: repos[0].clone(),
+        repository_id: repos[0].parse().unwrap(),
         deleted: true,
     };
     assert!(org.sim.ado.remove_repository(&repos[0]));
     let gone = sync::apply(&org.runtime, &message).await.unwrap();
 
     message.change = Change::Push {
-        repository_id: repos[1].clone(),
+        repository_id: repos[1].parse().unwrap(),
         ref_updates: vec![],
     };
     let pushed = sync::apply(&org.runtime, &message).await.unwrap();
@@ -372,4 +379,245 @@ async fn a_completed_build_refreshes_its_pipeline() {
     assert_eq!(applied.kinds, ["pipeline"]);
     assert_eq!(applied.upserted, 1);
     assert_eq!(org.catalog_entity("pipeline", &key), before);
+}
+
+/// The second project of the small org: its name has a space, so a lookup by name must escape it.
+const SECOND_PROJECT_NAME: &str = "Mobile App";
+
+/// A work item of the second project, and that project's id.
+fn second_project_item(org: &TestOrg) -> (String, u64) {
+    let project = org.sim.ado.project_ids()[1].clone();
+    let id = org.sim.ado.work_item_ids(&project)[2];
+    (project, id)
+}
+
+fn without_project(mut m: ChangeMessage) -> ChangeMessage {
+    m.project_id = None;
+    m
+}
+
+/// The ADO routes requested since the last call, as `"METHOD route-template"`.
+fn routes_since(org: &TestOrg, before: &BTreeMap<String, u64>) -> BTreeSet<String> {
+    org.sim
+        .ado
+        .request_counts()
+        .into_iter()
+        .filter(|(route, n)| before.get(route) != Some(n))
+        .map(|(route, _)| route)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_work_item_event_without_a_project_is_applied_under_the_project_the_item_names() {
+    let org = start().await;
+    org.resync()
+        .await
+        .expect("the first pass fills the catalog");
+    let (project, id) = second_project_item(&org);
+    org.sim
+        .ado
+        .update_work_item(id, fields(&[("System.Title", "moved on")]));
+    let before = org.sim.ado.request_counts();
+
+    let mut event = sqs_event(UPDATED);
+    set_message(&mut event.records[0], &without_project(update_of(id)));
+    let response = org.process(event).await;
+
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+    let key = format!("{project}/{id}");
+    let entity = org.catalog_entity("workItem", &key).unwrap();
+    assert_eq!(entity.title, Some(json!("moved on")));
+    // Read once organisation-wide (no project in the path), its project found by the name it gives.
+    let routes = routes_since(&org, &before);
+    assert!(
+        routes.contains("GET /_apis/wit/workitems/{id}"),
+        "{routes:?}"
+    );
+    assert!(
+        routes.contains("GET /_apis/projects/{projectId}"),
+        "{routes:?}"
+    );
+    assert!(
+        !routes.contains("GET /{project}/_apis/wit/workitems/{id}"),
+        "the organisation-wide read is not repeated: {routes:?}"
+    );
+    // Exactly what the resync writes: the next pass changes nothing.
+    let report = org.resync().await.expect("second pass");
+    assert_eq!(kind(&report, "work-item")["upserted"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_deleted_work_item_without_a_project_is_removed_through_its_snapshot_s_project_name() {
+    let org = start().await;
+    org.resync()
+        .await
+        .expect("the first pass fills the catalog");
+    let (project, id) = second_project_item(&org);
+    let key = format!("{project}/{id}");
+    assert!(org.catalog_ids("workItem").contains(&key));
+    assert!(org.sim.ado.remove_work_item(id));
+    let mut message = without_project(message_of(&sqs_event(DELETED).records[0]));
+    message.change = Change::WorkItem {
+        id,
+        deleted: true,
+        snapshot: Some(json!({
+            "id": id,
+            "fields": {"System.TeamProject": SECOND_PROJECT_NAME, "System.Title": "gone"}
+        })),
+    };
+
+    let applied = sync::apply(&org.runtime, &message).await.unwrap();
+
+    assert_eq!(applied.deleted, 1, "{applied:?}");
+    assert!(!org.catalog_ids("workItem").contains(&key));
+}
+
+#[tokio::test]
+async fn a_vanished_work_item_that_names_no_project_is_left_to_the_resync() {
+    let org = start().await;
+    org.resync()
+        .await
+        .expect("the first pass fills the catalog");
+    let (project, id) = second_project_item(&org);
+    assert!(org.sim.ado.remove_work_item(id));
+    let before = org.catalog_ids("workItem");
+
+    // A message queued before the webhook required a project, for an item deleted since.
+    let applied = sync::apply(&org.runtime, &without_project(update_of(id)))
+        .await
+        .unwrap();
+
+    assert_eq!(applied, Applied::default());
+    assert_eq!(
+        org.catalog_ids("workItem"),
+        before,
+        "nothing is deleted on a guess"
+    );
+    assert!(before.contains(&format!("{project}/{id}")));
+}
+
+/// Values that would move a request elsewhere on the Azure DevOps host, or are not ids at all.
+const HOSTILE: &[&str] = &[
+    "../../_apis/projects?",
+    "../../../_apis/hooks/subscriptions#",
+    "d62500d5-4fe9-4aa4-8a90-dd4f31d222d9/../../x",
+    "d62500d5-4fe9-4aa4-8a90-dd4f31d222d9%2F..%2F",
+    "d62500d5 4fe9 4aa4 8a90 dd4f31d222d9",
+    "d62500d5-4fe9-4aa4-8a90-dd4f31d222dé",
+    "7?$expand=all",
+    "7#",
+    "٧",
+];
+
+#[tokio::test]
+async fn queued_messages_with_hostile_ids_fail_before_any_request_to_azure_devops() {
+    let org = start().await;
+    let good = message_of(&sqs_event(UPDATED).records[0]);
+    let good_body: Value = serde_json::to_value(&good).unwrap();
+    let mut event = sqs_event(UPDATED);
+    let template = event.records[0].clone();
+    event.records.clear();
+    let mut n = 0;
+    let mut push = |body: Value| {
+        let mut record = template.clone();
+        n += 1;
+        record.message_id = Some(format!("hostile-{n}"));
+        record.body = Some(body.to_string());
+        record
+            .attributes
+            .insert("MessageGroupId".into(), format!("g-{n}"));
+        record
+    };
+    for bad in HOSTILE {
+        let mut project = good_body.clone();
+        project["projectId"] = json!(bad);
+        event.records.push(push(project));
+        let mut item = good_body.clone();
+        item["change"]["id"] = json!(bad);
+        event.records.push(push(item));
+        let mut repo = good_body.clone();
+        repo["change"] = json!({"type": "repository", "repository_id": bad, "deleted": false});
+        event.records.push(push(repo));
+        let mut alert = good_body.clone();
+        alert["change"] = json!({"type": "security-alert", "repository_id": bad, "alert_id": 1});
+        event.records.push(push(alert));
+        let mut stage = good_body.clone();
+        stage["change"] =
+            json!({"type": "pipeline-run", "pipeline_id": 1, "run_id": 1, "stage_id": bad});
+        event.records.push(push(stage));
+    }
+    let hostile = event.records.len();
+
+    let response = org.process(event).await;
+
+    assert_eq!(failed_ids(&response).len(), hostile);
+    assert_eq!(
+        org.sim.ado.request_counts(),
+        BTreeMap::new(),
+        "no request was sent for a message with a bad id"
+    );
+}
+
+#[tokio::test]
+async fn hostile_deliveries_are_refused_by_the_webhook_and_only_the_valid_one_reaches_azure_devops()
+{
+    let org = start().await;
+    let queue = MemoryQueue::new();
+    let settings = WebhookSettings::from_lookup(|k| match k {
+        "WEBHOOK_USERNAME" => Some("ado".into()),
+        "WEBHOOK_SECRET" => Some("webhook-secret".into()),
+        _ => None,
+    })
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    let token = base64::engine::general_purpose::STANDARD.encode("ado:webhook-secret");
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+    );
+    let mut valid: Value = serde_json::from_str(WORKITEM_DELIVERY).unwrap();
+    valid["resourceContainers"]["project"]["id"] = json!(PROJECT);
+    valid["resource"]["workItemId"] = json!(7);
+    let mut deliveries = vec![valid.clone()];
+    for bad in HOSTILE {
+        for pointer in [
+            "/resourceContainers/project/id",
+            "/resource/workItemId",
+            "/resource/revision/id",
+        ] {
+            let mut d = valid.clone();
+            *d.pointer_mut(pointer).unwrap() = json!(bad);
+            if pointer == "/resource/revision/id" {
+                d["resource"]["workItemId"] = json!(0);
+            }
+            deliveries.push(d);
+        }
+    }
+
+    let mut ignored = 0;
+    for d in &deliveries {
+        let out = accept(&settings, &queue, &headers, &serde_json::to_vec(d).unwrap()).await;
+        assert_eq!(out.status, 202, "{}", out.body);
+        if out.body["status"] == "ignored" {
+            assert_eq!(out.body["reason"], "invalid-resource-id", "{}", out.body);
+            ignored += 1;
+        }
+    }
+    assert_eq!(ignored, deliveries.len() - 1);
+    let sent = queue.sent();
+    assert_eq!(sent.len(), 1);
+    let mut event = sqs_event(UPDATED);
+    set_message(&mut event.records[0], &sent[0]);
+    let response = org.process(event).await;
+
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+    let routes: BTreeSet<String> = org.sim.ado.request_counts().into_keys().collect();
+    assert_eq!(
+        routes,
+        BTreeSet::from([
+            "GET /_apis/projects/{projectId}".to_owned(),
+            "GET /{project}/_apis/wit/workitems/{id}".to_owned(),
+        ])
+    );
+    assert!(title(&org, 7).is_some());
 }

@@ -40,7 +40,7 @@ fn message(org: &TestOrg, event_type: &str, change: Change) -> ChangeMessage {
         publisher_id: "tfs".into(),
         subscription_id: None,
         created_date: None,
-        project_id: Some(org.sim.ado.project_ids()[0].clone()),
+        project_id: Some(org.sim.ado.project_ids()[0].parse().unwrap()),
         base_url: None,
         change,
     }
@@ -134,7 +134,7 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
         Change::PipelineRun {
             pipeline_id: Some(1),
             run_id: Some(2),
-            stage_id: Some(stage_id),
+            stage_id: Some(stage_id.parse().unwrap()),
         },
     );
     let applied = sync::apply(&org.runtime, &msg).await.unwrap();
@@ -200,7 +200,7 @@ async fn an_alert_event_upserts_the_alert_and_one_outside_the_criteria_is_remove
         &org,
         "ms.vss-alerts.alert-updated-event",
         Change::SecurityAlert {
-            repository_id: repo.to_owned(),
+            repository_id: repo.parse().unwrap(),
             alert_id: alert.parse().unwrap(),
         },
     );
@@ -212,7 +212,7 @@ async fn an_alert_event_upserts_the_alert_and_one_outside_the_criteria_is_remove
         .project_ids()
         .into_iter()
         .find(|p| org.sim.ado.repository_ids(p).iter().any(|r| r == repo));
-    msg.project_id = owner;
+    msg.project_id = owner.map(|p| p.parse().unwrap());
     let applied = sync::apply(&org.runtime, &msg).await.unwrap();
     assert_eq!(applied.kinds, ["advanced-security-alert"]);
     assert_eq!(applied.upserted, 1, "{applied:?}");
@@ -238,7 +238,7 @@ async fn a_push_creates_moves_and_deletes_branches_and_still_refreshes_the_repos
         &org,
         "git.push",
         Change::Push {
-            repository_id: repo.clone(),
+            repository_id: repo.parse().unwrap(),
             ref_updates: vec![
                 RefUpdate {
                     name: "refs/heads/feature/new".into(),
@@ -266,7 +266,7 @@ async fn a_push_creates_moves_and_deletes_branches_and_still_refreshes_the_repos
     let mut gone = msg.clone();
     gone.event_id = "e-delete".into();
     gone.change = Change::Push {
-        repository_id: repo.clone(),
+        repository_id: repo.parse().unwrap(),
         ref_updates: vec![RefUpdate {
             name: "refs/heads/feature/new".into(),
             old_object_id: sha('a'),

@@ -55,9 +55,9 @@ resources:
 fn push(org: &TestOrg, repo_id: &str, branch: &str) -> shared::queue::message::ChangeMessage {
     let mut m = message_of(&sqs_event(UPDATED).records[0]);
     m.event_type = "git.push".into();
-    m.project_id = Some(org.sim.ado.project_ids()[0].clone());
+    m.project_id = Some(org.sim.ado.project_ids()[0].parse().unwrap());
     m.change = Change::Push {
-        repository_id: repo_id.to_owned(),
+        repository_id: repo_id.parse().unwrap(),
         ref_updates: vec![RefUpdate {
             name: format!("refs/heads/{branch}"),
             old_object_id: "1".repeat(40),

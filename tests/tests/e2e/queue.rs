@@ -21,7 +21,7 @@ fn work_item_update(event_id: &str, work_item: u64) -> ChangeMessage {
         publisher_id: "tfs".into(),
         subscription_id: Some("sub-1".into()),
         created_date: Some("2026-05-01T10:00:00Z".into()),
-        project_id: Some("6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into()),
+        project_id: Some("6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".parse().unwrap()),
         base_url: Some("https://dev.azure.com/fabrikam/".into()),
         change: Change::WorkItem {
             id: work_item,
