@@ -25,8 +25,14 @@ impl Drop for Sim {
 }
 
 fn start_sim() -> Sim {
+    start_sim_with(&[])
+}
+
+/// The simulator with extra `sim` options (e.g. a latency).
+fn start_sim_with(options: &[&str]) -> Sim {
     let mut child = Command::new(BIN)
         .args(["sim", "--listen", "127.0.0.1:0", "--size", "small"])
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -39,11 +45,11 @@ fn start_sim() -> Sim {
     Sim { child, urls }
 }
 
-#[test]
-fn resync_against_the_simulator_urls_works_with_any_credentials() {
-    let sim = start_sim();
-    let out = Command::new(BIN)
-        .args(["resync", "--json"])
+/// `ado-sync resync` with `args`, pointed at the simulator with any credentials.
+fn resync_against(sim: &Sim, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("resync")
+        .args(args)
         .env_clear()
         .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
         .env("ADO_PAT", "anything")
@@ -54,7 +60,13 @@ fn resync_against_the_simulator_urls_works_with_any_credentials() {
         .env("CATALOG_CLIENT_ID", "any-id")
         .env("CATALOG_CLIENT_SECRET", "any-secret")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn resync_against_the_simulator_urls_works_with_any_credentials() {
+    let sim = start_sim();
+    let out = resync_against(&sim, &["--json"]);
     assert!(
         out.status.success(),
         "stderr: {}",
@@ -268,33 +280,8 @@ fn the_demo_syncs_all_five_kinds_and_shows_a_live_change_reaching_the_catalog() 
 
 #[test]
 fn resync_with_max_seconds_stops_at_the_limit_and_exits_3_as_incomplete() {
-    let mut child = Command::new(BIN)
-        .args(["sim", "--listen", "127.0.0.1:0", "--latency-ms", "200"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let sim = Sim {
-        child,
-        urls: serde_json::from_str(&line).expect("sim prints one JSON line"),
-    };
-    let out = Command::new(BIN)
-        .args(["resync", "--json", "--max-seconds", "1"])
-        .env_clear()
-        .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
-        .env("ADO_PAT", "anything")
-        .env(
-            "CATALOG_BASE_URL",
-            sim.urls["catalog_base_url"].as_str().unwrap(),
-        )
-        .env("CATALOG_CLIENT_ID", "any-id")
-        .env("CATALOG_CLIENT_SECRET", "any-secret")
-        .output()
-        .unwrap();
+    let sim = start_sim_with(&["--latency-ms", "200"]);
+    let out = resync_against(&sim, &["--json", "--max-seconds", "1"]);
     assert_eq!(
         out.status.code(),
         Some(3),

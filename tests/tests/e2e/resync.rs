@@ -17,6 +17,17 @@ async fn shipped_mapping_org() -> TestOrg {
     .await
 }
 
+/// What reconciliation did with one blueprint, from a report as JSON.
+fn blueprint_deletion(report: &Value, blueprint: &str) -> Value {
+    report["deletion"]["blueprints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["blueprint"] == blueprint)
+        .unwrap_or_else(|| panic!("no {blueprint} in {}", report["deletion"]))
+        .clone()
+}
+
 /// Catalog requests that write entities: the bulk routes and single-entity upserts.
 fn catalog_writes(org: &TestOrg) -> u64 {
     org.catalog_requests("bulk") + org.catalog_requests("POST /v1/blueprints/{")
@@ -218,13 +229,7 @@ async fn deletion_over_the_threshold_is_skipped_and_said() {
     }
     let before = org.catalog_ids("workItem");
     let report = org.resync().await.expect("the listing itself succeeded");
-    let work_items = report["deletion"]["blueprints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["blueprint"] == "workItem")
-        .unwrap_or_else(|| panic!("{}", report["deletion"]))
-        .clone();
+    let work_items = blueprint_deletion(&report, "workItem");
     assert_eq!(
         work_items["decision"]["decision"], "kept_over_threshold",
         "{work_items}"
@@ -566,13 +571,7 @@ async fn entities_the_pass_rewrites_count_in_the_deletion_threshold() {
     let owned_before = org.catalog_ids("repository").len();
 
     let report = org.resync().await.expect("second pass");
-    let repositories = report["deletion"]["blueprints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["blueprint"] == "repository")
-        .unwrap_or_else(|| panic!("{}", report["deletion"]))
-        .clone();
+    let repositories = blueprint_deletion(&report, "repository");
     assert_eq!(repositories["owned"], owned_before, "{repositories}");
     assert_eq!(repositories["stale"], 1, "{repositories}");
     assert_eq!(repositories["decision"]["decision"], "deleted");
