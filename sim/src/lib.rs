@@ -1,5 +1,6 @@
 //! Local servers for tests, the demo and benchmarks: an Azure DevOps organisation ([`ado`]) and a catalog
-//! ([`catalog`]), served together on one port: ADO at `/{org}`, the catalog at `/catalog`, controls at `/_sim`.
+//! ([`catalog`]), served together on one port: ADO at `/{org}`, the catalog at `/catalog`, controls at `/_sim`
+//! (the catalog's at `/_sim/catalog`).
 
 pub mod ado;
 pub mod catalog;
@@ -74,6 +75,7 @@ pub async fn start(
     let catalog = CatalogSim::new(catalog_opts)?;
     let app = axum::Router::new()
         .merge(ado.control_router())
+        .merge(catalog.control_router())
         .nest("/catalog", catalog.router())
         .merge(ado.router());
     let listener = tokio::net::TcpListener::bind(listen).await?;

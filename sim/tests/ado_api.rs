@@ -56,7 +56,36 @@ async fn send(
         None => req.body(Body::empty()),
     }
     .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    reply(app.clone().oneshot(req).await.unwrap()).await
+}
+
+/// A request with the PAT `any` and extra headers.
+async fn send_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "sim.test")
+        .header("authorization", basic("any"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    reply(app.clone().oneshot(req).await.unwrap()).await
+}
+
+async fn reply(resp: axum::response::Response) -> Reply {
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = to_bytes(resp.into_body(), usize::MAX)
@@ -651,14 +680,67 @@ async fn a_wrong_pat_gets_the_203_sign_in_page() {
 }
 
 #[tokio::test]
-async fn missing_api_version_and_unknown_routes_get_ado_errors() {
+async fn a_get_without_api_version_is_served_and_counted_and_other_methods_must_name_one() {
     let (s, app) = sim(OrgSpec::small());
     let r = get(&app, "/simorg/_apis/projects").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["count"], 3);
+    // A preview-only resource too: Azure DevOps serves the newest version.
+    let r = get(&app, "/simorg/Platform/_apis/distributedtask/environments").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let r = send(
+        &app,
+        Method::POST,
+        "/simorg/Platform/_apis/wit/wiql",
+        Some(json!({"query": "SELECT [System.Id] FROM WorkItems"})),
+        Some("any"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let body = r.json();
     assert_eq!(body["typeKey"], "VssVersionNotSpecifiedException");
     assert_eq!(body["$id"], "1");
-    assert!(body["message"].as_str().unwrap().contains("api-version"));
+    assert!(body["message"].as_str().unwrap().contains("\"POST\""));
+    // A version in the Accept header counts as one.
+    let r = send_with(
+        &app,
+        Method::POST,
+        "/simorg/Platform/_apis/wit/wiql",
+        Some(json!({"query": "SELECT [System.Id] FROM WorkItems"})),
+        &[("accept", "application/json; api-version=7.1")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/simorg/_apis/projects?api-version=7.1")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let unversioned = s.requests_without_api_version();
+    assert_eq!(
+        unversioned,
+        [
+            ("GET /_apis/projects".to_owned(), 1),
+            (
+                "GET /{project}/_apis/distributedtask/environments".to_owned(),
+                1
+            ),
+            ("POST /{project}/_apis/wit/wiql".to_owned(), 1),
+        ]
+        .into()
+    );
+    let stats = send(&app, Method::GET, "/_sim/stats", None, None)
+        .await
+        .json();
+    assert_eq!(stats["without_api_version"]["GET /_apis/projects"], 1);
+    assert_eq!(stats["requests"]["GET /_apis/projects"], 2);
+}
+
+#[tokio::test]
+async fn unknown_routes_get_ado_errors_with_the_rate_limit_headers() {
+    let (s, app) = sim(OrgSpec::small());
     let r = get(&app, "/simorg/_apis/nothing-here?api-version=7.1").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.json()["typeKey"].is_string());
@@ -672,9 +754,92 @@ async fn missing_api_version_and_unknown_routes_get_ado_errors() {
         assert!(r.header(name).is_some(), "missing {name}");
     }
     let counts = s.request_counts();
-    assert_eq!(counts["GET /_apis/projects"], 1);
     assert_eq!(counts["GET <unmatched>"], 1);
-    assert_eq!(s.total_requests(), 2);
+    assert_eq!(s.total_requests(), 1);
+}
+
+#[tokio::test]
+async fn git_policy_configurations_are_served_under_released_preview_and_no_versions() {
+    let (_, app) = sim(OrgSpec::small());
+    for version in ["?api-version=7.1", "?api-version=7.1-preview.1", ""] {
+        let r = get(
+            &app,
+            &format!("/simorg/Platform/_apis/git/policy/configurations{version}"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{version}: {}", r.json());
+        assert!(
+            !r.json()["value"].as_array().unwrap().is_empty(),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_item_get_accepting_anything_answers_the_file_text_unless_json_is_asked_for() {
+    let (s, app) = sim(OrgSpec::small());
+    let pid = s.project_ids()[0].clone();
+    let repos = get(
+        &app,
+        &format!("/simorg/{pid}/_apis/git/repositories?api-version=7.1"),
+    )
+    .await
+    .json();
+    let repo = repos["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["defaultBranch"].is_string() && r["isDisabled"] != true)
+        .expect("a repository with content")
+        .clone();
+    let (id, name) = (repo["id"].as_str().unwrap(), repo["name"].as_str().unwrap());
+    let item = |query: &str| {
+        format!(
+            "/simorg/{pid}/_apis/git/repositories/{id}/items?path=/README.md&api-version=7.1{query}"
+        )
+    };
+    let any = [("accept", "*/*")];
+
+    let raw = send_with(&app, Method::GET, &item(""), None, &any).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert!(
+        raw.header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(raw.body.clone()).unwrap();
+    assert!(text.starts_with(&format!("# {name}\n")), "{text}");
+
+    // Without an Accept header (a client that sends none): the text too.
+    assert_eq!(get(&app, &item("")).await.body, raw.body);
+
+    let json_accept = [("accept", "application/json")];
+    let meta = send_with(&app, Method::GET, &item(""), None, &json_accept)
+        .await
+        .json();
+    assert_eq!(meta["path"], "/README.md");
+    assert!(meta.get("content").is_none());
+    for query in ["&includeContent=true", "&$format=json"] {
+        let v = send_with(&app, Method::GET, &item(query), None, &any)
+            .await
+            .json();
+        assert_eq!(v["path"], "/README.md", "{query}");
+    }
+    let with_content = send_with(&app, Method::GET, &item("&includeContent=true"), None, &any)
+        .await
+        .json();
+    assert_eq!(with_content["content"], text.as_str());
+    // A folder has no text: its metadata comes back.
+    let folder = send_with(
+        &app,
+        Method::GET,
+        &format!("/simorg/{pid}/_apis/git/repositories/{id}/items?path=/config&api-version=7.1"),
+        None,
+        &any,
+    )
+    .await
+    .json();
+    assert_eq!(folder["isFolder"], true);
 }
 
 #[tokio::test]

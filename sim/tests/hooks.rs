@@ -373,7 +373,10 @@ async fn the_subscriptions_api_validates_like_ado() {
     assert!(created["createdBy"]["displayName"].is_string());
     assert!(created["url"].as_str().unwrap().ends_with(id));
 
+    // Azure DevOps serves a GET without api-version; a DELETE must name one.
     let no_version = http.get(format!("{base}/{id}")).send().await.unwrap();
+    assert_eq!(no_version.status(), 200);
+    let no_version = http.delete(format!("{base}/{id}")).send().await.unwrap();
     assert_eq!(no_version.status(), 400);
     let got = http
         .get(format!("{base}/{id}?api-version=7.1"))

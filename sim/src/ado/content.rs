@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -353,7 +354,7 @@ async fn items_project(
     headers: HeaderMap,
     Path((pkey, rkey)): Path<(String, String)>,
     Query(q): Params,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let p = project(&sim, &pkey)?;
     let repo = find_repo(&sim, p, &rkey)?;
     items(&sim, &headers, repo, &q)
@@ -364,7 +365,7 @@ async fn items_org(
     headers: HeaderMap,
     Path(rkey): Path<String>,
     Query(q): Params,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let p = sim
         .org
         .repo_by_id(&rkey)
@@ -378,12 +379,26 @@ fn flag(q: &[(String, String)], key: &str) -> bool {
     param(q, key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// Items - Get answers a file with its bytes unless JSON is asked for: by `$format=json`, by an
+/// `Accept` naming JSON, or by `includeContent` (which only means something in JSON). A client that
+/// sends `Accept: */*` (curl, httpx: the Python peer reads files this way) gets the text.
+fn wants_raw(headers: &HeaderMap, q: &[(String, String)]) -> bool {
+    if let Some(format) = param(q, "$format") {
+        return !format.eq_ignore_ascii_case("json");
+    }
+    !flag(q, "includeContent")
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|accept| !accept.to_ascii_lowercase().contains("json"))
+}
+
 fn items(
     sim: &AdoSim,
     headers: &HeaderMap,
     repo: &Repo,
     q: &[(String, String)],
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let version = param(q, "versionDescriptor.version").or(param(q, "version"));
     let c = ctx(sim, headers, repo, version)?;
     let content = flag(q, "includeContent");
@@ -397,7 +412,14 @@ fn items(
         if !c.exists(&path) {
             return Err(item_not_found(&path, repo, &c.branch));
         }
-        return Ok(Json(c.item(&path, content, metadata)));
+        if let Some(text) = c.files.get(&path).filter(|_| wants_raw(headers, q)) {
+            return Ok((
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                text.clone(),
+            )
+                .into_response());
+        }
+        return Ok(Json(c.item(&path, content, metadata)).into_response());
     }
     let scope = normalise(param(q, "scopePath").or(param(q, "path")).unwrap_or("/"));
     if !c.exists(&scope) {
@@ -408,7 +430,7 @@ fn items(
         .iter()
         .map(|p| c.item(p, false, metadata))
         .collect();
-    Ok(Json(list_body(value)))
+    Ok(Json(list_body(value)).into_response())
 }
 
 async fn items_batch(

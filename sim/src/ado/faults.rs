@@ -1,25 +1,184 @@
 //! The request gate every org request passes: counting, latency, PAT check (203 sign-in page),
-//! injected faults (429/503 or test-chosen statuses), the api-version requirement, and the
-//! rate-limit headers ADO attaches. Also ADO's error body shape.
+//! injected faults, the api-version rule, and the rate-limit headers ADO attaches. Also ADO's error
+//! body shape, and the fault rules both simulators share ([`Fault`]).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AdoSim;
 use super::org::mix;
 
-pub(crate) struct FaultRule {
+/// An injected fault: which requests it hits and what it does to them. `A` is the side's action
+/// ([`FaultAction`] for Azure DevOps, [`crate::catalog::FaultAction`] for the catalog). Over
+/// `/_sim` it is the JSON `{"path_contains", "method"?, "action", "after"?, "times"?}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault<A> {
+    /// A substring of the request path (on the Azure DevOps side, path and query).
     pub path_contains: String,
-    pub status: u16,
-    pub remaining: Option<u32>,
+    /// Only requests with this method (any case); `None` for every method.
+    #[serde(default)]
+    pub method: Option<String>,
+    pub action: A,
+    /// Matching requests let through before the fault starts, to hit a pass part way.
+    #[serde(default)]
+    pub after: u32,
+    /// Matching requests it hits; `None` until cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+impl<A> Fault<A> {
+    /// Every matching request, until cleared.
+    pub fn new(path_contains: impl Into<String>, action: A) -> Self {
+        Self {
+            path_contains: path_contains.into(),
+            method: None,
+            action,
+            after: 0,
+            times: None,
+        }
+    }
+
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_owned());
+        self
+    }
+
+    pub fn after(mut self, requests: u32) -> Self {
+        self.after = requests;
+        self
+    }
+
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        path.contains(&self.path_contains)
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+}
+
+/// What a fault does to an Azure DevOps request. JSON: `{"status": 503}`, `"reset"`, `{"slow": ms}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// ADO's error answer with this status; a 429 carries `retry-after: 1`.
+    Status(u16),
+    /// The connection is dropped without an answer (see [`severed`]).
+    Reset,
+    /// The real answer, after this delay: longer than a client's timeout, it is a hung server.
+    Slow(#[serde(with = "millis")] Duration),
+}
+
+/// Durations as whole milliseconds on the wire.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+struct LiveFault<A> {
+    fault: Fault<A>,
+    /// Matching requests let through so far (up to `after`).
+    passed: u32,
+}
+
+/// The faults injected on one side, in the order they were added.
+pub(crate) struct FaultRules<A> {
+    rules: Mutex<Vec<LiveFault<A>>>,
+}
+
+impl<A> Default for FaultRules<A> {
+    fn default() -> Self {
+        Self {
+            rules: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<A: Clone> FaultRules<A> {
+    pub fn add(&self, fault: Fault<A>) {
+        if fault.times == Some(0) {
+            return;
+        }
+        self.lock().push(LiveFault { fault, passed: 0 });
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The action of the first rule that fires on this request, using up one of its hits. Only rules
+    /// whose action `applies` here are considered (or counted): the catalog rejects an entity in the
+    /// bulk handler, where the body is known, and everything else in its gate.
+    pub fn take(&self, method: &str, path: &str, applies: impl Fn(&A) -> bool) -> Option<A> {
+        let mut rules = self.lock();
+        let mut fired = None;
+        for (i, rule) in rules.iter_mut().enumerate() {
+            if !rule.fault.matches(method, path) || !applies(&rule.fault.action) {
+                continue;
+            }
+            if rule.passed < rule.fault.after {
+                rule.passed += 1;
+                continue;
+            }
+            fired = Some(i);
+            break;
+        }
+        let i = fired?;
+        let action = rules[i].fault.action.clone();
+        if let Some(n) = rules[i].fault.times.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                rules.remove(i);
+            }
+        }
+        Some(action)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LiveFault<A>>> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An answer that is never sent: its body fails on the first read, and hyper then closes the
+/// connection. Hyper writes the head only together with the first body bytes, so the client sees the
+/// connection closed before any status line (an "incomplete message" / connection reset), not a
+/// broken body; `sim/tests` checks this on a raw socket.
+pub(crate) fn severed() -> Response {
+    let body = futures::stream::once(async {
+        Err::<Bytes, _>(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection reset injected by the simulator",
+        ))
+    });
+    Response::new(Body::from_stream(body))
 }
 
 /// A TSTU-like budget: 200 units per 5-minute window, each request costing a little, which is how
@@ -112,24 +271,50 @@ fn has_api_version(req: &Request) -> bool {
             .is_some_and(|v| v.to_ascii_lowercase().contains("api-version="))
 }
 
+/// The version a GET without `api-version` is served with. Azure DevOps serves such a GET with the
+/// newest version of the resource, preview ones included (the Python peer relies on it for projects,
+/// repositories, policies, environments and more); only other methods must name a version.
+pub const UNVERSIONED_GET_VERSION: &str = "7.2-preview";
+
+/// The same request with `api-version` added to its query.
+fn with_version(uri: &Uri, version: &str) -> Option<Uri> {
+    let path_and_query = match uri.query().filter(|q| !q.is_empty()) {
+        Some(q) => format!("{}?{q}&api-version={version}", uri.path()),
+        None => format!("{}?api-version={version}", uri.path()),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 impl AdoSim {
+    /// Adds a fault; the first one added that matches a request decides its fate.
+    pub fn inject(&self, fault: Fault<FaultAction>) {
+        self.faults.add(fault);
+    }
+
+    /// Requests that came without an `api-version` (query or `Accept`), per `"METHOD route-template"`.
+    /// Azure DevOps serves such GETs; this is how tests check that a client names its version anyway.
+    pub fn requests_without_api_version(&self) -> BTreeMap<String, u64> {
+        self.unversioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn count_unversioned(&self, key: &str) {
+        *self
+            .unversioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default() += 1;
+    }
+
     /// Picks the fault for this request, if any: test rules first, then the random share.
-    fn fault_for(&self, path: &str) -> Option<u16> {
-        {
-            let mut rules = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = rules
-                .iter()
-                .position(|r| path.contains(&r.path_contains) && r.remaining != Some(0))
-            {
-                let status = rules[i].status;
-                if let Some(n) = rules[i].remaining.as_mut() {
-                    *n -= 1;
-                    if *n == 0 {
-                        rules.remove(i);
-                    }
-                }
-                return Some(status);
-            }
+    fn fault_for(&self, method: &str, path: &str) -> Option<FaultAction> {
+        if let Some(action) = self.faults.take(method, path, |_| true) {
+            return Some(action);
         }
         if self.opts.fault_rate <= 0.0 {
             return None;
@@ -138,7 +323,11 @@ impl AdoSim {
         let n = self.fault_seq.fetch_add(1, Ordering::Relaxed);
         let r = mix(self.org.seed ^ mix(n));
         let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
-        (unit < self.opts.fault_rate).then_some(if r.is_multiple_of(3) { 503 } else { 429 })
+        (unit < self.opts.fault_rate).then_some(FaultAction::Status(if r.is_multiple_of(3) {
+            503
+        } else {
+            429
+        }))
     }
 
     fn rate_headers(&self, headers: &mut HeaderMap) {
@@ -204,7 +393,7 @@ fn fault_response(status: u16) -> Response {
 }
 
 /// The middleware in front of every org route and the 404 fallback.
-pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, req: Request, next: Next) -> Response {
+pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, mut req: Request, next: Next) -> Response {
     let prefix = format!("/{}", sim.org.name);
     let route = req.extensions().get::<MatchedPath>().map(|m| {
         m.as_str()
@@ -212,33 +401,47 @@ pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, req: Request, next: Nex
             .unwrap_or(m.as_str())
             .to_string()
     });
-    sim.count(format!(
+    let key = format!(
         "{} {}",
         req.method(),
         route.as_deref().unwrap_or("<unmatched>")
-    ));
+    );
+    let versioned = has_api_version(&req);
+    if !versioned {
+        sim.count_unversioned(&key);
+    }
+    sim.count(key);
     if !sim.opts.latency.is_zero() {
         tokio::time::sleep(sim.opts.latency).await;
     }
-    let mut resp = if sim
+    let signed_in = sim
         .opts
         .pat
         .as_ref()
-        .is_some_and(|want| pat_of(req.headers()).as_deref() != Some(want.as_str()))
-    {
+        .is_none_or(|want| pat_of(req.headers()).as_deref() == Some(want.as_str()));
+    let fault = if signed_in {
+        sim.fault_for(
+            req.method().as_str(),
+            req.uri()
+                .path_and_query()
+                .map_or(req.uri().path(), |p| p.as_str()),
+        )
+    } else {
+        None
+    };
+    let mut resp = if !signed_in {
         (
             StatusCode::NON_AUTHORITATIVE_INFORMATION,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             SIGN_IN_PAGE,
         )
             .into_response()
-    } else if let Some(status) = sim.fault_for(
-        req.uri()
-            .path_and_query()
-            .map_or(req.uri().path(), |p| p.as_str()),
-    ) {
+    } else if let Some(FaultAction::Status(status)) = fault {
         fault_response(status)
-    } else if route.is_some() && !has_api_version(&req) {
+    } else if let Some(FaultAction::Reset) = fault {
+        return severed();
+    } else if route.is_some() && !versioned && !matches!(*req.method(), Method::GET | Method::HEAD)
+    {
         AdoError::bad_request(
             "VssVersionNotSpecifiedException",
             format!(
@@ -248,6 +451,12 @@ pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, req: Request, next: Nex
         )
         .into_response()
     } else {
+        if let Some(FaultAction::Slow(delay)) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        if !versioned && let Some(uri) = with_version(req.uri(), UNVERSIONED_GET_VERSION) {
+            *req.uri_mut() = uri;
+        }
         next.run(req).await
     };
     if !sim.opts.unmetered {

@@ -195,14 +195,14 @@ async fn list_refs(
     token_page(all, &q, "refs", "$top", REFS_PAGE)
 }
 
-/// Git policy configurations (a preview API): by repository and, optionally, branch.
+/// Git policy configurations, by repository and, optionally, branch. Documented as a preview API, yet
+/// Azure DevOps serves it under released versions too (`7.1`), and without any (the Python peer).
 async fn list_policies(
     State(sim): Sim,
     headers: HeaderMap,
     Path(key): Path<String>,
     Query(q): Params,
 ) -> Result<Response> {
-    require_preview(&q)?;
     let p = project(&sim, &key)?;
     let base = base(&sim, &headers);
     let ov = sim.read_overlay();

@@ -3,7 +3,7 @@
 //! mutation and fault-injection controls for tests, the demo and benchmarks.
 
 mod builds;
-mod faults;
+pub(crate) mod faults;
 mod git_policy;
 mod hooks;
 mod org;
@@ -27,11 +27,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use builds::CicdSpec;
-pub use faults::{REQUESTS_PER_WINDOW, WINDOW_SECS};
+pub use faults::{Fault, FaultAction, REQUESTS_PER_WINDOW, UNVERSIONED_GET_VERSION, WINDOW_SECS};
 pub use hooks::Delivery;
 pub use server::Flavour;
 
-use faults::{FaultRule, RateWindow};
+use faults::{FaultRules, RateWindow};
 use org::Org;
 
 /// The size and shape of the generated organisation. Everything is derived from `seed`.
@@ -148,7 +148,9 @@ pub struct AdoSim {
     pub(crate) overlay: RwLock<Overlay>,
     counts: Mutex<BTreeMap<String, u64>>,
     total: AtomicU64,
-    pub(crate) faults: Mutex<Vec<FaultRule>>,
+    pub(crate) faults: FaultRules<FaultAction>,
+    /// Requests that came without an `api-version`, per route, like `counts`.
+    unversioned: Mutex<BTreeMap<String, u64>>,
     pub(crate) fault_seq: AtomicU64,
     pub(crate) rate: Mutex<RateWindow>,
     pub(crate) hooks: hooks::Hooks,
@@ -163,7 +165,8 @@ impl AdoSim {
             overlay: RwLock::new(Overlay::default()),
             counts: Mutex::new(BTreeMap::new()),
             total: AtomicU64::new(0),
-            faults: Mutex::new(Vec::new()),
+            faults: FaultRules::default(),
+            unversioned: Mutex::new(BTreeMap::new()),
             fault_seq: AtomicU64::new(0),
             rate: Mutex::new(RateWindow::default()),
             hooks: hooks::Hooks::default(),
@@ -279,21 +282,14 @@ impl AdoSim {
     /// From now on, requests whose path (and query) contains `path_contains` get HTTP `status`,
     /// `times` times (`None`: until [`AdoSim::clear_faults`]).
     pub fn fail_requests(&self, path_contains: &str, status: u16, times: Option<u32>) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(FaultRule {
-                path_contains: path_contains.to_string(),
-                status,
-                remaining: times,
-            });
+        self.inject(Fault {
+            times,
+            ..Fault::new(path_contains, FaultAction::Status(status))
+        });
     }
 
     pub fn clear_faults(&self) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.faults.clear();
     }
 
     /// Requests seen per `"METHOD route-template"`, e.g. `"POST /{project}/_apis/wit/wiql"`.

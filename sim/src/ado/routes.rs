@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::faults::{AdoError, gate};
 use super::org::{Project, Repo, WiCore, fmt_time, millis_to_time};
 use super::wiql::{self, Context, Field, Row};
-use super::{AdoSim, ItemOverride, Overlay};
+use super::{AdoSim, Fault, FaultAction, ItemOverride, Overlay};
 
 type Sim = State<Arc<AdoSim>>;
 type Params = Query<Vec<(String, String)>>;
@@ -981,11 +981,16 @@ fn work_item(
 
 // ---------------------------------------------------------------- control endpoints
 
+/// `POST /_sim/faults`: a [`Fault`], or the older `{path_contains, status, times}`.
 #[derive(Deserialize)]
-struct FaultBody {
-    path_contains: String,
-    status: u16,
-    times: Option<u32>,
+#[serde(untagged)]
+enum FaultBody {
+    Fault(Fault<FaultAction>),
+    Status {
+        path_contains: String,
+        status: u16,
+        times: Option<u32>,
+    },
 }
 
 pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
@@ -1003,11 +1008,22 @@ pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
 }
 
 async fn stats(State(sim): Sim) -> Json<Value> {
-    Json(json!({"total": sim.total_requests(), "requests": sim.request_counts()}))
+    Json(json!({
+        "total": sim.total_requests(),
+        "requests": sim.request_counts(),
+        "without_api_version": sim.requests_without_api_version(),
+    }))
 }
 
 async fn add_fault(State(sim): Sim, Json(f): Json<FaultBody>) -> StatusCode {
-    sim.fail_requests(&f.path_contains, f.status, f.times);
+    match f {
+        FaultBody::Fault(fault) => sim.inject(fault),
+        FaultBody::Status {
+            path_contains,
+            status,
+            times,
+        } => sim.fail_requests(&path_contains, status, times),
+    }
     StatusCode::NO_CONTENT
 }
 

@@ -412,10 +412,24 @@ fn entity_for(sim: &CatalogSim, bp: &str, mut raw: Value) -> Result<Entity, ApiE
     Ok(entity)
 }
 
+/// How an entity refused by an injected fault is answered (see `FaultAction::RejectEntity`).
+fn rejected(identifier: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "entity {identifier:?} does not match its blueprint (refused by an injected fault)"
+    ))
+}
+
+fn shown_identifier(raw: &Value) -> String {
+    raw.get("identifier")
+        .map(shared::catalog::identifier_string)
+        .unwrap_or_else(|| "unknown".into())
+}
+
 async fn upsert_single(
     State(sim): Sim,
     Path(bp): Path<String>,
     Query(params): Query<WriteParams>,
+    OriginalUri(original): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
@@ -426,7 +440,15 @@ async fn upsert_single(
             "the body exceeds 1 MiB",
         ));
     }
-    let entity = entity_for(&sim, &bp, parse_json(&body)?)?;
+    let raw: Value = parse_json(&body)?;
+    let shown = shown_identifier(&raw);
+    if sim
+        .rejected_entity(original.path(), std::slice::from_ref(&shown))
+        .is_some()
+    {
+        return Err(rejected(&shown));
+    }
+    let entity = entity_for(&sim, &bp, raw)?;
     let done = sim.store.upsert(
         &entity,
         &datasource(&headers),
@@ -454,6 +476,7 @@ async fn upsert_bulk(
     State(sim): Sim,
     Path(bp): Path<String>,
     Query(params): Query<WriteParams>,
+    OriginalUri(original): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
@@ -476,14 +499,17 @@ async fn upsert_bulk(
         )));
     }
 
+    let shown: Vec<String> = bulk.entities.iter().map(shown_identifier).collect();
+    let refused = sim.rejected_entity(original.path(), &shown);
     let mut errors = Vec::new();
     let mut valid = Vec::new(); // (index, entity)
-    for (index, raw) in bulk.entities.into_iter().enumerate() {
-        let shown = raw
-            .get("identifier")
-            .map(shared::catalog::identifier_string)
-            .unwrap_or_else(|| "unknown".into());
-        match entity_for(&sim, &bp, raw) {
+    for ((index, raw), shown) in bulk.entities.into_iter().enumerate().zip(shown) {
+        let checked = if refused == Some(index) {
+            Err(rejected(&shown))
+        } else {
+            entity_for(&sim, &bp, raw)
+        };
+        match checked {
             Ok(e) => valid.push((index, e)),
             Err(e) => errors.push(bulk_error(
                 index,

@@ -4,8 +4,9 @@
 //! it can host this project's client and the Python peer side by side.
 //!
 //! It records each request's `User-Agent` as the written entities' `$datasource`, as Port does, and
-//! offers fault injection and request counts for tests.
+//! offers fault injection and request counts for tests (in process, or over `/_sim/catalog/…`).
 
+mod control;
 mod handlers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shared::catalog::store::CatalogStore;
+
+pub use crate::ado::Fault;
+use crate::ado::faults::{FaultRules, millis, severed};
 
 pub struct CatalogSimOptions {
     /// Expected credentials; `None` accepts any.
@@ -61,13 +65,58 @@ impl std::fmt::Debug for CatalogSimOptions {
     }
 }
 
-/// An injected failure: requests whose path contains `path_contains` are answered with `status`.
-struct Fault {
-    path_contains: String,
-    status: StatusCode,
-    remaining: Option<u32>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+/// What a fault does to a catalog request. JSON: `{"status": 503}`, `"reset"`, `{"slow": ms}`,
+/// `"expire_tokens"`, `{"reject_entity": "id"}` or `{"reject_entity": null}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Port's error answer `{ok: false, error, message}` with this status; a 429 carries
+    /// `retry-after: 1`.
+    Status(u16),
+    /// The connection is dropped without an answer.
+    Reset,
+    /// The real answer, after this delay.
+    Slow(#[serde(with = "millis")] Duration),
+    /// Every token issued so far stops working at once, as when they expire: this request and every
+    /// later one carrying an old token get 401 until the client fetches a new token.
+    ExpireTokens,
+    /// An entity upsert: the entity with this identifier (the request's first when `None`) is refused
+    /// with 422, inside a 207 for a bulk request, as Port refuses an entity its blueprint does not
+    /// accept; the others are stored. Requests without that entity neither trigger nor count.
+    RejectEntity(Option<String>),
 }
+
+/// An injected action and the extra headers of its answer (the older API's `retry-after`).
+type Injected = (FaultAction, Vec<(HeaderName, HeaderValue)>);
+
+/// Request counts by what the requests do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CatalogStats {
+    pub total: u64,
+    /// Entity upserts and deletes.
+    pub writes: u64,
+    /// Entity reads: searches, the ownership listing, single gets.
+    pub searches: u64,
+    /// Everything else: tokens, blueprints, the integration record.
+    pub other: u64,
+    /// Per `"METHOD /v1/route-template"`, faulted and refused requests included.
+    pub requests: BTreeMap<String, u64>,
+}
+
+/// Routes that change entities, by their count key.
+const WRITE_ROUTES: &[&str] = &[
+    "POST /v1/blueprints/{bp}/entities",
+    "POST /v1/blueprints/{bp}/entities/bulk",
+    "POST /v1/blueprints/{bp}/bulk/entities/delete",
+    "DELETE /v1/blueprints/{bp}/entities/{id}",
+    "DELETE /v1/blueprints/{bp}/all-entities",
+];
+/// Routes that read entities.
+const SEARCH_ROUTES: &[&str] = &[
+    "POST /v1/entities/search",
+    "POST /v1/blueprints/entities/datasource-entities",
+    "GET /v1/blueprints/{bp}/entities/{id}",
+];
 
 #[derive(Default)]
 struct Tokens {
@@ -81,7 +130,7 @@ pub struct CatalogSim {
     opts: CatalogSimOptions,
     store: CatalogStore,
     tokens: Mutex<Tokens>,
-    faults: Mutex<Vec<Fault>>,
+    faults: FaultRules<Injected>,
     counts: Mutex<BTreeMap<String, u64>>,
     total: AtomicU64,
 }
@@ -108,7 +157,7 @@ impl CatalogSim {
             opts,
             store,
             tokens: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultRules::default(),
             counts: Mutex::default(),
             total: AtomicU64::new(0),
         }))
@@ -122,6 +171,12 @@ impl CatalogSim {
             // Bodies over Port's 1 MiB limit must reach the handlers, which answer Port's 413.
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(self.clone())
+    }
+
+    /// `/_sim/catalog/…` controls for out-of-process tests: `GET stats`, `POST`/`DELETE faults` (a
+    /// [`Fault`] as JSON), `POST tokens/expire`. Merge it at the root, beside the ADO side's `/_sim`.
+    pub fn control_router(self: &Arc<Self>) -> Router {
+        control::routes(self)
     }
 
     pub fn store(&self) -> &CatalogStore {
@@ -151,16 +206,32 @@ impl CatalogSim {
                 ))
             })
             .collect();
-        lock(&self.faults).push(Fault {
-            path_contains: path_contains.to_owned(),
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            remaining: times,
-            headers,
+        self.faults.add(Fault {
+            times,
+            ..Fault::new(path_contains, (FaultAction::Status(status), headers))
+        });
+    }
+
+    /// Adds a fault; the first one added that matches a request decides its fate.
+    pub fn inject(&self, fault: Fault<FaultAction>) {
+        self.faults.add(Fault {
+            path_contains: fault.path_contains,
+            method: fault.method,
+            action: (fault.action, Vec::new()),
+            after: fault.after,
+            times: fault.times,
         });
     }
 
     pub fn clear_faults(&self) {
-        lock(&self.faults).clear();
+        self.faults.clear();
+    }
+
+    /// Every token issued so far stops working; the next request with one gets 401.
+    pub fn expire_tokens(&self) {
+        let mut tokens = lock(&self.tokens);
+        tokens.live.clear();
+        tokens.by_client.clear();
     }
 
     /// Requests per `"METHOD /v1/route-template"`, faulted and refused ones included.
@@ -176,24 +247,38 @@ impl CatalogSim {
         self.total.load(Ordering::Relaxed)
     }
 
-    fn take_fault(&self, path: &str) -> Option<Response> {
-        let mut faults = lock(&self.faults);
-        let i = faults
-            .iter()
-            .position(|f| path.contains(&f.path_contains) && f.remaining != Some(0))?;
-        let fault = &mut faults[i];
-        if let Some(n) = &mut fault.remaining {
-            *n -= 1;
+    /// The request counts, and their sums by what the requests do.
+    pub fn stats(&self) -> CatalogStats {
+        let requests = self.request_counts();
+        let mut stats = CatalogStats {
+            total: self.total_requests(),
+            ..Default::default()
+        };
+        for (key, n) in &requests {
+            if WRITE_ROUTES.contains(&key.as_str()) {
+                stats.writes += n;
+            } else if SEARCH_ROUTES.contains(&key.as_str()) {
+                stats.searches += n;
+            } else {
+                stats.other += n;
+            }
         }
-        let mut resp = (
-            fault.status,
-            axum::Json(json!({"ok": false, "error": "injected_fault", "message": "failure injected by the simulator"})),
-        )
-            .into_response();
-        for (k, v) in &fault.headers {
-            resp.headers_mut().insert(k.clone(), v.clone());
+        stats.requests = requests;
+        stats
+    }
+
+    /// The index of the entity an upsert to `path` must refuse, if a [`FaultAction::RejectEntity`]
+    /// fires on it; `identifiers` are the request's, in order.
+    fn rejected_entity(&self, path: &str, identifiers: &[String]) -> Option<usize> {
+        let applies = |(action, _): &Injected| match action {
+            FaultAction::RejectEntity(None) => !identifiers.is_empty(),
+            FaultAction::RejectEntity(Some(id)) => identifiers.contains(id),
+            _ => false,
+        };
+        match self.faults.take("POST", path, applies)?.0 {
+            FaultAction::RejectEntity(Some(id)) => identifiers.iter().position(|i| *i == id),
+            _ => Some(0),
         }
-        Some(resp)
     }
 
     /// Issues (or re-issues, while it lives) the token of a credential set; `None` when refused.
@@ -240,6 +325,30 @@ impl CatalogSim {
     }
 }
 
+/// Port's error answer for an injected status.
+fn fault_response(status: u16, headers: &[(HeaderName, HeaderValue)]) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = match status.as_u16() {
+        401 => "unauthorized",
+        404 => "not_found",
+        413 => "payload_too_large",
+        422 => "invalid_request",
+        429 => "too_many_requests",
+        503 => "service_unavailable",
+        _ => "injected_fault",
+    };
+    let mut resp =
+        handlers::ApiError::new(status, error, "failure injected by the simulator").into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    for (k, v) in headers {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
+}
+
 /// The route template without the nest prefix: `/catalog/v1/x/{id}` → `/v1/x/{id}`.
 fn route_key(template: &str) -> &str {
     ["/v1/", "/_catalog", "/ingest"]
@@ -267,8 +376,17 @@ async fn gate(State(sim): State<Arc<CatalogSim>>, req: Request, next: Next) -> R
         .get::<OriginalUri>()
         .map(|o| o.0.path().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
-    if let Some(resp) = sim.take_fault(&path) {
-        return resp;
+    let injected = sim
+        .faults
+        .take(req.method().as_str(), &path, |(action, _)| {
+            !matches!(action, FaultAction::RejectEntity(_))
+        });
+    match injected {
+        Some((FaultAction::Status(status), headers)) => return fault_response(status, &headers),
+        Some((FaultAction::Reset, _)) => return severed(),
+        Some((FaultAction::Slow(delay), _)) => tokio::time::sleep(delay).await,
+        Some((FaultAction::ExpireTokens, _)) => sim.expire_tokens(),
+        Some((FaultAction::RejectEntity(_), _)) | None => {}
     }
     let open = route == "/v1/auth/access_token" || !route.starts_with("/v1/");
     if !open && !sim.authorized(req.headers()) {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{CatalogSim, CatalogSimOptions};
+use super::{CatalogSim, CatalogSimOptions, Fault, FaultAction};
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -20,17 +20,21 @@ const TOKEN: &str = "POST /v1/auth/access_token";
 struct TestCatalog {
     sim: Arc<CatalogSim>,
     base: url::Url,
+    addr: std::net::SocketAddr,
 }
 
 async fn spawn(opts: CatalogSimOptions) -> TestCatalog {
     let sim = CatalogSim::new(opts).unwrap();
-    let app = axum::Router::new().nest("/catalog", sim.router());
+    let app = axum::Router::new()
+        .nest("/catalog", sim.router())
+        .merge(sim.control_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     TestCatalog {
         sim,
         base: url::Url::parse(&format!("http://{addr}/catalog")).unwrap(),
+        addr,
     }
 }
 
@@ -558,4 +562,176 @@ async fn the_server_refuses_oversized_bulk_requests_and_unknown_tokens() {
             .request_count("POST /v1/blueprints/{bp}/entities/bulk"),
         4
     );
+}
+
+#[tokio::test]
+async fn expired_tokens_get_401_until_the_client_fetches_a_new_one() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client("ado");
+    client.upsert("repo", &repos(2), &opts()).await.unwrap();
+    t.sim
+        .inject(Fault::new("/entities/bulk", FaultAction::ExpireTokens).times(1));
+    let out = client.upsert("repo", &repos(3), &opts()).await.unwrap();
+    assert!(all_upserted(&out), "{out:?}");
+    assert_eq!(t.sim.request_count(TOKEN), 2, "a new token after the 401");
+    assert_eq!(
+        t.sim.request_count(BULK),
+        3,
+        "the refused call was repeated"
+    );
+
+    // Expired at once, out of band: the next call of any kind refreshes too.
+    t.sim.expire_tokens();
+    assert_eq!(
+        client.find("repo", &["r000".into()]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(t.sim.request_count(TOKEN), 3);
+}
+
+#[tokio::test]
+async fn a_rejected_entity_of_a_bulk_upsert_is_a_422_in_a_207_and_the_others_are_stored() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client("ado");
+    t.sim.inject(
+        Fault::new(
+            "/entities/bulk",
+            FaultAction::RejectEntity(Some("r001".into())),
+        )
+        .times(1),
+    );
+    // A request without r001 neither triggers the fault nor uses it up.
+    client.upsert("repo", &[repo("x")], &opts()).await.unwrap();
+    let out = client.upsert("repo", &repos(3), &opts()).await.unwrap();
+    assert!(matches!(out[0], UpsertOutcome::Upserted { .. }), "{out:?}");
+    assert!(
+        matches!(&out[1], UpsertOutcome::Failed { status: 422, message, .. } if message.contains("r001")),
+        "{out:?}"
+    );
+    assert!(matches!(out[2], UpsertOutcome::Upserted { .. }), "{out:?}");
+    assert!(t.sim.store().get("repo", "r001").unwrap().is_none());
+    assert!(t.sim.store().get("repo", "r002").unwrap().is_some());
+    // Used up: the next write of r001 goes through.
+    let again = client.upsert("repo", &repos(2), &opts()).await.unwrap();
+    assert!(all_upserted(&again), "{again:?}");
+
+    // Without an identifier, the first entity of the request; a single upsert is refused whole.
+    t.sim
+        .inject(Fault::new("/entities", FaultAction::RejectEntity(None)).times(1));
+    let out = client.upsert("repo", &repos(2), &opts()).await.unwrap();
+    assert!(
+        matches!(out[0], UpsertOutcome::Failed { status: 422, .. }),
+        "{out:?}"
+    );
+    assert!(matches!(out[1], UpsertOutcome::Upserted { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_and_a_lasting_one_fails_as_transient() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client_with("ado", "0.1.0", |c| c.max_retries = 2);
+    client.upsert("repo", &repos(1), &opts()).await.unwrap();
+    t.sim
+        .inject(Fault::new("/entities/search", FaultAction::Reset).times(1));
+    assert_eq!(
+        client.find("repo", &["r000".into()]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(t.sim.request_count("POST /v1/entities/search"), 2);
+
+    t.sim
+        .inject(Fault::new("/entities/search", FaultAction::Reset));
+    let err = client.find("repo", &["r000".into()]).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(t.sim.request_count("POST /v1/entities/search"), 5);
+}
+
+#[tokio::test]
+async fn a_slow_answer_past_the_client_timeout_fails_the_call() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client_with("ado", "0.1.0", |c| {
+        c.timeout = Duration::from_millis(300);
+        c.max_retries = 0;
+    });
+    client.upsert("repo", &repos(1), &opts()).await.unwrap();
+    t.sim.inject(
+        Fault::new(
+            "/entities/search",
+            FaultAction::Slow(Duration::from_secs(20)),
+        )
+        .times(1),
+    );
+    let err = client.find("repo", &["r000".into()]).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(
+        client.find("repo", &["r000".into()]).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn stats_and_faults_are_served_under_sim_catalog() {
+    let t = spawn(CatalogSimOptions::default()).await;
+    let client = t.client("ado");
+    let http = reqwest::Client::new();
+    let control = |path: &str| format!("http://{}/_sim/catalog/{path}", t.addr);
+    let r = http
+        .post(control("faults"))
+        .json(&json!({"path_contains": "/entities/bulk", "method": "POST", "action": {"status": 503}, "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    client.upsert("repo", &repos(3), &opts()).await.unwrap();
+    client.find("repo", &["r000".into()]).await.unwrap();
+    client
+        .delete("repo", &["r001".into()], false, &opts())
+        .await
+        .unwrap();
+    let r = http
+        .post(control("faults"))
+        .json(&json!({"path_contains": "/entities/search", "action": "reset"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        http.delete(control("faults"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    client.find("repo", &["r000".into()]).await.unwrap();
+    assert_eq!(
+        http.post(control("tokens/expire"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    client.find("repo", &["r000".into()]).await.unwrap();
+
+    let stats: Value = http
+        .get(control("stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["writes"], 3,
+        "two bulk upserts (one refused) and a delete: {stats}"
+    );
+    assert_eq!(
+        stats["searches"], 4,
+        "three searches, one refused with 401: {stats}"
+    );
+    assert_eq!(stats["other"], 2, "two tokens: {stats}");
+    assert_eq!(stats["total"], 9);
+    assert_eq!(stats["requests"][BULK], 2);
+    assert_eq!(stats, serde_json::to_value(t.sim.stats()).unwrap());
 }

@@ -196,3 +196,90 @@ impl TestOrg {
         processor_function::handle(&self.runtime, LambdaEvent::new(event, Context::default())).await
     }
 }
+
+/// A Port API client for the simulator's catalog with its own timeout and retries (the runtime's is
+/// fixed at 60 s and 5 retries): fault tests put it in place of [`SyncRuntime::catalog`].
+pub fn port_client(
+    sim: &RunningSim,
+    timeout: std::time::Duration,
+    max_retries: u32,
+) -> std::sync::Arc<shared::catalog::port::PortClient> {
+    let mut cfg = shared::catalog::port::PortConfig::new(
+        "client",
+        secrecy::SecretString::from("secret"),
+        "e2e",
+        shared::runtime::VERSION,
+    );
+    cfg.base_url = sim.catalog_base_url().parse().expect("the catalog URL");
+    cfg.integration_type = shared::runtime::INTEGRATION_TYPE.to_owned();
+    cfg.timeout = timeout;
+    cfg.max_retries = max_retries;
+    std::sync::Arc::new(shared::catalog::port::PortClient::new(cfg).expect("client"))
+}
+
+/// The catalog's identifiers per blueprint.
+pub type Contents = std::collections::BTreeMap<String, BTreeSet<String>>;
+
+/// Every blueprint's identifiers in the catalog server.
+pub fn catalog_contents(sim: &RunningSim) -> Contents {
+    let mut out = Contents::new();
+    for e in sim.catalog.store().list(None).expect("the catalog lists") {
+        out.entry(e.blueprint).or_default().insert(e.identifier);
+    }
+    out
+}
+
+/// The `ado-sync` binary next to this test binary: `cargo test --workspace` builds it; running this
+/// package alone needs `cargo build -p ado-sync-cli` first. A binary older than a source it is made
+/// from is refused, so a stale command is never what gets tested. (Building it from here would run a
+/// nested cargo whose environment differs from the outer one, which invalidates the outer build.)
+pub fn ado_sync_binary() -> std::path::PathBuf {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    fn newest(path: &Path) -> SystemTime {
+        let mtime = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match std::fs::read_dir(path) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| newest(&e.path()))
+                .fold(mtime, SystemTime::max),
+            Err(_) => mtime,
+        }
+    }
+
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/e2e-<hash>
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a cargo target layout");
+    let binary = profile.join(format!("ado-sync{}", std::env::consts::EXE_SUFFIX));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    let inputs = [
+        "cli/src",
+        "cli/Cargo.toml",
+        "shared/src",
+        "shared/defaults",
+        "shared/Cargo.toml",
+        "sim/src",
+        "sim/Cargo.toml",
+    ];
+    let sources = inputs
+        .iter()
+        .map(|p| newest(&root.join(p)))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    assert!(
+        built.is_some_and(|b| b >= sources),
+        "{} is missing or older than its sources: run `cargo build -p ado-sync-cli` (or the whole \
+         workspace's tests) first",
+        binary.display()
+    );
+    binary
+}
