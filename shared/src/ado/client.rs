@@ -259,7 +259,7 @@ impl AdoClient {
         self.send(&Request::get(path)).await
     }
 
-    /// Sends a request, retrying throttling, timeouts and 502/503/504 with backoff. Reads (WIQL is a POST
+    /// Sends a request, retrying throttling, timeouts and 500/502/503/504 with backoff. Reads (WIQL is a POST
     /// with no side effect), PUT and DELETE are safe to retry. The one creating POST (a service-hook
     /// subscription) may leave a duplicate when ADO stored it before the timeout; the subscription reconcile
     /// removes duplicates on its next run.
@@ -448,7 +448,10 @@ impl AdoClient {
                     why: message,
                 }
             }
-            408 | 502 | 503 | 504 => Attempt::Retry {
+            // A 500 from Azure DevOps is most often a passing server fault (a database timeout, a
+            // deployment): every request here is safe to repeat, so it is retried like a 503, and one
+            // that persists ends as a transient failure of the kind.
+            408 | 500 | 502 | 503 | 504 => Attempt::Retry {
                 wait: retry_after,
                 why: message,
             },

@@ -35,10 +35,10 @@ pub enum AdoError {
     /// The request or the configuration is wrong; the same request will fail again.
     #[error("Azure DevOps rejected the request: {0}")]
     Invalid(String),
-    /// Throttling, timeouts or 5xx that outlived the retries (or the deadline): may succeed later.
+    /// Throttling, timeouts, dropped connections or 5xx that outlived the retries: may succeed later.
     #[error("Azure DevOps is unavailable: {0}")]
     Transient(String),
-    /// Anything else that will not go away by itself (an unparseable answer, a 500).
+    /// Anything else that will not go away by itself (an unparseable answer, an unexpected status).
     #[error("Azure DevOps failed: {0}")]
     Permanent(String),
     /// The consumer of a stream went away (the pass stopped); not a failure of Azure DevOps.
