@@ -667,7 +667,7 @@ mod tests {
             .into_iter()
             .map(|d| d.dedup_id)
             .collect();
-        assert_eq!(left, ["d3"]);
+        assert_eq!(left, [msg("d3", 3).dedup_id()]);
         let got = q.receive(10, NO_WAIT).await.unwrap();
         assert_eq!(got.iter().map(event_id).collect::<Vec<_>>(), ["d1", "d2"]);
 

@@ -288,10 +288,13 @@ pub(crate) fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
 /// - 404 because the repository is gone: it has no alerts left.
 /// - A refused api-version: this server does not serve the version the alerts API exists in.
 async fn unavailable(ctx: &FetchContext, e: AdoError, repo: &Value) -> Result<(), AdoError> {
-    let on_server = !ctx.client.org_url().is_cloud();
     match e {
-        AdoError::Invalid(m) if m.to_ascii_lowercase().contains("version") && on_server => {
-            Err(not_on_this_server(&m))
+        AdoError::Invalid(m) if m.to_ascii_lowercase().contains("version") => {
+            if ctx.on_server().await {
+                Err(not_on_this_server(&m))
+            } else {
+                Err(AdoError::Invalid(m))
+            }
         }
         AdoError::Invalid(m) if !m.to_ascii_lowercase().contains("version") => {
             tracing::debug!(repository = %str_field(repo, "id"), reason = %m, "Advanced Security is not enabled on this repository");
@@ -300,7 +303,7 @@ async fn unavailable(ctx: &FetchContext, e: AdoError, repo: &Value) -> Result<()
         e @ AdoError::NotFound(_) => {
             match recheck_parent(&ctx.client, e.clone(), &repository_request(repo)).await? {
                 Recheck::ParentGone => Ok(()),
-                Recheck::ParentPresent { .. } if on_server => {
+                Recheck::ParentPresent { .. } if ctx.on_server().await => {
                     Err(not_on_this_server(&e.to_string()))
                 }
                 Recheck::ParentPresent { error, .. } => Err(error),

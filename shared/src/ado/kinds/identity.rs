@@ -9,7 +9,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::common::unless_parent_gone;
-use super::org_lists::services_only;
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
 use crate::mapping::Selector;
@@ -141,12 +140,15 @@ async fn entitlements(
     if let Some(s) = select {
         req = req.query("select", s);
     }
-    let fail = |e| services_only(e, &ctx.client, "user", "Member Entitlement Management");
+    let api = "Member Entitlement Management";
     if legacy {
         let mut skip = 0usize;
         loop {
             let r = req.clone().query("top", PAGE_SIZE).query("skip", skip);
-            let body = ctx.client.send(&r).await.map_err(fail)?.body;
+            let body = ctx
+                .services_only(ctx.client.send(&r).await, "user", api)
+                .await?
+                .body;
             let page = match body.get("members") {
                 Some(_) => crate::ado::paging::take_items(body, "members"),
                 None => crate::ado::paging::take_items(body, "value"),
@@ -160,7 +162,10 @@ async fn entitlements(
         }
     }
     let mut pages = ctx.client.token_pages(req, None, "items").boxed();
-    while let Some(page) = pages.try_next().await.map_err(fail)? {
+    while let Some(page) = ctx
+        .services_only(pages.try_next().await, "user", api)
+        .await?
+    {
         sink.send(page).await?;
     }
     Ok(())
@@ -179,10 +184,9 @@ async fn graph_users(
         req = req.query("subjectTypes", t);
     }
     let mut pages = ctx.client.token_pages(req, None, "value").boxed();
-    while let Some(page) = pages
-        .try_next()
-        .await
-        .map_err(|e| services_only(e, &ctx.client, "user", "Graph"))?
+    while let Some(page) = ctx
+        .services_only(pages.try_next().await, "user", "Graph")
+        .await?
     {
         if !memberships {
             sink.send(page).await?;

@@ -110,6 +110,7 @@ pub struct FetchContext {
     projects: Shared<Vec<Value>>,
     repositories: Shared<Vec<Value>>,
     environments: Shared<Vec<Value>>,
+    deployment: Shared<Deployment>,
     lists: org_lists::OrgLists,
 }
 
@@ -156,6 +157,7 @@ impl FetchContext {
             projects: Shared::default(),
             repositories: Shared::default(),
             environments: Shared::default(),
+            deployment: Shared::default(),
             lists: Default::default(),
         }
     }

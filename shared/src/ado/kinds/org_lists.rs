@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::common::{team_request, unless_parent_gone};
-use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
-use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
+use super::{Deployment, FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
+use crate::ado::{AdoError, ApiVersion, Request, Service};
 
 #[derive(Default)]
 pub(crate) struct OrgLists {
@@ -137,12 +137,12 @@ impl FetchContext {
                 let req = Request::get("/_apis/graph/groups")
                     .service(Service::Identity)
                     .version(ApiVersion::Preview(1));
-                let pages: Vec<Vec<Value>> = self
+                let pages: Result<Vec<Vec<Value>>, _> = self
                     .client
                     .token_pages(req, None, "value")
-                    .map_err(|e| services_only(e, &self.client, "group", "Graph"))
                     .try_collect()
-                    .await?;
+                    .await;
+                let pages = self.services_only(pages, "group", "Graph").await?;
                 Ok(pages.into_iter().flatten().collect())
             })
             .await
@@ -157,19 +157,39 @@ fn merge(mut base: Value, detail: Value) -> Value {
     base
 }
 
-/// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; Azure DevOps
-/// Server answers 404 for their whole area, so a 404 on one of their organisation-wide collections
-/// means the kind is [`AdoError::NotAvailable`] there, with a reason, and the rest of the pass carries
-/// on. On Services these APIs always exist: a 404 there is an error like any other.
-pub(crate) fn services_only(e: AdoError, client: &AdoClient, kind: &str, api: &str) -> AdoError {
-    match e {
-        AdoError::NotFound(detail) if !client.org_url().is_cloud() => {
-            AdoError::NotAvailable(format!(
-                "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
-                 Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
-                 this organisation ({detail})"
-            ))
+impl FetchContext {
+    /// Whether the organisation is served by Azure DevOps Server, asked at most once per pass and only
+    /// when a kind needs to know (see [`Deployment::detect`]). When it cannot be told, not Server: a 404
+    /// then stays an error, which keeps the blueprint's entities.
+    pub(crate) async fn on_server(&self) -> bool {
+        matches!(
+            self.deployment
+                .get_or_fetch(|| Deployment::detect(&self.client))
+                .await
+                .as_deref(),
+            Ok(Deployment::Server)
+        )
+    }
+
+    /// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; Azure DevOps
+    /// Server answers 404 for their whole area, so there a 404 on one of their organisation-wide
+    /// collections means the kind is [`AdoError::NotAvailable`], with a reason, and the rest of the pass
+    /// carries on. On Services these APIs always exist: a 404 there is an error like any other.
+    pub(crate) async fn services_only<T>(
+        &self,
+        result: Result<T, AdoError>,
+        kind: &str,
+        api: &str,
+    ) -> Result<T, AdoError> {
+        match result {
+            Err(AdoError::NotFound(detail)) if self.on_server().await => {
+                Err(AdoError::NotAvailable(format!(
+                    "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
+                     Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
+                     this organisation ({detail})"
+                )))
+            }
+            other => other,
         }
-        other => other,
     }
 }
