@@ -375,15 +375,16 @@ async fn security_alerts_follow_the_criteria_and_skip_repositories_without_advan
 }
 
 #[tokio::test]
-async fn a_server_without_advanced_security_fails_only_that_kind_with_a_clear_message() {
+async fn on_services_a_404_from_advanced_security_is_an_error_not_a_missing_service() {
+    // The simulator says `hosted` in connectionData: the API exists there, so a 404 under a repository
+    // that still exists proves nothing and fails the kind (Server is in server.rs).
     let sim = start(OrgSpec::small()).await;
     sim.ado.fail_requests("/_apis/alert/", 404, None);
-    let (result, _, _) = try_list(&sim, "advanced-security-alert", Q).await;
-    let e = result.unwrap_err().to_string();
-    assert!(
-        e.contains("Advanced Security") && e.contains("Azure DevOps Server"),
-        "{e}"
-    );
+    let (result, items, _) = try_list(&sim, "advanced-security-alert", Q).await;
+    let e = result.unwrap_err();
+    assert!(!matches!(e, shared::ado::AdoError::NotAvailable(_)), "{e}");
+    assert!(e.to_string().contains("404"), "{e}");
+    assert!(items.is_empty());
     let bad = try_list(
         &sim,
         "advanced-security-alert",
