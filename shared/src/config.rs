@@ -78,6 +78,10 @@ pub enum CatalogTarget {
         base_url: url::Url,
         client_id: String,
         client_secret: SecretString,
+        /// Per request, reading the answer included (`CATALOG_TIMEOUT_SECS`, default 60 s as Ocean).
+        timeout: Duration,
+        /// Retries of a throttled, timed-out or dropped call (`CATALOG_MAX_RETRIES`, default 5).
+        max_retries: u32,
     },
     /// The embedded SQLite catalog at this path.
     Embedded { path: PathBuf },
@@ -181,6 +185,14 @@ impl Settings {
             ok(Err(e));
             None
         });
+        let catalog_timeout = num("CATALOG_TIMEOUT_SECS", 1, 900).unwrap_or_else(|e| {
+            ok(Err(e));
+            None
+        });
+        let catalog_retries = num("CATALOG_MAX_RETRIES", 0, 20).unwrap_or_else(|e| {
+            ok(Err(e));
+            None
+        });
         let extra_headers = match get("ADO_EXTRA_HEADERS").map(|h| parse_headers(&h)) {
             Some(Ok(h)) => h,
             Some(Err(e)) => {
@@ -224,6 +236,8 @@ impl Settings {
                             base_url,
                             client_id,
                             client_secret: SecretString::from(client_secret),
+                            timeout: Duration::from_secs(catalog_timeout.unwrap_or(60)),
+                            max_retries: catalog_retries.unwrap_or(5) as u32,
                         })
                     }
                     _ => None,
@@ -472,6 +486,30 @@ mod tests {
         assert_eq!(s.ado.extra_headers[1].0, "X-Other");
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("shh") && !dbg.contains("abc"), "{dbg}");
+    }
+
+    #[test]
+    fn the_catalog_clients_timeout_and_retries_default_to_oceans_and_can_be_set() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("CATALOG_BASE_URL", "eu"),
+            ("CATALOG_CLIENT_ID", "id"),
+            ("CATALOG_CLIENT_SECRET", "shh"),
+        ]);
+        let limits = |vars: &[(&str, &str)]| match settings(vars).unwrap().catalog {
+            CatalogTarget::Port {
+                timeout,
+                max_retries,
+                ..
+            } => (timeout, max_retries),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(limits(&vars), (Duration::from_secs(60), 5));
+        vars.extend([("CATALOG_TIMEOUT_SECS", "5"), ("CATALOG_MAX_RETRIES", "0")]);
+        assert_eq!(limits(&vars), (Duration::from_secs(5), 0));
+        vars.push(("CATALOG_TIMEOUT_SECS", "0"));
+        let e = settings(&vars).unwrap_err().to_string();
+        assert!(e.contains("CATALOG_TIMEOUT_SECS"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! peer keeps it and users edit it), else `MAPPING_FILE` or `MAPPING`, else the shipped default.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::ado::kinds::{self, Deployment};
 use crate::ado::{AdoClient, AdoError};
@@ -194,6 +193,8 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
             base_url,
             client_id,
             client_secret,
+            timeout,
+            max_retries,
         } => {
             let client = Arc::new(PortClient::new(PortConfig {
                 base_url: base_url.clone(),
@@ -202,8 +203,8 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
                 integration_identifier: settings.integration_identifier.clone(),
                 integration_type: INTEGRATION_TYPE.to_owned(),
                 version: VERSION.to_owned(),
-                timeout: Duration::from_secs(60),
-                max_retries: 5,
+                timeout: *timeout,
+                max_retries: *max_retries,
             })?);
             let catalog: Arc<dyn Catalog> = client.clone();
             let admin: Arc<dyn CatalogAdmin> = client;

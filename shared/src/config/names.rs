@@ -78,6 +78,8 @@ pub const SETTINGS: &[Setting] = &[
         &[same("OCEAN__PORT__CLIENT_SECRET")],
     ),
     plain("CATALOG_DB", &[]),
+    plain("CATALOG_TIMEOUT_SECS", &[]),
+    plain("CATALOG_MAX_RETRIES", &[]),
     plain(
         "INTEGRATION_IDENTIFIER",
         &[same("OCEAN__INTEGRATION__IDENTIFIER")],

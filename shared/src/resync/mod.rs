@@ -351,10 +351,12 @@ impl Resync<'_> {
                     .write_page(resource.index(), page, write, &mut block)
                     .await;
                 self.observer.page_done(&block.report);
-                if let Err(message) = written {
+                if let Err(e) = written {
                     // The catalog is failing as a whole: every other block would fail the same way.
-                    block.report.error(message.clone());
-                    stop.stop(StopReason::CatalogUnavailable { message });
+                    block.report.error(e.to_string());
+                    stop.stop(StopReason::CatalogUnavailable {
+                        message: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -389,14 +391,14 @@ impl Resync<'_> {
         block
     }
 
-    /// Writes one mapped page. An error means the catalog failed as a whole (its message says how).
+    /// Writes one mapped page. An error means the catalog failed as a whole.
     async fn write_page(
         &self,
         index: usize,
         page: MappedPage,
         write: &WriteOptions,
         block: &mut Block,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteFailed> {
         block.report.items_read += page.items_read;
         block.report.skipped += page.skipped;
         block.report.duplicates += page.duplicates;
@@ -407,9 +409,13 @@ impl Resync<'_> {
         for (blueprint, entities) in page.groups {
             block.owner.entry(blueprint.clone()).or_insert(index);
             let count = entities.len();
-            self.write_group(&blueprint, entities, write, block)
-                .await
-                .map_err(|e| format!("writing {count} {blueprint} entities failed: {e}"))?;
+            if let Err(source) = self.write_group(&blueprint, entities, write, block).await {
+                return Err(WriteFailed {
+                    count,
+                    blueprint,
+                    source,
+                });
+            }
         }
         Ok(())
     }
@@ -619,6 +625,15 @@ impl Resync<'_> {
         }
         DeletionOutcome::Reconciled { blueprints }
     }
+}
+
+/// A write the catalog failed as a whole (unreachable, refused credentials, failing past its retries).
+#[derive(Debug, thiserror::Error)]
+#[error("writing {count} {blueprint} entities failed: {source}")]
+struct WriteFailed {
+    count: usize,
+    blueprint: String,
+    source: CatalogError,
 }
 
 /// What reconciliation needs from the blocks of a finished pass.
