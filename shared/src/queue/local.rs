@@ -103,24 +103,22 @@ impl LocalQueue {
     /// Opens (or creates) the queue in the SQLite file at `path`; what was queued before a restart is
     /// still there, and messages in flight then become visible when their timeout runs out.
     pub fn open(path: &Path, options: LocalQueueOptions) -> Result<Self, QueueError> {
-        let conn = Connection::open(path).map_err(|e| {
-            QueueError::Invalid(format!("cannot open local queue {}: {e}", path.display()))
-        })?;
-        Self::with_connection(
-            conn,
-            options,
-            Arc::new(|| chrono::Utc::now().timestamp_millis()),
-        )
+        Self::open_file(path, OpenFlags::default(), options)
     }
 
     /// Opens the queue at `path` only if the file is there: the dead-letter tools must not leave an
     /// empty queue behind a mistyped path and report it as having no dead letters.
     pub fn open_existing(path: &Path, options: LocalQueueOptions) -> Result<Self, QueueError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| {
+        let flags = OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE;
+        Self::open_file(path, flags, options)
+    }
+
+    fn open_file(
+        path: &Path,
+        flags: OpenFlags,
+        options: LocalQueueOptions,
+    ) -> Result<Self, QueueError> {
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
             QueueError::Invalid(format!("cannot open local queue {}: {e}", path.display()))
         })?;
         Self::with_connection(
