@@ -19,6 +19,8 @@ use shared::queue::ChangeMessage;
 use shared::runtime::compile_mapping;
 use shared::webhook::{EVENT_TYPES, classify, parse_delivery};
 
+use std::sync::LazyLock;
+
 use mutate::{Vocabulary, case_seed, mutate_bytes, mutate_value};
 
 #[derive(Parser)]
@@ -53,7 +55,8 @@ enum Target {
     Mapping,
 }
 
-const DELIVERY_VOCABULARY: Vocabulary = Vocabulary {
+/// The event types come from the kind registry, so the fuzzer follows what the webhook queues.
+static DELIVERY_VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| Vocabulary {
     keys: &[
         "id",
         "eventType",
@@ -97,11 +100,11 @@ const DELIVERY_VOCABULARY: Vocabulary = Vocabulary {
         "alertId",
         "message",
     ],
-    words: EVENT_TYPES,
+    words: &EVENT_TYPES,
     fragments: &[
         "/", "..", "?", "#", "%2F", " ", "-", "0", "9", "é", "\\", "\"",
     ],
-};
+});
 
 const MAPPING_VOCABULARY: Vocabulary = Vocabulary {
     keys: &[

@@ -6,6 +6,7 @@
 //! carry the marker, so they are found and removed instead of being left to fail into `disabledBySystem`.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -49,6 +50,38 @@ impl EventSpec {
         }
     }
 
+    /// A `tfs` event (Git, work items, `build.complete`).
+    pub(crate) const fn tfs(event_type: &'static str) -> Self {
+        Self::new(TFS, event_type, V_TFS, Service::Core, false)
+    }
+
+    /// A YAML pipelines event; `cloud_only` for those Azure DevOps Server does not publish.
+    pub(crate) const fn pipelines(event_type: &'static str, cloud_only: bool) -> Self {
+        Self::new(
+            PIPELINES,
+            event_type,
+            V_PIPELINES,
+            Service::Core,
+            cloud_only,
+        )
+    }
+
+    /// A classic release event (subscribed on the release host).
+    pub(crate) const fn release(event_type: &'static str) -> Self {
+        Self::new(RM, event_type, V_RM, Service::Release, false)
+    }
+
+    /// An Advanced Security alert event (Services only).
+    pub(crate) const fn advanced_security(event_type: &'static str) -> Self {
+        Self::new(
+            ADVSEC,
+            event_type,
+            V_ADVSEC,
+            Service::AdvancedSecurity,
+            true,
+        )
+    }
+
     /// The api-version for this publisher's Subscriptions API. Advanced Security's host only serves the
     /// 7.2 preview (as the peer found); every other host takes the client's configured version.
     fn api_version(&self) -> ApiVersion {
@@ -73,114 +106,11 @@ const V_RM: &str = "3.0-preview.1";
 /// Not in the event reference; `1.0` is the only version the alert events have been published with.
 const V_ADVSEC: &str = "1.0";
 
-/// Every event we subscribe to: the peer's 23, plus repository deletes and renames (so repository entities
-/// follow) and the PR merge-commit event.
-pub static CATALOGUE: &[EventSpec] = &[
-    EventSpec::new(TFS, "git.pullrequest.created", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.pullrequest.updated", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.pullrequest.merged", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.push", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.repo.created", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.repo.deleted", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "git.repo.renamed", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "workitem.created", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "workitem.updated", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "workitem.commented", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "workitem.deleted", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "workitem.restored", V_TFS, Service::Core, false),
-    EventSpec::new(TFS, "build.complete", V_TFS, Service::Core, false),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelines.run-state-changed-event",
-        V_PIPELINES,
-        Service::Core,
-        false,
-    ),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelines.stage-state-changed-event",
-        V_PIPELINES,
-        Service::Core,
-        false,
-    ),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelines.job-state-changed-event",
-        V_PIPELINES,
-        Service::Core,
-        true,
-    ),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelinechecks-events.approval-pending",
-        V_PIPELINES,
-        Service::Core,
-        false,
-    ),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelinechecks-events.approval-completed",
-        V_PIPELINES,
-        Service::Core,
-        false,
-    ),
-    EventSpec::new(
-        PIPELINES,
-        "ms.vss-pipelinechecks-events.check-updated-event",
-        V_PIPELINES,
-        Service::Core,
-        true,
-    ),
-    EventSpec::new(
-        RM,
-        "ms.vss-release.release-created-event",
-        V_RM,
-        Service::Release,
-        false,
-    ),
-    EventSpec::new(
-        RM,
-        "ms.vss-release.release-abandoned-event",
-        V_RM,
-        Service::Release,
-        false,
-    ),
-    EventSpec::new(
-        RM,
-        "ms.vss-release.deployment-started-event",
-        V_RM,
-        Service::Release,
-        false,
-    ),
-    EventSpec::new(
-        RM,
-        "ms.vss-release.deployment-completed-event",
-        V_RM,
-        Service::Release,
-        false,
-    ),
-    EventSpec::new(
-        ADVSEC,
-        "ms.vss-alerts.alert-created-event",
-        V_ADVSEC,
-        Service::AdvancedSecurity,
-        true,
-    ),
-    EventSpec::new(
-        ADVSEC,
-        "ms.vss-alerts.alert-state-changed-event",
-        V_ADVSEC,
-        Service::AdvancedSecurity,
-        true,
-    ),
-    EventSpec::new(
-        ADVSEC,
-        "ms.vss-alerts.alert-updated-event",
-        V_ADVSEC,
-        Service::AdvancedSecurity,
-        true,
-    ),
-];
+/// Every event we subscribe to: the events the kinds of [`kinds::ALL`](super::kinds::ALL) declare
+/// (the peer's 23, plus repository deletes, renames and status changes, so repository entities follow,
+/// and the PR merge-commit event), once each, in registry order.
+pub static CATALOGUE: LazyLock<Vec<EventSpec>> =
+    LazyLock::new(|| super::kinds::live_events().iter().map(|e| e.spec).collect());
 
 /// Events we used to subscribe to. They are still listed (filtered) on every sync so that our old
 /// subscriptions for them are removed: without an unfiltered list — which times out on large orgs — there is
@@ -886,17 +816,18 @@ mod tests {
     }
 
     #[test]
-    fn the_catalogue_has_the_peers_23_events_plus_three() {
-        assert_eq!(CATALOGUE.len(), 26);
+    fn the_catalogue_has_the_peers_23_events_plus_four() {
+        assert_eq!(CATALOGUE.len(), 27);
         let mut pairs: Vec<_> = CATALOGUE
             .iter()
             .map(|e| (e.publisher_id, e.event_type))
             .collect();
         pairs.sort();
         pairs.dedup();
-        assert_eq!(pairs.len(), 26, "no duplicates");
+        assert_eq!(pairs.len(), 27, "no duplicates");
         for extra in [
             "git.repo.deleted",
+            "git.repo.statuschanged",
             "git.repo.renamed",
             "git.pullrequest.merged",
         ] {
@@ -906,7 +837,7 @@ mod tests {
 
     #[test]
     fn versions_and_hosts_are_pinned_per_publisher() {
-        for e in CATALOGUE {
+        for e in CATALOGUE.iter() {
             let (version, service) = match e.publisher_id {
                 "tfs" => ("1.0", Service::Core),
                 "pipelines" => ("5.1-preview.1", Service::Core),
@@ -922,14 +853,14 @@ mod tests {
     #[test]
     fn org_scope_wants_one_subscription_per_event_without_publisher_inputs() {
         let plan = desired_subscriptions(SubscriptionScope::Org, &["p1".into()], true);
-        assert_eq!(plan.len(), 26);
+        assert_eq!(plan.len(), 27);
         assert!(plan.iter().all(|d| d.project_id.is_none()));
         let body = plan[0].body(&full());
         assert_eq!(body["publisherInputs"], json!({}));
 
         // A server has no Services-only events.
         let server = desired_subscriptions(SubscriptionScope::Org, &[], false);
-        assert_eq!(server.len(), 26 - 5);
+        assert_eq!(server.len(), 27 - 5);
         assert!(server.iter().all(|d| d.event.publisher_id != "advsec"));
     }
 
@@ -937,7 +868,7 @@ mod tests {
     fn project_scope_wants_one_subscription_per_event_and_project() {
         let projects = vec!["p1".to_string(), "p2".to_string()];
         let plan = desired_subscriptions(SubscriptionScope::PerProject, &projects, true);
-        assert_eq!(plan.len(), 52);
+        assert_eq!(plan.len(), 54);
         let push: Vec<_> = plan
             .iter()
             .filter(|d| d.event.event_type == "git.push")

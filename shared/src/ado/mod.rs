@@ -5,8 +5,6 @@ pub mod hooks;
 pub mod ids;
 pub mod kinds;
 mod paging;
-pub mod resources;
-pub mod resources_cicd;
 mod url;
 
 pub use client::{AdoClient, AdoClientConfig, ApiVersion, Reply, Request};

@@ -4,18 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::Value;
-
 use crate::catalog::{Entity, EntityKey};
 use crate::mapping::{CompiledResource, ItemOutcome};
 
-/// What one resource block's read produced: the current state of the resource (it exists), or what is
-/// left of it (it is gone).
-#[derive(Debug, Clone, PartialEq)]
-pub enum RawItem {
-    Current(Value),
-    Gone(Value),
-}
+pub use crate::ado::kinds::RawItem;
 
 /// The writes one change needs.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -96,7 +88,7 @@ mod tests {
     use super::*;
     use crate::mapping::CompiledConfig;
     use crate::runtime::compile_mapping;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const TWO_BLOCKS: &str = r#"
 resources:

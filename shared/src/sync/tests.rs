@@ -6,9 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
+use crate::ado::{AdoClientConfig, Guid, OrgUrl};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::{Catalog, Entity, datasource};
-use crate::config::Settings;
+use crate::queue::Change;
 use crate::runtime::compile_mapping;
 
 const REPOS_ONLY: &str = r#"
@@ -28,23 +29,35 @@ fn ours() -> String {
     datasource("azure-devops", "0.1.0", "unit")
 }
 
-fn runtime(mapping: &str, catalog: Arc<dyn Catalog>) -> SyncRuntime {
-    // Nothing listens on port 9: a test that reached Azure DevOps would fail loudly.
-    let settings = Settings::from_lookup(|k| match k {
-        "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
-        "ADO_PAT" => Some("pat".into()),
-        "CATALOG_DB" => Some("unused.db".into()),
-        "ADO_MAX_RETRIES" => Some("0".into()),
-        _ => None,
-    })
-    .unwrap();
-    SyncRuntime {
-        ado: AdoClient::new(settings.ado.clone()).unwrap(),
-        settings,
-        catalog,
-        admin: None,
-        mapping: compile_mapping(mapping, "unit", false).unwrap(),
-        refresh_mapping: false,
+/// The ports of one test: a catalog, a mapping, and an Azure DevOps client that reaches nothing (port 9
+/// does not listen, and it never retries): a test that reads Azure DevOps fails loudly.
+struct Ports {
+    ado: AdoClient,
+    catalog: Arc<dyn Catalog>,
+    mapping: CompiledConfig,
+}
+
+impl Ports {
+    fn new(mapping: &str, catalog: Arc<dyn Catalog>) -> Self {
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse("http://127.0.0.1:9/org").unwrap(),
+            "pat".to_owned().into(),
+        );
+        cfg.max_retries = 0;
+        Self {
+            ado: AdoClient::new(cfg).unwrap(),
+            catalog,
+            mapping: compile_mapping(mapping, "unit", false).unwrap(),
+        }
+    }
+
+    fn live(&self) -> LivePorts<'_> {
+        LivePorts {
+            ado: &self.ado,
+            catalog: self.catalog.as_ref(),
+            mapping: &self.mapping,
+            excluded_tags: &[],
+        }
     }
 }
 
@@ -54,11 +67,11 @@ fn guid(s: &str) -> Guid {
 
 const REPO: &str = "278d5cd2-584d-4b63-824a-2ba458937249";
 
-fn message(change: Change) -> ChangeMessage {
+fn message(event_type: &str, change: Change) -> ChangeMessage {
     ChangeMessage {
         version: MESSAGE_VERSION,
         event_id: "e1".into(),
-        event_type: "test".into(),
+        event_type: event_type.into(),
         publisher_id: "tfs".into(),
         subscription_id: None,
         created_date: None,
@@ -84,48 +97,57 @@ fn catalog() -> Arc<EmbeddedCatalog> {
     Arc::new(EmbeddedCatalog::in_memory(ours()).unwrap())
 }
 
-#[tokio::test]
-async fn a_message_of_an_unknown_version_is_permanent() {
-    let rt = runtime(REPOS_ONLY, catalog());
-    let mut m = message(Change::Repository {
+fn repo_changed() -> Change {
+    Change::Repository {
         repository_id: guid(REPO),
         deleted: false,
-    });
+    }
+}
+
+#[tokio::test]
+async fn a_message_of_an_unknown_version_is_permanent() {
+    let ports = Ports::new(REPOS_ONLY, catalog());
+    let mut m = message("git.repo.created", repo_changed());
     m.version = MESSAGE_VERSION + 1;
-    let err = apply(&rt, &m).await.unwrap_err();
+    let err = apply(ports.live(), &m).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("not supported"), "{err}");
 }
 
 #[tokio::test]
-async fn a_change_to_a_kind_this_build_does_not_follow_does_nothing() {
-    let rt = runtime(REPOS_ONLY, catalog());
-    let m = message(Change::Release {
-        release_id: 1,
-        definition_id: None,
-    });
-    assert_eq!(apply(&rt, &m).await.unwrap(), Applied::default());
+async fn an_event_type_no_kind_follows_does_nothing() {
+    let ports = Ports::new(REPOS_ONLY, catalog());
+    let m = message("tfvc.checkin", repo_changed());
+    assert_eq!(apply(ports.live(), &m).await.unwrap(), Applied::default());
 }
 
 #[tokio::test]
-async fn a_change_to_a_kind_missing_from_the_mapping_does_nothing() {
-    let rt = runtime(REPOS_ONLY, catalog());
-    let m = message(Change::WorkItem {
-        id: 1,
-        deleted: false,
-        snapshot: None,
-    });
-    assert_eq!(apply(&rt, &m).await.unwrap(), Applied::default());
+async fn a_change_to_kinds_missing_from_the_mapping_does_nothing() {
+    let ports = Ports::new(REPOS_ONLY, catalog());
+    let m = message(
+        "workitem.updated",
+        Change::WorkItem {
+            id: 1,
+            deleted: false,
+            snapshot: None,
+        },
+    );
+    assert_eq!(apply(ports.live(), &m).await.unwrap(), Applied::default());
+    let m = message(
+        "ms.vss-release.release-created-event",
+        Change::Release {
+            release_id: 1,
+            definition_id: None,
+        },
+    );
+    assert_eq!(apply(ports.live(), &m).await.unwrap(), Applied::default());
 }
 
 #[tokio::test]
 async fn an_unreachable_azure_devops_is_transient() {
-    let rt = runtime(REPOS_ONLY, catalog());
-    let m = message(Change::Repository {
-        repository_id: guid(REPO),
-        deleted: false,
-    });
-    let err = apply(&rt, &m).await.unwrap_err();
+    let ports = Ports::new(REPOS_ONLY, catalog());
+    let m = message("git.repo.created", repo_changed());
+    let err = apply(ports.live(), &m).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
 
@@ -149,7 +171,7 @@ async fn writes_upsert_then_delete_only_what_this_integration_owns() {
         .upsert("repository", &[repo_entity("theirs")], &opts)
         .await
         .unwrap();
-    let rt = runtime(REPOS_ONLY, cat.clone());
+    let ports = Ports::new(REPOS_ONLY, cat.clone());
 
     let mut plan = LivePlan::default();
     plan.upserts
@@ -161,7 +183,7 @@ async fn writes_upsert_then_delete_only_what_this_integration_owns() {
             .into_iter()
             .collect(),
     );
-    let applied = write(&rt, plan).await.unwrap();
+    let applied = write(&ports.live(), plan).await.unwrap();
 
     assert_eq!(applied.upserted, 1);
     assert_eq!(applied.deleted, 1);
@@ -178,7 +200,7 @@ async fn writes_upsert_then_delete_only_what_this_integration_owns() {
 
 #[tokio::test]
 async fn an_entity_the_catalog_refuses_makes_the_message_permanent() {
-    let rt = runtime(REPOS_ONLY, catalog());
+    let ports = Ports::new(REPOS_ONLY, catalog());
     let mut plan = LivePlan::default();
     // The embedded catalog refuses an entity of another blueprint in a bulk call with a 422, as Port does.
     plan.upserts.insert(
@@ -189,7 +211,7 @@ async fn an_entity_the_catalog_refuses_makes_the_message_permanent() {
             e
         }],
     );
-    let err = write(&rt, plan).await.unwrap_err();
+    let err = write(&ports.live(), plan).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("422"), "{err}");
 }
@@ -210,27 +232,46 @@ fn errors_are_classified_by_what_the_queue_must_do() {
 }
 
 #[test]
-fn every_change_names_the_kind_it_refreshes() {
-    let kind = |c| target_kind(&c);
+fn a_change_refreshes_every_kind_that_follows_its_event_in_registry_order() {
+    let kinds = |event_type: &str| refreshed_kinds(&message(event_type, repo_changed()));
     assert_eq!(
-        kind(Change::Push {
-            repository_id: guid(REPO),
-            ref_updates: vec![]
-        }),
-        Some("repository")
+        kinds("git.push"),
+        ["repository", "branch", "file", "folder"]
     );
     assert_eq!(
-        kind(Change::Build {
-            build_id: 1,
-            definition_id: Some(2)
-        }),
-        Some("pipeline")
+        kinds("build.complete"),
+        [
+            "pipeline",
+            "build",
+            "pipeline-run",
+            "pipeline-stage",
+            "pipeline-deployment",
+            "test-run"
+        ]
     );
     assert_eq!(
-        kind(Change::SecurityAlert {
-            repository_id: guid(REPO),
-            alert_id: 1
-        }),
-        None
+        kinds("ms.vss-pipelines.stage-state-changed-event"),
+        [
+            "pipeline",
+            "build",
+            "pipeline-run",
+            "pipeline-stage",
+            "pipeline-deployment"
+        ]
     );
+    assert_eq!(
+        kinds("ms.vss-release.deployment-completed-event"),
+        ["release", "release-deployment"]
+    );
+    assert_eq!(
+        kinds("ms.vss-release.release-created-event"),
+        ["release", "release-definition"]
+    );
+    assert_eq!(
+        kinds("ms.vss-alerts.alert-updated-event"),
+        ["advanced-security-alert"]
+    );
+    assert_eq!(kinds("workitem.deleted"), ["work-item"]);
+    assert_eq!(kinds("git.repo.statuschanged"), ["repository"]);
+    assert!(kinds("tfvc.checkin").is_empty());
 }

@@ -7,47 +7,23 @@
 
 use serde_json::{Map, Value};
 
+use std::sync::LazyLock;
+
 use crate::ado::Guid;
-use crate::ado::resources::work_item_project_name;
+use crate::ado::kinds::live::{self, Unnamed, at};
+use crate::ado::kinds::{self, work_item_project_name};
 use crate::queue::message::MESSAGE_VERSION;
-use crate::queue::{Change, ChangeMessage, RefUpdate};
+use crate::queue::{Change, ChangeMessage};
 
-/// A deleted work item's snapshot is kept below this, so the message stays far from SQS's limit.
-pub const SNAPSHOT_MAX_BYTES: usize = 64 * 1024;
+pub use crate::ado::kinds::SNAPSHOT_MAX_BYTES;
 
-/// Fields dropped first when a snapshot is too large: long free text no identifier is built from.
-const BULKY_FIELDS: [&str; 2] = ["System.History", "System.Description"];
-
-/// Every event type the webhook queues.
-pub const EVENT_TYPES: &[&str] = &[
-    "git.push",
-    "git.pullrequest.created",
-    "git.pullrequest.updated",
-    "git.pullrequest.merged",
-    "git.repo.created",
-    "git.repo.deleted",
-    "git.repo.renamed",
-    "git.repo.statuschanged",
-    "workitem.created",
-    "workitem.updated",
-    "workitem.commented",
-    "workitem.deleted",
-    "workitem.restored",
-    "build.complete",
-    "ms.vss-pipelines.run-state-changed-event",
-    "ms.vss-pipelines.stage-state-changed-event",
-    "ms.vss-pipelines.job-state-changed-event",
-    "ms.vss-pipelinechecks-events.approval-pending",
-    "ms.vss-pipelinechecks-events.approval-completed",
-    "ms.vss-pipelinechecks-events.check-updated-event",
-    "ms.vss-release.release-created-event",
-    "ms.vss-release.release-abandoned-event",
-    "ms.vss-release.deployment-started-event",
-    "ms.vss-release.deployment-completed-event",
-    "ms.vss-alerts.alert-created-event",
-    "ms.vss-alerts.alert-state-changed-event",
-    "ms.vss-alerts.alert-updated-event",
-];
+/// Every event type the webhook queues: the events the kinds of the registry follow.
+pub static EVENT_TYPES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    kinds::live_events()
+        .iter()
+        .map(|e| e.spec.event_type)
+        .collect()
+});
 
 /// The envelope keys anything downstream reads ([`Envelope::parse`] and the logs). The rest of a
 /// delivery (`message` and `detailedMessage` in three formats, `resourceVersion`, ...) is skipped while
@@ -180,7 +156,7 @@ impl<'a> Envelope<'a> {
     /// `resourceContainers.project.id`; release and check events may carry it only in the resource.
     pub fn project_id(&self) -> Result<Option<Guid>, Unqueueable> {
         let r = self.resource;
-        first_guid(
+        Ok(live::first_guid(
             [
                 at(self.containers, &["project", "id"]),
                 at(r, &["project", "id"]),
@@ -188,7 +164,7 @@ impl<'a> Envelope<'a> {
                 at(r, &["repository", "project", "id"]),
             ],
             "project id",
-        )
+        )?)
     }
 
     /// The organisation (or collection) the event came from.
@@ -223,130 +199,19 @@ pub fn classify(body: &Value) -> Result<ChangeMessage, Unqueueable> {
     })
 }
 
+/// How the event's kind names the changed item.
 fn change(event_type: &str, r: &Value) -> Result<Change, Unqueueable> {
-    use Unqueueable::MissingResourceId as Missing;
-    let repository_id = || {
-        first_guid(
-            [at(r, &["repository", "id"]), at(r, &["repositoryId"])],
-            "repository id",
-        )?
-        .ok_or(Missing("repository id"))
-    };
-    let required = |paths: &[&[&str]], what| first_number(r, paths, what)?.ok_or(Missing(what));
-    let optional = |paths: &[&[&str]], what| first_number(r, paths, what);
-    Ok(match event_type {
-        "git.push" => Change::Push {
-            repository_id: repository_id()?,
-            ref_updates: ref_updates(r),
-        },
-        "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
-            Change::PullRequest {
-                repository_id: repository_id()?,
-                pull_request_id: required(&[&["pullRequestId"]], "pull request id")?,
-            }
+    let event = kinds::live_event(event_type).ok_or(Unqueueable::UnsupportedEventType)?;
+    Ok((event.name)(r)?)
+}
+
+impl From<Unnamed> for Unqueueable {
+    fn from(e: Unnamed) -> Self {
+        match e {
+            Unnamed::Missing(what) => Self::MissingResourceId(what),
+            Unnamed::Invalid(what) => Self::InvalidResourceId(what),
         }
-        "git.repo.created" | "git.repo.renamed" | "git.repo.statuschanged" => Change::Repository {
-            repository_id: repository_id()?,
-            deleted: false,
-        },
-        "git.repo.deleted" => Change::Repository {
-            repository_id: repository_id()?,
-            deleted: true,
-        },
-        // `resource.id` of an update is the update's number, not the item's.
-        "workitem.updated" => Change::WorkItem {
-            id: required(&[&["workItemId"], &["revision", "id"]], "work item id")?,
-            deleted: false,
-            snapshot: None,
-        },
-        "workitem.created" | "workitem.commented" | "workitem.restored" => Change::WorkItem {
-            id: required(&[&["id"]], "work item id")?,
-            deleted: false,
-            snapshot: None,
-        },
-        "workitem.deleted" => Change::WorkItem {
-            id: required(&[&["id"]], "work item id")?,
-            deleted: true,
-            snapshot: Some(snapshot(r)),
-        },
-        "build.complete" => Change::Build {
-            build_id: required(&[&["id"]], "build id")?,
-            definition_id: optional(&[&["definition", "id"]], "definition id")?,
-        },
-        "ms.vss-pipelines.run-state-changed-event"
-        | "ms.vss-pipelines.stage-state-changed-event"
-        | "ms.vss-pipelines.job-state-changed-event" => Change::PipelineRun {
-            pipeline_id: optional(PIPELINE_ID, "pipeline id")?,
-            run_id: Some(required(RUN_ID, "run id")?),
-            stage_id: stage_id(r)?,
-        },
-        // Approvals and checks name the run only on some payload versions; the documented sample
-        // has `run: null` and `pipeline: null`. Take what is there, but with neither id there is
-        // nothing for the processor to re-read.
-        "ms.vss-pipelinechecks-events.approval-pending"
-        | "ms.vss-pipelinechecks-events.approval-completed"
-        | "ms.vss-pipelinechecks-events.check-updated-event" => {
-            let pipeline_id = optional(PIPELINE_ID, "pipeline id")?;
-            let run_id = optional(RUN_ID, "run id")?;
-            if pipeline_id.is_none() && run_id.is_none() {
-                return Err(Missing("run or pipeline id"));
-            }
-            Change::PipelineRun {
-                pipeline_id,
-                run_id,
-                stage_id: stage_id(r)?,
-            }
-        }
-        "ms.vss-release.release-created-event" | "ms.vss-release.release-abandoned-event" => {
-            Change::Release {
-                release_id: required(&[&["release", "id"]], "release id")?,
-                definition_id: optional(
-                    &[&["release", "releaseDefinition", "id"]],
-                    "release definition id",
-                )?,
-            }
-        }
-        // Deployment events carry either `deployment` or (older payloads) `environment`.
-        "ms.vss-release.deployment-started-event" | "ms.vss-release.deployment-completed-event" => {
-            Change::ReleaseDeployment {
-                release_id: required(
-                    &[
-                        &["deployment", "release", "id"],
-                        &["environment", "releaseId"],
-                        &["environment", "release", "id"],
-                        &["release", "id"],
-                    ],
-                    "release id",
-                )?,
-                definition_environment_id: optional(
-                    &[
-                        &["deployment", "definitionEnvironmentId"],
-                        &["environment", "definitionEnvironmentId"],
-                    ],
-                    "definition environment id",
-                )?,
-                deployment_id: optional(&[&["deployment", "id"]], "deployment id")?,
-            }
-        }
-        "ms.vss-alerts.alert-created-event"
-        | "ms.vss-alerts.alert-state-changed-event"
-        | "ms.vss-alerts.alert-updated-event" => Change::SecurityAlert {
-            repository_id: first_guid(
-                [
-                    at(r, &["repositoryId"]),
-                    at(r, &["repository", "id"]),
-                    at(r, &["alert", "repositoryId"]),
-                ],
-                "repository id",
-            )?
-            .ok_or(Missing("repository id"))?,
-            alert_id: required(
-                &[&["alertId"], &["alert", "alertId"], &["alert", "id"]],
-                "alert id",
-            )?,
-        },
-        _ => return Err(Unqueueable::UnsupportedEventType),
-    })
+    }
 }
 
 /// Whether the processor can use a change of no project. Work items are read by id organisation-wide
@@ -374,142 +239,6 @@ fn readable_without_project(change: &Change) -> Result<(), Unqueueable> {
         | Change::ReleaseDeployment { .. }
         | Change::SecurityAlert { .. } => Err(Unqueueable::MissingResourceId("project id")),
     }
-}
-
-const RUN_ID: &[&[&str]] = &[&["run", "id"], &["runId"], &["buildId"]];
-
-const PIPELINE_ID: &[&[&str]] = &[
-    &["pipeline", "id"],
-    &["run", "pipeline", "id"],
-    &["pipelineId"],
-];
-
-fn stage_id(r: &Value) -> Result<Option<Guid>, Unqueueable> {
-    first_guid([at(r, &["stage", "id"])], "stage id")
-}
-
-fn ref_updates(r: &Value) -> Vec<RefUpdate> {
-    at(r, &["refUpdates"])
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|u| {
-            let s = |k| u.get(k).and_then(Value::as_str).map(str::to_owned);
-            Some(RefUpdate {
-                name: s("name")?,
-                old_object_id: s("oldObjectId")?,
-                new_object_id: s("newObjectId")?,
-            })
-        })
-        .collect()
-}
-
-/// The deleted item as the event carried it: enough for the processor to build the identifier the
-/// resync built, without the links and free text that can make it huge.
-fn snapshot(resource: &Value) -> Value {
-    let mut fields = resource
-        .get("fields")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let build = |fields: &Map<String, Value>| {
-        let mut s = Map::new();
-        for key in ["id", "rev"] {
-            if let Some(v) = resource.get(key) {
-                s.insert(key.to_owned(), v.clone());
-            }
-        }
-        s.insert("fields".to_owned(), Value::Object(fields.clone()));
-        Value::Object(s)
-    };
-    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
-    let mut snap = build(&fields);
-    if size(&snap) <= SNAPSHOT_MAX_BYTES {
-        return snap;
-    }
-    for key in BULKY_FIELDS {
-        fields.remove(key);
-    }
-    snap = build(&fields);
-    // Still too large: drop the largest remaining fields until it fits. Identifiers come from short
-    // fields (project, id, type), which are the last to go.
-    let mut by_size: Vec<(String, usize)> =
-        fields.iter().map(|(k, v)| (k.clone(), size(v))).collect();
-    by_size.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
-    let mut total = size(&snap);
-    for (key, len) in by_size {
-        if total <= SNAPSHOT_MAX_BYTES {
-            break;
-        }
-        fields.remove(&key);
-        total = total.saturating_sub(len + key.len());
-    }
-    build(&fields)
-}
-
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| v.get(k))
-}
-
-/// An integer id: `None` when it is not there (missing, null, empty, or 0, which Microsoft's samples
-/// use for "not set"), an error when it is there but not a positive integer (a number or a numeric
-/// string).
-fn number(v: Option<&Value>, what: &'static str) -> Result<Option<u64>, Unqueueable> {
-    let invalid = Unqueueable::InvalidResourceId(what);
-    let n = match v {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64().ok_or(invalid)?,
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| s.trim().parse::<u64>().ok())
-            .flatten()
-            .ok_or(invalid)?,
-        Some(_) => return Err(invalid),
-    };
-    Ok((n > 0).then_some(n))
-}
-
-/// The first of `paths` that is there; a malformed one is an error, not a reason to look further.
-fn first_number(
-    r: &Value,
-    paths: &[&[&str]],
-    what: &'static str,
-) -> Result<Option<u64>, Unqueueable> {
-    for path in paths {
-        if let Some(n) = number(at(r, path), what)? {
-            return Ok(Some(n));
-        }
-    }
-    Ok(None)
-}
-
-/// A GUID id: `None` when it is not there (missing, null, empty, or the all-zero placeholder), an
-/// error when it is there but not a GUID.
-fn guid(v: Option<&Value>, what: &'static str) -> Result<Option<Guid>, Unqueueable> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            let g = Guid::parse(s.trim()).map_err(|_| Unqueueable::InvalidResourceId(what))?;
-            Ok((!g.is_nil()).then_some(g))
-        }
-        Some(_) => Err(Unqueueable::InvalidResourceId(what)),
-    }
-}
-
-fn first_guid<'a>(
-    candidates: impl IntoIterator<Item = Option<&'a Value>>,
-    what: &'static str,
-) -> Result<Option<Guid>, Unqueueable> {
-    for v in candidates {
-        if let Some(g) = guid(v, what)? {
-            return Ok(Some(g));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -596,6 +325,84 @@ mod tests {
             classify(&body),
             Err(Unqueueable::MissingEnvelopeField("resource"))
         );
+    }
+
+    /// The samples in `events/ado/`, each a real delivery: (file stem, body).
+    fn samples() -> Vec<(String, Value)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/ado");
+        let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+                (
+                    stem,
+                    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn every_classified_event_type_is_subscribed_and_every_subscribed_one_is_classified() {
+        use crate::ado::hooks::CATALOGUE;
+        let subscribed: Vec<(&str, &str)> = CATALOGUE
+            .iter()
+            .map(|e| (e.publisher_id, e.event_type))
+            .collect();
+        // Classified: every real delivery the webhook queues is of an event we subscribe to, from the
+        // publisher we subscribe to it on.
+        let mut classified = Vec::new();
+        for (stem, body) in samples() {
+            let m = classify(&body).unwrap_or_else(|e| panic!("{stem}: {e}"));
+            assert_eq!(m.event_type, stem, "a sample is named after its event type");
+            assert!(
+                subscribed.contains(&(m.publisher_id.as_str(), m.event_type.as_str())),
+                "{stem} is classified but never subscribed (publisher {})",
+                m.publisher_id
+            );
+            classified.push(m.event_type);
+        }
+        // Subscribed: every event we subscribe to is classified, and has a sample delivery to show it.
+        for (publisher, event_type) in &subscribed {
+            assert!(
+                classified.iter().any(|c| c == event_type),
+                "{publisher}/{event_type} is subscribed but has no sample that classifies"
+            );
+            let body = envelope(event_type, json!({}));
+            assert_ne!(
+                classify(&body),
+                Err(Unqueueable::UnsupportedEventType),
+                "{event_type} is subscribed but not classified"
+            );
+        }
+        assert_eq!(classified.len(), subscribed.len(), "one sample per event");
+        let mut queued = EVENT_TYPES.clone();
+        queued.sort_unstable();
+        classified.sort_unstable();
+        assert_eq!(queued, classified);
+    }
+
+    #[test]
+    fn each_event_is_declared_once_and_shared_by_the_kinds_it_refreshes() {
+        let events = crate::ado::kinds::live_events();
+        for (i, e) in events.iter().enumerate() {
+            assert!(
+                events[i + 1..]
+                    .iter()
+                    .all(|o| o.spec.event_type != e.spec.event_type),
+                "{} is declared by two statics: kinds that follow it must list the same one",
+                e.spec.event_type
+            );
+            assert!(
+                crate::ado::kinds::refreshed_by(e.spec.event_type)
+                    .next()
+                    .is_some()
+            );
+        }
     }
 
     #[test]

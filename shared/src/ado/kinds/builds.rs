@@ -12,12 +12,162 @@ use serde_json::{Value, json};
 use super::common::{
     Recheck, build_request, pipeline_request, put, recheck_parent, unless_parent_gone, with_project,
 };
+use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,
 };
-use crate::ado::{AdoClient, AdoError, Request};
-use crate::mapping::Selector;
+use crate::ado::hooks::EventSpec;
+use crate::ado::{AdoClient, AdoError, Guid, Request};
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage};
+
+/// A classic or YAML build finished.
+pub(crate) static BUILD_COMPLETE: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("build.complete"),
+    name: |r| {
+        Ok(Change::Build {
+            build_id: live::required_number(r, &[&["id"]], "build id")?,
+            definition_id: live::first_number(r, &[&["definition", "id"]], "definition id")?,
+        })
+    },
+};
+
+const RUN_ID: &[&[&str]] = &[&["run", "id"], &["runId"], &["buildId"]];
+const PIPELINE_ID: &[&[&str]] = &[
+    &["pipeline", "id"],
+    &["run", "pipeline", "id"],
+    &["pipelineId"],
+];
+
+fn stage_id(r: &Value) -> Result<Option<Guid>, Unnamed> {
+    live::first_guid([live::at(r, &["stage", "id"])], "stage id")
+}
+
+/// A run, stage or job state change: the run is named.
+fn run_changed(r: &Value) -> Result<Change, Unnamed> {
+    Ok(Change::PipelineRun {
+        pipeline_id: live::first_number(r, PIPELINE_ID, "pipeline id")?,
+        run_id: Some(live::required_number(r, RUN_ID, "run id")?),
+        stage_id: stage_id(r)?,
+    })
+}
+
+/// Approvals and checks name the run only on some payload versions; the documented sample has
+/// `run: null` and `pipeline: null`. Take what is there, but with neither id there is nothing for the
+/// processor to re-read.
+fn check_changed(r: &Value) -> Result<Change, Unnamed> {
+    let pipeline_id = live::first_number(r, PIPELINE_ID, "pipeline id")?;
+    let run_id = live::first_number(r, RUN_ID, "run id")?;
+    if pipeline_id.is_none() && run_id.is_none() {
+        return Err(Unnamed::Missing("run or pipeline id"));
+    }
+    Ok(Change::PipelineRun {
+        pipeline_id,
+        run_id,
+        stage_id: stage_id(r)?,
+    })
+}
+
+static RUN_STATE: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelines.run-state-changed-event", false),
+    name: run_changed,
+};
+static STAGE_STATE: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelines.stage-state-changed-event", false),
+    name: run_changed,
+};
+static JOB_STATE: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelines.job-state-changed-event", true),
+    name: run_changed,
+};
+static APPROVAL_PENDING: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelinechecks-events.approval-pending", false),
+    name: check_changed,
+};
+static APPROVAL_COMPLETED: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelinechecks-events.approval-completed", false),
+    name: check_changed,
+};
+static CHECK_UPDATED: LiveEvent = LiveEvent {
+    spec: EventSpec::pipelines("ms.vss-pipelinechecks-events.check-updated-event", true),
+    name: check_changed,
+};
+
+/// A finished build and every state change of a run (a run *is* a build): what refreshes a pipeline,
+/// its builds, runs and stages, and the deployment records a build writes.
+pub(crate) static BUILD_AND_RUN_EVENTS: [&LiveEvent; 7] = [
+    &BUILD_COMPLETE,
+    &RUN_STATE,
+    &STAGE_STATE,
+    &JOB_STATE,
+    &APPROVAL_PENDING,
+    &APPROVAL_COMPLETED,
+    &CHECK_UPDATED,
+];
+
+/// The build (= run) a build or run event names, with its project; what it reads is read once per
+/// message for every kind it refreshes.
+pub(crate) struct ChangedBuild {
+    pub project: Value,
+    pub project_id: Guid,
+    pub build_id: u64,
+    /// From the event, else the build's definition.
+    pub pipeline_id: Option<u64>,
+    pub stage_id: Option<Guid>,
+    /// As the build list renders it; `None`: it is gone.
+    pub build: Option<Value>,
+}
+
+impl ChangedBuild {
+    pub(crate) fn context(&self) -> String {
+        format!("build {}", self.build_id)
+    }
+
+    /// `None` (logged): not a build or run change, or one whose project cannot be read.
+    pub(crate) async fn read(
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+    ) -> Result<Option<Self>, LiveError> {
+        let (build_id, pipeline_id, stage_id) = match &message.change {
+            Change::Build {
+                build_id,
+                definition_id,
+            } => (*build_id, *definition_id, None),
+            Change::PipelineRun {
+                pipeline_id,
+                run_id: Some(run_id),
+                stage_id,
+            } => (*run_id, *pipeline_id, *stage_id),
+            _ => return Ok(None),
+        };
+        let Some(project) = cx.project_of(message).await? else {
+            return Ok(None);
+        };
+        let context = format!("build {build_id}");
+        let project_id = live::project_id_of(&project).map_err(LiveError::ado(&context))?;
+        let build = cx
+            .get(Request::get(format!(
+                "/{project_id}/_apis/build/builds/{build_id}"
+            )))
+            .await
+            .map_err(LiveError::ado(&context))?;
+        let pipeline_id = pipeline_id.or_else(|| {
+            build
+                .as_ref()
+                .and_then(|b| b.pointer("/definition/id"))
+                .and_then(Value::as_u64)
+        });
+        Ok(Some(Self {
+            project,
+            project_id,
+            build_id,
+            pipeline_id,
+            stage_id,
+            build,
+        }))
+    }
+}
 
 /// Per-build reads (changes, timelines, runs) in flight for one page.
 const PER_BUILD_CONCURRENCY: usize = 8;
@@ -84,6 +234,43 @@ impl KindSource for Build {
             sink.send(page).await
         })
         .await
+    }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &BUILD_AND_RUN_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some(changed) = ChangedBuild::read(cx, message).await? else {
+            return Ok(None);
+        };
+        let mut items = Vec::with_capacity(blocks.len());
+        for &block in blocks {
+            let raw = match &changed.build {
+                Some(build) => {
+                    let first = first_commit_option(block.selector())
+                        .map_err(LiveError::option(block, "enrichWithFirstCommit"))?;
+                    let mut page =
+                        enrich_builds(cx.ado, &changed.project, vec![build.clone()], first)
+                            .await
+                            .map_err(LiveError::ado(changed.context()))?;
+                    RawItem::Current(page.pop().unwrap_or(Value::Null))
+                }
+                None => {
+                    // What the listing would have produced for a build that is gone.
+                    let mut gone = json!({ "id": changed.build_id });
+                    with_project(&mut gone, &changed.project);
+                    RawItem::Gone(gone)
+                }
+            };
+            items.push((block, raw));
+        }
+        Ok(Some(items))
     }
 }
 
@@ -231,6 +418,34 @@ impl KindSource for PipelineStage {
         })
         .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &BUILD_AND_RUN_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some(changed) = ChangedBuild::read(cx, message).await? else {
+            return Ok(None);
+        };
+        let Some(build) = &changed.build else {
+            return Ok(None);
+        };
+        let stage_id = changed.stage_id.map(|g| g.to_string());
+        let stages = stages_of(cx.ado, &changed.project, build, stage_id.as_deref())
+            .await
+            .map_err(LiveError::ado(changed.context()))?;
+        Ok(Some(
+            blocks
+                .iter()
+                .flat_map(|&b| stages.iter().map(move |s| (b, RawItem::Current(s.clone()))))
+                .collect(),
+        ))
+    }
 }
 
 /// The Stage records of a build's timeline (only `stage_id` when given), with `__project` and `__build`.
@@ -317,6 +532,39 @@ impl KindSource for PipelineRun {
             })
             .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &BUILD_AND_RUN_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some(changed) = ChangedBuild::read(cx, message).await? else {
+            return Ok(None);
+        };
+        let Some(pipeline_id) = changed.pipeline_id else {
+            return Ok(None);
+        };
+        let err = LiveError::ado(changed.context());
+        let run = run_as_listed(cx, &changed, pipeline_id)
+            .await
+            .map_err(err)?;
+        Ok(Some(live::each(
+            blocks,
+            match run {
+                Some(run) => RawItem::Current(run),
+                None => {
+                    let mut gone = json!({ "id": changed.build_id });
+                    enrich_run(&mut gone, &changed.project, &json!({ "id": pipeline_id }));
+                    RawItem::Gone(gone)
+                }
+            },
+        )))
+    }
 }
 
 /// Every run of a pipeline. The Runs List stops at 10,000 runs; past that, the older runs come from the
@@ -353,6 +601,43 @@ async fn runs_of(
         enrich_run(run, project, pipeline);
     }
     Ok(runs)
+}
+
+/// A pipeline run with `__project` and `__pipeline`. The single GET adds fields the Runs List leaves out
+/// (`resources`, `templateParameters`, …); they are dropped so the entity matches the listed one.
+async fn run_as_listed(
+    cx: &LiveContext<'_>,
+    changed: &ChangedBuild,
+    pipeline_id: u64,
+) -> Result<Option<Value>, AdoError> {
+    let project_id = &changed.project_id;
+    let pipeline = cx
+        .get(Request::get(format!(
+            "/{project_id}/_apis/pipelines/{pipeline_id}"
+        )))
+        .await?
+        .unwrap_or_else(|| json!({ "id": pipeline_id }));
+    let run = cx
+        .get(Request::get(format!(
+            "/{project_id}/_apis/pipelines/{pipeline_id}/runs/{}",
+            changed.build_id
+        )))
+        .await?;
+    Ok(run.map(|mut run| {
+        if let Value::Object(map) = &mut run {
+            for key in [
+                "resources",
+                "templateParameters",
+                "variables",
+                "finalYaml",
+                "yamlDetails",
+            ] {
+                map.remove(key);
+            }
+        }
+        enrich_run(&mut run, &changed.project, &pipeline);
+        run
+    }))
 }
 
 /// `__project` and `__pipeline`, as the peer adds them.

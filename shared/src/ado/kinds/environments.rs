@@ -5,13 +5,16 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
+use super::builds::{BUILD_AND_RUN_EVENTS, ChangedBuild};
 use super::common::{environment_request, put, unless_parent_gone};
+use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
 use crate::ado::{AdoError, ApiVersion, Request};
-use crate::mapping::Selector;
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::ChangeMessage;
 
 /// The environments API exists only as a preview (7.1-preview.1; 7.0-preview.1 on Server 2022).
-pub(crate) fn environments_request(project_id: &str) -> Request {
+fn environments_request(project_id: &str) -> Request {
     Request::get(format!("/{project_id}/_apis/distributedtask/environments"))
         .version(ApiVersion::Preview(1))
 }
@@ -96,6 +99,35 @@ impl KindSource for PipelineDeployment {
             })
             .await
     }
+
+    /// The peer never updates deployment records live; a build that ran is when they appear.
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &BUILD_AND_RUN_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some(changed) = ChangedBuild::read(cx, message).await? else {
+            return Ok(None);
+        };
+        let records = records_of_build(cx, &changed)
+            .await
+            .map_err(LiveError::ado(changed.context()))?;
+        Ok(Some(
+            blocks
+                .iter()
+                .flat_map(|&b| {
+                    records
+                        .iter()
+                        .map(move |r| (b, RawItem::Current(r.clone())))
+                })
+                .collect(),
+        ))
+    }
 }
 
 /// Every environment of the (filtered) projects.
@@ -118,4 +150,51 @@ pub(crate) async fn list_all(ctx: &FetchContext) -> Result<Vec<Value>, AdoError>
         .try_collect()
         .await?;
     Ok(per_project.into_iter().flatten().collect())
+}
+
+/// The deployment records a build wrote to the project's environments, as `pipeline-deployment` lists
+/// them. Records come newest first, so the first page of each environment holds a build that just
+/// finished: one call per environment, not a full listing.
+async fn records_of_build(
+    cx: &LiveContext<'_>,
+    changed: &ChangedBuild,
+) -> Result<Vec<Value>, AdoError> {
+    let project_id = &changed.project_id;
+    let envs: Vec<Vec<Value>> = cx
+        .ado
+        .token_pages(
+            environments_request(&project_id.to_string()),
+            Some(PAGE_SIZE),
+            "value",
+        )
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for env in envs.into_iter().flatten() {
+        // Environment ids are integers; one that is not is skipped rather than put into a path.
+        let Some(env_id) = env["id"].as_u64() else {
+            tracing::warn!(environment = %env["id"], "environment without an integer id skipped");
+            continue;
+        };
+        let req = Request::get(format!(
+            "/{project_id}/_apis/distributedtask/environments/{env_id}/environmentdeploymentrecords"
+        ))
+        .version(ApiVersion::Preview(1))
+        .query("top", PAGE_SIZE);
+        let Some(page) = cx.get(req).await? else {
+            continue;
+        };
+        out.extend(
+            crate::ado::paging::take_items(page, "value")
+                .into_iter()
+                .filter(|r| {
+                    r.pointer("/owner/id").and_then(Value::as_u64) == Some(changed.build_id)
+                })
+                .map(|mut r| {
+                    put(&mut r, "__project", changed.project.clone());
+                    r
+                }),
+        );
+    }
+    Ok(out)
 }

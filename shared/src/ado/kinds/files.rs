@@ -11,14 +11,59 @@ use serde_json::{Map, Value, json};
 
 use super::common::{repository_request, unless_parent_gone};
 use super::glob::{Glob, is_glob};
+use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
     FetchContext, KindSource, OptionError, PageSink, REPO_CONCURRENCY, option_error, str_field,
 };
 use crate::ado::{AdoClient, AdoError, Request};
-use crate::mapping::Selector;
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage};
 
 pub struct File;
 pub struct Folder;
+
+/// Azure DevOps has no event for repository content: a push to a branch that a `file` block (the
+/// default branch) or a `folder` block (its configured branch) reads re-lists that kind for the pushed
+/// repository only, and upserts what is there now. Pushes to other branches cost nothing; a deleted
+/// branch's entities go with the next resync.
+static CONTENT_EVENTS: [&LiveEvent; 1] = [&super::repository::PUSH];
+
+/// A ref update's new object id when the branch was deleted.
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// The pushed repository and the branches that still exist after the push. `None`: not a push, no
+/// branch left, the repository is gone or its project excluded.
+async fn pushed<'m>(
+    cx: &LiveContext<'_>,
+    message: &'m ChangeMessage,
+) -> Result<Option<(Value, Vec<&'m str>)>, LiveError> {
+    let Change::Push {
+        repository_id,
+        ref_updates,
+    } = &message.change
+    else {
+        return Ok(None);
+    };
+    let branches: Vec<&str> = ref_updates
+        .iter()
+        .filter(|u| u.new_object_id != ZERO_SHA)
+        .filter_map(|u| u.name.strip_prefix("refs/heads/"))
+        .collect();
+    if branches.is_empty() {
+        return Ok(None);
+    }
+    let Some(repo) = super::repository::read_one(cx, message.project_id.as_ref(), repository_id)
+        .await
+        .map_err(LiveError::ado(format_args!("repository {repository_id}")))?
+    else {
+        return Ok(None);
+    };
+    let project = live::answered_guid(&repo, "/project/id");
+    if cx.excluded(project.as_ref()).await? {
+        return Ok(None);
+    }
+    Ok(Some((repo, branches)))
+}
 
 /// The peer's cap: larger files are skipped (a catalog property is no place for them).
 pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -321,6 +366,43 @@ impl KindSource for File {
         })
         .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &CONTENT_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some((repo, branches)) = pushed(cx, message).await? else {
+            return Ok(None);
+        };
+        let on_default = default_branch(&repo).is_some_and(|d| branches.contains(&d.as_str()));
+        if !on_default {
+            return Ok(None);
+        }
+        let mut items: Option<Changed<'b>> = None;
+        for &block in blocks {
+            let opts =
+                FileOptions::read(block.selector()).map_err(LiveError::option(block, "files"))?;
+            if !opts.wants_repo(&repo) {
+                continue;
+            }
+            let found = repo_files(cx.ado, &repo, &opts)
+                .await
+                .map_err(LiveError::ado(format_args!(
+                    "repository {}",
+                    str_field(&repo, "id")
+                )))?;
+            items
+                .get_or_insert_with(Vec::new)
+                .extend(found.into_iter().map(|f| (block, RawItem::Current(f))));
+        }
+        Ok(items)
+    }
 }
 
 /// The file items of one repository's default branch. Shared with live updates after a push.
@@ -601,6 +683,41 @@ impl KindSource for Folder {
             }
         })
         .await
+    }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &CONTENT_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some((repo, branches)) = pushed(cx, message).await? else {
+            return Ok(None);
+        };
+        let mut items: Option<Changed<'b>> = None;
+        for &block in blocks {
+            let opts = FolderOptions::read(block.selector())
+                .map_err(LiveError::option(block, "folders"))?;
+            for (pattern, branch) in opts.for_repo(&repo) {
+                let Some(branch) = branch.filter(|b| branches.contains(&b.as_str())) else {
+                    continue;
+                };
+                let found = repo_folders(cx.ado, &repo, &branch, pattern, &opts.included)
+                    .await
+                    .map_err(LiveError::ado(format_args!(
+                        "repository {}",
+                        str_field(&repo, "id")
+                    )))?;
+                items
+                    .get_or_insert_with(Vec::new)
+                    .extend(found.into_iter().map(|f| (block, RawItem::Current(f))));
+            }
+        }
+        Ok(items)
     }
 }
 

@@ -9,9 +9,47 @@ use super::common::{
     Recheck, healthy_repos, healthy_repos_first_alone, put, recheck_parent, repo_project,
     repository_request, unless_parent_gone,
 };
+use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
+use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, ApiVersion, Request, Service};
-use crate::mapping::Selector;
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage};
+
+/// A push moves, creates and deletes branches.
+static BRANCH_EVENTS: [&LiveEvent; 1] = [&super::repository::PUSH];
+
+fn alert_changed(r: &Value) -> Result<Change, live::Unnamed> {
+    Ok(Change::SecurityAlert {
+        repository_id: live::repository_id(
+            r,
+            &[
+                &["repositoryId"],
+                &["repository", "id"],
+                &["alert", "repositoryId"],
+            ],
+        )?,
+        alert_id: live::required_number(
+            r,
+            &[&["alertId"], &["alert", "alertId"], &["alert", "id"]],
+            "alert id",
+        )?,
+    })
+}
+
+static ALERT_CREATED: LiveEvent = LiveEvent {
+    spec: EventSpec::advanced_security("ms.vss-alerts.alert-created-event"),
+    name: alert_changed,
+};
+static ALERT_STATE_CHANGED: LiveEvent = LiveEvent {
+    spec: EventSpec::advanced_security("ms.vss-alerts.alert-state-changed-event"),
+    name: alert_changed,
+};
+static ALERT_UPDATED: LiveEvent = LiveEvent {
+    spec: EventSpec::advanced_security("ms.vss-alerts.alert-updated-event"),
+    name: alert_changed,
+};
+static ALERT_EVENTS: [&LiveEvent; 3] = [&ALERT_CREATED, &ALERT_STATE_CHANGED, &ALERT_UPDATED];
 
 pub struct RepositoryPolicy;
 
@@ -106,11 +144,62 @@ impl KindSource for Branch {
         })
         .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &BRANCH_EVENTS
+    }
+
+    /// The branches a push moved, created or deleted.
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Change::Push {
+            repository_id,
+            ref_updates,
+        } = &message.change
+        else {
+            return Ok(None);
+        };
+        let Some(project) = cx.project_of(message).await? else {
+            return Ok(None);
+        };
+        let project_id = live::answered_guid(&project, "/id");
+        let repo = super::repository::read_one(cx, project_id.as_ref(), repository_id)
+            .await
+            .map_err(LiveError::ado(format_args!("repository {repository_id}")))?;
+        // A removed or disabled repository is the repository kind's business; the resync drops its
+        // branches.
+        let Some(repo) = repo.filter(super::is_healthy_repo) else {
+            return Ok(None);
+        };
+        let items: Vec<RawItem> = ref_updates
+            .iter()
+            .filter(|u| u.name.starts_with("refs/heads/"))
+            .map(|u| {
+                // Deliveries of one repository are applied in order (one FIFO group), so the pushed
+                // object id is the branch's current one.
+                if u.new_object_id.chars().all(|c| c == '0') {
+                    RawItem::Gone(branch_item(&u.name, json!(u.old_object_id), &repo))
+                } else {
+                    RawItem::Current(branch_item(&u.name, json!(u.new_object_id), &repo))
+                }
+            })
+            .collect();
+        Ok(Some(
+            blocks
+                .iter()
+                .flat_map(|&b| items.iter().map(move |raw| (b, raw.clone())))
+                .collect(),
+        ))
+    }
 }
 
 /// The item the peer synthesises from a ref: `{name, refName, objectId, __repository}`; shared with the
 /// live push path so both produce the same entity.
-pub(crate) fn branch_item(ref_name: &str, object_id: Value, repo: &Value) -> Value {
+fn branch_item(ref_name: &str, object_id: Value, repo: &Value) -> Value {
     json!({
         "name": ref_name.strip_prefix("refs/heads/").unwrap_or(ref_name),
         "refName": ref_name,
@@ -271,10 +360,76 @@ impl KindSource for AdvancedSecurityAlert {
         })
         .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &ALERT_EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Change::SecurityAlert {
+            repository_id,
+            alert_id,
+        } = &message.change
+        else {
+            return Ok(None);
+        };
+        if cx.project_of(message).await?.is_none() {
+            return Ok(None);
+        }
+        let Some(project_id) = message.project_id.as_ref() else {
+            return Ok(None);
+        };
+        let (repo, project) = (repository_id.to_string(), project_id.to_string());
+        let req = Request::get(format!(
+            "/{project}/_apis/alert/repositories/{repo}/alerts/{alert_id}"
+        ))
+        .service(Service::AdvancedSecurity)
+        .version(ApiVersion::Exact(ADVSEC_VERSION.into()));
+        // A repository without Advanced Security (400) has no alert.
+        let current = match cx.ado.send(&req).await {
+            Ok(reply) => Some(reply.body),
+            Err(AdoError::NotFound(_)) | Err(AdoError::Invalid(_)) => None,
+            Err(e) => {
+                return Err(LiveError::Ado {
+                    context: format!("{} in project {project_id}", message.event_type),
+                    source: e,
+                });
+            }
+        };
+        let current = current.map(|mut a| {
+            enrich_alert(&mut a, &repo, &project);
+            a
+        });
+        Ok(Some(
+            blocks
+                .iter()
+                .map(|&b| {
+                    // The listing only returns alerts inside the block's criteria; live, an alert that
+                    // left them (fixed, dismissed) must leave the catalog too.
+                    let criteria = Criteria::read(b.selector()).unwrap_or_default();
+                    let raw = match &current {
+                        Some(a) if criteria.admits(a) => RawItem::Current(a.clone()),
+                        _ => {
+                            // What the listing would have produced for an alert that is gone.
+                            let mut gone = json!({ "alertId": alert_id });
+                            enrich_alert(&mut gone, &repo, &project);
+                            RawItem::Gone(gone)
+                        }
+                    };
+                    (b, raw)
+                })
+                .collect(),
+        ))
+    }
 }
 
 /// `__repositoryId` and `__projectId`, as the peer adds them; shared with the live read.
-pub(crate) fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
+fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
     put(alert, "__repositoryId", json!(repo_id));
     put(alert, "__projectId", json!(project_id));
 }

@@ -16,28 +16,18 @@ mod repository;
 mod test_run;
 mod work_item;
 
-pub(crate) use pipeline::{enrich_pipeline, include_repo_option, with_repositories};
 mod board;
 mod files;
 mod glob;
 mod identity;
+pub mod live;
 mod org_lists;
 mod team;
 mod wiki;
 
-pub(crate) use files::{
-    FileOptions, FolderOptions, default_branch, enrich_repositories, included_option, repo_files,
-    repo_folders,
-};
-pub(crate) use work_item::{enrich_work_item, expand_option as work_item_expand};
-
 pub use deployment::Deployment;
-
-pub(crate) use builds::{enrich_builds, enrich_run, first_commit_option, stages_of};
-pub(crate) use environments::environments_request;
-pub(crate) use git_extras::{ADVSEC_VERSION, Criteria, branch_item, enrich_alert};
-pub(crate) use releases::{enrich_definition, release_as_listed};
-pub(crate) use test_run::{Options, enrich_runs, runs_request};
+pub use work_item::SNAPSHOT_MAX_BYTES;
+pub(crate) use work_item::work_item_project_name;
 
 use std::sync::Arc;
 
@@ -48,7 +38,9 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::{AdoClient, AdoError, ApiVersion, Request};
-use crate::mapping::{MappingError, PortAppConfig, Selector};
+use crate::mapping::{CompiledResource, MappingError, PortAppConfig, Selector};
+use crate::queue::message::ChangeMessage;
+pub use live::{Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
 
 /// Where a kind delivers its pages. Either a bounded channel of raw pages (tests, previews) or a
 /// [`PageHandler`] that takes each page as soon as it is listed. Kinds should send from inside their
@@ -286,6 +278,25 @@ pub trait KindSource: Send + Sync {
         selector: &Selector,
         sink: &PageSink,
     ) -> Result<(), AdoError>;
+
+    /// The service-hook events whose change refreshes this kind (each a `static` of the kind whose item
+    /// it names). None: the kind follows the resync only.
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &[]
+    }
+
+    /// Reads back the current state of what `message` names, as the listing would produce it, for each
+    /// of the mapping's `blocks` of this kind (what is gone as a [`RawItem::Gone`] shaped like its
+    /// listed self, so a delete maps to the identifier the resync wrote). `None`: nothing to write (an
+    /// excluded project, an item that cannot be identified).
+    async fn read_changed<'b>(
+        &self,
+        _cx: &LiveContext<'_>,
+        _message: &ChangeMessage,
+        _blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        Ok(None)
+    }
 }
 
 /// Every kind this build serves.
@@ -323,6 +334,36 @@ pub static ALL: &[&dyn KindSource] = &[
 
 pub fn find(name: &str) -> Option<&'static dyn KindSource> {
     ALL.iter().copied().find(|k| k.name() == name)
+}
+
+/// Every event some kind follows, once each, in registry order: what the webhook queues and what we
+/// subscribe to.
+pub fn live_events() -> &'static [&'static LiveEvent] {
+    static EVENTS: std::sync::OnceLock<Vec<&'static LiveEvent>> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| {
+        let mut out: Vec<&'static LiveEvent> = Vec::new();
+        for event in ALL.iter().flat_map(|k| k.events()) {
+            if !out.iter().any(|e| std::ptr::eq(*e, *event)) {
+                out.push(event);
+            }
+        }
+        out
+    })
+}
+
+/// The event of that type, if a kind follows it.
+pub fn live_event(event_type: &str) -> Option<&'static LiveEvent> {
+    live_events()
+        .iter()
+        .copied()
+        .find(|e| e.spec.event_type == event_type)
+}
+
+/// The kinds a change delivered as `event_type` refreshes, in registry order.
+pub fn refreshed_by(event_type: &str) -> impl Iterator<Item = &'static dyn KindSource> + '_ {
+    ALL.iter()
+        .copied()
+        .filter(move |k| k.events().iter().any(|e| e.spec.event_type == event_type))
 }
 
 /// Selector keys every kind accepts besides `query` (which the mapping parser takes out): the peer's

@@ -6,14 +6,19 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::common::{pipeline_request, unless_parent_gone};
+use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,
 };
-use crate::ado::{AdoClient, AdoError, Request};
-use crate::mapping::Selector;
+use crate::ado::{AdoClient, AdoError, Guid, Request};
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage};
 
 pub struct Pipeline;
+
+/// A pipeline's runs change its entity (last run, state) as they start and finish.
+static EVENTS: [&LiveEvent; 7] = super::builds::BUILD_AND_RUN_EVENTS;
 
 #[async_trait]
 impl KindSource for Pipeline {
@@ -60,6 +65,24 @@ impl KindSource for Pipeline {
             })
             .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let pipeline_id = match &message.change {
+            Change::Build { definition_id, .. } => *definition_id,
+            Change::PipelineRun { pipeline_id, .. } => *pipeline_id,
+            _ => return Ok(None),
+        };
+        read_changed(cx, message.project_id.as_ref(), pipeline_id, blocks).await
+    }
 }
 
 /// `__projectId` and `__project`, as the peer adds them; shared with the live single read.
@@ -73,10 +96,82 @@ pub(crate) fn enrich_pipeline(item: &mut Value, project: &Value) {
     }
 }
 
-pub(crate) fn include_repo_option(selector: &Selector) -> Result<bool, String> {
+fn include_repo_option(selector: &Selector) -> Result<bool, String> {
     selector
         .bool_option("includeRepo", false)
         .map_err(|e| e.to_string())
+}
+
+/// The pipeline a run or build names, as its listing produces it for each block (with `__repository`
+/// for blocks with `includeRepo`, read once for all of them).
+async fn read_changed<'b>(
+    cx: &LiveContext<'_>,
+    project_id: Option<&Guid>,
+    pipeline_id: Option<u64>,
+    blocks: &[&'b CompiledResource],
+) -> Result<Option<Changed<'b>>, LiveError> {
+    let (Some(project_id), Some(id)) = (project_id, pipeline_id) else {
+        tracing::info!(
+            project = project_id.map(tracing::field::display),
+            pipeline = pipeline_id,
+            "the change does not name a project and a pipeline; nothing to do"
+        );
+        return Ok(None);
+    };
+    if cx.excluded(Some(project_id)).await? {
+        return Ok(None);
+    }
+    let context = format!("pipeline {id}");
+    let project = cx
+        .project(project_id)
+        .await
+        .map_err(LiveError::ado(&context))?;
+    let current = match &project {
+        Some(p) => cx
+            .get(Request::get(format!("/{project_id}/_apis/pipelines/{id}")))
+            .await
+            .map_err(LiveError::ado(&context))?
+            .map(|mut item| {
+                enrich_pipeline(&mut item, p);
+                item
+            }),
+        None => None,
+    };
+    let raw = match current {
+        Some(item) => RawItem::Current(item),
+        None => {
+            // What the listing would have produced for a pipeline that is gone.
+            let project = project.unwrap_or_else(|| serde_json::json!({ "id": project_id }));
+            let mut gone = serde_json::json!({ "id": id });
+            enrich_pipeline(&mut gone, &project);
+            RawItem::Gone(gone)
+        }
+    };
+    let mut with_repo: Option<RawItem> = None;
+    let mut out = Vec::with_capacity(blocks.len());
+    for &block in blocks {
+        let wants_repo = block
+            .selector()
+            .bool_option("includeRepo", false)
+            .map_err(|e| LiveError::block_option(block)(e.into()))?;
+        let item = match (&raw, wants_repo) {
+            (RawItem::Current(item), true) => match &with_repo {
+                Some(done) => done.clone(),
+                None => {
+                    let enriched = with_repositories(cx.ado, vec![item.clone()])
+                        .await
+                        .map_err(LiveError::ado(&context))?
+                        .pop()
+                        .map_or_else(|| raw.clone(), RawItem::Current);
+                    with_repo = Some(enriched.clone());
+                    enriched
+                }
+            },
+            _ => raw.clone(),
+        };
+        out.push((block, item));
+    }
+    Ok(Some(out))
 }
 
 /// Pipelines whose build definition is read concurrently.

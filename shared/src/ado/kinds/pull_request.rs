@@ -13,14 +13,39 @@ use chrono::{Duration, SecondsFormat};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
+use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, is_healthy_repo, option_error,
     str_field,
 };
+use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, Request};
-use crate::mapping::Selector;
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage};
 
 pub struct PullRequest;
+
+fn changed(r: &Value) -> Result<Change, live::Unnamed> {
+    Ok(Change::PullRequest {
+        repository_id: live::repository_id(r, &[&["repository", "id"], &["repositoryId"]])?,
+        pull_request_id: live::required_number(r, &[&["pullRequestId"]], "pull request id")?,
+    })
+}
+
+static CREATED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.pullrequest.created"),
+    name: changed,
+};
+static UPDATED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.pullrequest.updated"),
+    name: changed,
+};
+/// "Merge commit created": not the only completion signal (`updated` with `status` is).
+static MERGED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.pullrequest.merged"),
+    name: changed,
+};
+static EVENTS: [&LiveEvent; 3] = [&CREATED, &UPDATED, &MERGED];
 
 /// Project lists read at once (three per project); the client's own bound caps the requests.
 const LISTS_AT_ONCE: usize = 16;
@@ -132,5 +157,50 @@ impl KindSource for PullRequest {
                 }
             })
             .await
+    }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Change::PullRequest {
+            pull_request_id, ..
+        } = &message.change
+        else {
+            return Ok(None);
+        };
+        let project_id = message.project_id.as_ref();
+        let path = live::scoped(
+            project_id,
+            &format!("/_apis/git/pullrequests/{pull_request_id}"),
+        );
+        let Some(pr) = cx
+            .get(Request::get(path))
+            .await
+            .map_err(LiveError::ado(format_args!(
+                "pull request {pull_request_id}"
+            )))?
+        else {
+            // Pull requests are never deleted on their own (only with their repository, which the
+            // resync cleans up), and a gone one cannot be identified from the message.
+            tracing::info!(
+                pull_request = pull_request_id,
+                "pull request not found; nothing to do"
+            );
+            return Ok(None);
+        };
+        let project = project_id
+            .copied()
+            .or_else(|| live::answered_guid(&pr, "/repository/project/id"));
+        if cx.excluded(project.as_ref()).await? {
+            return Ok(None);
+        }
+        Ok(Some(live::each(blocks, RawItem::Current(pr))))
     }
 }

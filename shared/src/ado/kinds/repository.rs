@@ -2,12 +2,118 @@
 //! with `includedFiles`, `__includedFiles` from each repository's default branch.
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::files::{enrich_repositories, included_option};
+use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
 use super::{FetchContext, KindSource, OptionError, PageSink, option_error};
-use crate::ado::AdoError;
-use crate::mapping::Selector;
+use crate::ado::hooks::EventSpec;
+use crate::ado::{AdoClient, AdoError, Guid, Request};
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::{Change, ChangeMessage, RefUpdate};
+
+/// Where Git events put the repository's id.
+const REPOSITORY_ID: &[&[&str]] = &[&["repository", "id"], &["repositoryId"]];
+
+/// A push: the repository and its ref updates (branches created, moved, deleted). It refreshes the
+/// repository (cheap, and keeps its default branch and size current), its branches and its content.
+pub(crate) static PUSH: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.push"),
+    name: |r| {
+        Ok(Change::Push {
+            repository_id: live::repository_id(r, REPOSITORY_ID)?,
+            ref_updates: ref_updates(r),
+        })
+    },
+};
+
+fn changed(r: &Value) -> Result<Change, Unnamed> {
+    Ok(Change::Repository {
+        repository_id: live::repository_id(r, REPOSITORY_ID)?,
+        deleted: false,
+    })
+}
+
+static CREATED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.repo.created"),
+    name: changed,
+};
+static RENAMED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.repo.renamed"),
+    name: changed,
+};
+/// Enabled or disabled (`isDisabled`), which the repository entity carries.
+static STATUS_CHANGED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.repo.statuschanged"),
+    name: changed,
+};
+static DELETED: LiveEvent = LiveEvent {
+    spec: EventSpec::tfs("git.repo.deleted"),
+    name: |r| {
+        Ok(Change::Repository {
+            repository_id: live::repository_id(r, REPOSITORY_ID)?,
+            deleted: true,
+        })
+    },
+};
+
+static EVENTS: [&LiveEvent; 5] = [&PUSH, &CREATED, &DELETED, &RENAMED, &STATUS_CHANGED];
+
+fn ref_updates(r: &Value) -> Vec<RefUpdate> {
+    live::at(r, &["refUpdates"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let s = |k| u.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(RefUpdate {
+                name: s("name")?,
+                old_object_id: s("oldObjectId")?,
+                new_object_id: s("newObjectId")?,
+            })
+        })
+        .collect()
+}
+
+/// A repository (removed ones are 404: ADO keeps them in a recycle bin the GET does not see).
+pub(crate) async fn read_one(
+    cx: &LiveContext<'_>,
+    project: Option<&Guid>,
+    id: &Guid,
+) -> Result<Option<Value>, AdoError> {
+    cx.get(Request::get(live::scoped(
+        project,
+        &format!("/_apis/git/repositories/{id}"),
+    )))
+    .await
+}
+
+/// One raw repository per block, each with the `__includedFiles` its block asks for, so a repository
+/// event does not blank what the resync wrote.
+async fn with_included_files<'b>(
+    ado: &AdoClient,
+    blocks: &[&'b CompiledResource],
+    raw: RawItem,
+) -> Result<Changed<'b>, LiveError> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for &block in blocks {
+        let paths =
+            included_option(block.selector()).map_err(LiveError::option(block, "includedFiles"))?;
+        let item = match &raw {
+            RawItem::Current(repo) if !paths.is_empty() => {
+                let mut one = [repo.clone()];
+                enrich_repositories(ado, &mut one, &paths)
+                    .await
+                    .map_err(LiveError::ado("reading included files"))?;
+                let [repo] = one;
+                RawItem::Current(repo)
+            }
+            other => other.clone(),
+        };
+        out.push((block, item));
+    }
+    Ok(out)
+}
 
 pub struct Repository;
 
@@ -49,5 +155,46 @@ impl KindSource for Repository {
         }
         enrich_repositories(&ctx.client, &mut page, &included).await?;
         sink.send(page).await
+    }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &EVENTS
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let (Change::Repository { repository_id, .. } | Change::Push { repository_id, .. }) =
+            &message.change
+        else {
+            return Ok(None);
+        };
+        let project_id = message.project_id.as_ref();
+        let repo = read_one(cx, project_id, repository_id)
+            .await
+            .map_err(LiveError::ado(format_args!("repository {repository_id}")))?;
+        let project = project_id.copied().or_else(|| {
+            repo.as_ref()
+                .and_then(|r| live::answered_guid(r, "/project/id"))
+        });
+        if cx.excluded(project.as_ref()).await? {
+            return Ok(None);
+        }
+        let raw = match repo {
+            Some(repo) => RawItem::Current(repo),
+            None => {
+                // The listing's repositories carry `project`; a mapping keyed on it must still find the
+                // entity.
+                let mut gone = json!({ "id": repository_id });
+                if let Some(p) = &project {
+                    gone["project"] = cx.project_or_id(p).await?;
+                }
+                RawItem::Gone(gone)
+            }
+        };
+        Ok(Some(with_included_files(cx.ado, blocks, raw).await?))
     }
 }

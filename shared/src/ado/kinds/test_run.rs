@@ -5,13 +5,19 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
+use super::builds::{BUILD_COMPLETE, ChangedBuild};
 use super::common::put;
+use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,
 };
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
-use crate::mapping::Selector;
+use crate::mapping::{CompiledResource, Selector};
+use crate::queue::message::ChangeMessage;
+
+/// A build's test runs are complete when the build is.
+static EVENTS: [&LiveEvent; 1] = [&BUILD_COMPLETE];
 
 /// Results per page: the most the results API returns when no details are asked for.
 const RESULTS_PAGE: u32 = 1_000;
@@ -19,13 +25,13 @@ const RESULTS_PAGE: u32 = 1_000;
 const RUN_CONCURRENCY: usize = 8;
 
 #[derive(Clone, Copy)]
-pub(crate) struct Options {
+struct Options {
     include_results: bool,
     coverage_flags: Option<i64>,
 }
 
 impl Options {
-    pub(crate) fn read(selector: &Selector) -> Result<Self, OptionError> {
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
         let include_results = selector.bool_option("includeResults", true)?;
         let bad = |m: &str| OptionError::new("codeCoverage", m);
         let coverage_flags = match selector.options.get("codeCoverage") {
@@ -90,14 +96,50 @@ impl KindSource for TestRun {
             })
             .await
     }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        &EVENTS
+    }
+
+    /// The test runs of the finished build, enriched as each block asks.
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let Some(changed) = ChangedBuild::read(cx, message).await? else {
+            return Ok(None);
+        };
+        let req = runs_request(&changed.project_id.to_string()).query(
+            "buildUri",
+            format!("vstfs:///Build/Build/{}", changed.build_id),
+        );
+        let pages: Vec<Vec<Value>> = cx
+            .ado
+            .top_skip_pages(req, PAGE_SIZE, None)
+            .try_collect()
+            .await
+            .map_err(LiveError::ado(changed.context()))?;
+        let runs: Vec<Value> = pages.into_iter().flatten().collect();
+        let mut items = Vec::new();
+        for &block in blocks {
+            let opts = Options::read(block.selector()).map_err(LiveError::block_option(block))?;
+            let enriched = enrich_runs(cx.ado, &changed.project, runs.clone(), opts)
+                .await
+                .map_err(LiveError::ado(changed.context()))?;
+            items.extend(enriched.into_iter().map(|r| (block, RawItem::Current(r))));
+        }
+        Ok(Some(items))
+    }
 }
 
-pub(crate) fn runs_request(project_id: &str) -> Request {
+fn runs_request(project_id: &str) -> Request {
     Request::get(format!("/{project_id}/_apis/test/runs")).query("includeRunDetails", "true")
 }
 
 /// Adds `__testResults` and `__codeCoverage` (`[]` and `{}` when not asked for or not applicable).
-pub(crate) async fn enrich_runs(
+async fn enrich_runs(
     client: &AdoClient,
     project: &Value,
     runs: Vec<Value>,
