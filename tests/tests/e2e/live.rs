@@ -335,6 +335,7 @@ async fn a_removed_repository_is_deleted_and_a_push_refreshes_a_live_one() {
     let repos = org.sim.ado.repository_ids(PROJECT);
     let mut message = update_of(1);
 
+    message.event_type = "git.repo.deleted".into();
     message.change = Change::Repository {
         repository_id: repos[0].parse().unwrap(),
         deleted: true,
@@ -342,6 +343,7 @@ async fn a_removed_repository_is_deleted_and_a_push_refreshes_a_live_one() {
     assert!(org.sim.ado.remove_repository(&repos[0]));
     let gone = sync::apply(&org.runtime, &message).await.unwrap();
 
+    message.event_type = "git.push".into();
     message.change = Change::Push {
         repository_id: repos[1].parse().unwrap(),
         ref_updates: vec![],

@@ -178,7 +178,7 @@ async fn release_events_refresh_the_release_its_definition_and_its_deployment() 
         },
     );
     let applied = sync::apply(&org.runtime, &deployed).await.unwrap();
-    assert_eq!(applied.kinds, ["release-deployment", "release"]);
+    assert_eq!(applied.kinds, ["release", "release-deployment"]);
     // Release 3's deployment to Prod (definition 1, environment 2).
     let d = org
         .catalog_entity("azureDevopsReleaseDeployment", &format!("{project}/32"))

@@ -1,7 +1,9 @@
 //! One module per resource kind. A kind is a small uniform unit: it reads its selector options, lists its
 //! items page by page through the shared client, adds the enrichment fields the peer adds (so existing
-//! mappings keep working), and sends each page to a [`PageSink`]. Adding a kind = one file + one line in
-//! [`ALL`].
+//! mappings keep working), and sends each page to a [`PageSink`]. A kind that follows live events also
+//! declares them ([`KindSource::events`], see [`live`]) and reads one changed item back
+//! ([`KindSource::read_changed`]); the webhook's event types, the subscription catalogue and the
+//! processor's dispatch are derived from [`ALL`]. Adding a kind = one file + one line in [`ALL`].
 
 mod builds;
 mod common;
