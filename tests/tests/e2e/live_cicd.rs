@@ -94,6 +94,7 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
             definition_id: Some(1),
         },
     );
+    let before = org.sim.ado.request_counts();
     let applied = sync::apply(&org.runtime, &msg).await.unwrap();
     for k in [
         "pipeline",
@@ -104,6 +105,15 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
     ] {
         assert!(applied.kinds.iter().any(|x| x == k), "{k}: {applied:?}");
     }
+    // The six kinds one build refreshes share their reads: the project and the build once each.
+    let after = org.sim.ado.request_counts();
+    let made = |route: &str| after.get(route).unwrap_or(&0) - before.get(route).unwrap_or(&0);
+    assert_eq!(made("GET /_apis/projects/{projectId}"), 1, "{after:?}");
+    assert_eq!(
+        made("GET /{project}/_apis/build/builds/{buildId}"),
+        1,
+        "{after:?}"
+    );
     let key = format!("{project}/2");
     let build = org
         .catalog_entity("azureDevopsBuild", &key)
