@@ -18,17 +18,19 @@ use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
 use shared::config::{ConfigError, Env, Settings};
 use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch, apply_change};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
 use shared::runtime::SyncRuntime;
-use shared::webhook::{WebhookOutcome, WebhookSettings, accept_admitted, admit, too_large};
+use shared::webhook::{
+    Rejection, RetryLater, WebhookOutcome, WebhookSettings, accept_admitted, admit, respond,
+    too_large,
+};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -219,43 +221,30 @@ async fn webhook_handler(
 ) -> Response {
     let admitted = match admit(&state.webhook, &headers) {
         Ok(a) => a,
-        Err(refused) => return unread_body(respond(refused)),
+        Err(refused) => return unread_body(answer(&refused)),
     };
     let limit = state.webhook.max_body_bytes;
     // A `Content-Length` over the limit; a chunked body counts 0 here and is cut while it is read.
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
-        return unread_body(respond(too_large(&state.webhook, announced)));
+        return unread_body(answer(&too_large(&state.webhook, announced)));
     }
     let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await;
     let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return unread_body(respond(too_large(&state.webhook, limit as u64 + 1)));
+            return unread_body(answer(&too_large(&state.webhook, limit as u64 + 1)));
         }
         Ok(Err(e)) => {
             debug!(error = %e, "the client broke off its delivery's body");
-            return unread_body(
-                (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(json!({"error": "incomplete body"})),
-                )
-                    .into_response(),
-            );
+            return unread_body(answer(&WebhookOutcome::Rejected(Rejection::IncompleteBody)));
         }
         Err(_) => {
             warn!(
                 timeout_secs = state.body_timeout.as_secs(),
                 "webhook delivery body not received in time"
             );
-            // Azure DevOps retries a 408 within minutes, like a 503.
-            return unread_body(
-                (
-                    StatusCode::REQUEST_TIMEOUT,
-                    axum::Json(json!({"error": "body not received in time"})),
-                )
-                    .into_response(),
-            );
+            return unread_body(answer(&WebhookOutcome::RetryLater(RetryLater::BodyTimeout)));
         }
     };
     let queue: &dyn Queue = state.queue.as_ref();
@@ -264,33 +253,20 @@ async fn webhook_handler(
         accept_admitted(&state.webhook, queue, admitted, &body),
     )
     .await;
-    match queued {
-        Ok(outcome) => respond(outcome),
-        Err(_) => {
-            // If the send went through after all, the redelivery is dropped by its dedup id.
-            warn!(
-                timeout_secs = QUEUE_SEND_TIMEOUT.as_secs(),
-                "the queue did not take the delivery in time; asking Azure DevOps to retry"
-            );
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"error": "queue unavailable"})),
-            )
-                .into_response()
-        }
-    }
+    let outcome = queued.unwrap_or_else(|_| {
+        // If the send went through after all, the redelivery is dropped by its dedup id.
+        warn!(
+            timeout_secs = QUEUE_SEND_TIMEOUT.as_secs(),
+            "the queue did not take the delivery in time; asking Azure DevOps to retry"
+        );
+        WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)
+    });
+    answer(&outcome)
 }
 
-fn respond(outcome: WebhookOutcome) -> Response {
-    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(outcome.body)).into_response();
-    if outcome.basic_challenge {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"ado-sync\""),
-        );
-    }
-    response
+/// The outcome's answer, as the webhook function gives it ([`respond`]).
+fn answer(outcome: &WebhookOutcome) -> Response {
+    respond(outcome).map(Body::from)
 }
 
 /// The rest of the body stays unread, so the connection cannot carry another request: say so.
@@ -436,6 +412,7 @@ async fn resync_loop(runtime: &SyncRuntime, interval: Duration, mut stop: watch:
 mod tests {
     use std::sync::Mutex;
 
+    use serde_json::json;
     use shared::queue::Change;
 
     use super::*;
