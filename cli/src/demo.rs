@@ -129,8 +129,7 @@ async fn live_change(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
                     let outcome =
                         shared::webhook::accept(&webhook, queue.as_ref(), &headers, &body).await;
-                    axum::http::StatusCode::from_u16(outcome.status)
-                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                    outcome.status()
                 },
             ),
         )

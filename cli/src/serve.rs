@@ -18,17 +18,19 @@ use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
 use shared::config::{ConfigError, Env, Settings};
+use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch, apply_change};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
 use shared::runtime::SyncRuntime;
-use shared::sync::{self, SyncError};
-use shared::webhook::{WebhookOutcome, WebhookSettings, accept_admitted, admit, too_large};
+use shared::webhook::{
+    Rejection, RetryLater, WebhookOutcome, WebhookSettings, accept_admitted, admit, respond,
+    too_large,
+};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -167,7 +169,9 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let resync_interval = Duration::from_secs(resync_interval_secs);
     tokio::join!(
         server::serve(listener, app, server_limits, stop_rx.clone()),
-        consume(runtime.as_ref(), queue.as_ref(), stop_rx.clone()),
+        consume(queue.as_ref(), stop_rx.clone(), async |message| {
+            apply_change(&runtime, message).await
+        }),
         resync_loop(runtime.as_ref(), resync_interval, stop_rx),
     );
     ExitCode::SUCCESS
@@ -217,43 +221,30 @@ async fn webhook_handler(
 ) -> Response {
     let admitted = match admit(&state.webhook, &headers) {
         Ok(a) => a,
-        Err(refused) => return unread_body(respond(refused)),
+        Err(refused) => return unread_body(answer(&refused)),
     };
     let limit = state.webhook.max_body_bytes;
     // A `Content-Length` over the limit; a chunked body counts 0 here and is cut while it is read.
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
-        return unread_body(respond(too_large(&state.webhook, announced)));
+        return unread_body(answer(&too_large(&state.webhook, announced)));
     }
     let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await;
     let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return unread_body(respond(too_large(&state.webhook, limit as u64 + 1)));
+            return unread_body(answer(&too_large(&state.webhook, limit as u64 + 1)));
         }
         Ok(Err(e)) => {
             debug!(error = %e, "the client broke off its delivery's body");
-            return unread_body(
-                (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(json!({"error": "incomplete body"})),
-                )
-                    .into_response(),
-            );
+            return unread_body(answer(&WebhookOutcome::Rejected(Rejection::IncompleteBody)));
         }
         Err(_) => {
             warn!(
                 timeout_secs = state.body_timeout.as_secs(),
                 "webhook delivery body not received in time"
             );
-            // Azure DevOps retries a 408 within minutes, like a 503.
-            return unread_body(
-                (
-                    StatusCode::REQUEST_TIMEOUT,
-                    axum::Json(json!({"error": "body not received in time"})),
-                )
-                    .into_response(),
-            );
+            return unread_body(answer(&WebhookOutcome::RetryLater(RetryLater::BodyTimeout)));
         }
     };
     let queue: &dyn Queue = state.queue.as_ref();
@@ -262,33 +253,20 @@ async fn webhook_handler(
         accept_admitted(&state.webhook, queue, admitted, &body),
     )
     .await;
-    match queued {
-        Ok(outcome) => respond(outcome),
-        Err(_) => {
-            // If the send went through after all, the redelivery is dropped by its dedup id.
-            warn!(
-                timeout_secs = QUEUE_SEND_TIMEOUT.as_secs(),
-                "the queue did not take the delivery in time; asking Azure DevOps to retry"
-            );
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"error": "queue unavailable"})),
-            )
-                .into_response()
-        }
-    }
+    let outcome = queued.unwrap_or_else(|_| {
+        // If the send went through after all, the redelivery is dropped by its dedup id.
+        warn!(
+            timeout_secs = QUEUE_SEND_TIMEOUT.as_secs(),
+            "the queue did not take the delivery in time; asking Azure DevOps to retry"
+        );
+        WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)
+    });
+    answer(&outcome)
 }
 
-fn respond(outcome: WebhookOutcome) -> Response {
-    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(outcome.body)).into_response();
-    if outcome.basic_challenge {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"ado-sync\""),
-        );
-    }
-    response
+/// The outcome's answer, as the webhook function gives it ([`respond`]).
+fn answer(outcome: &WebhookOutcome) -> Response {
+    respond(outcome).map(Body::from)
 }
 
 /// The rest of the body stays unread, so the connection cannot carry another request: say so.
@@ -301,7 +279,11 @@ fn unread_body(mut response: Response) -> Response {
 
 /// Receives and applies until a stop is asked for. The message in hand is always finished (applied
 /// and acknowledged, or released) before returning.
-async fn consume(runtime: &SyncRuntime, queue: &dyn ServeQueue, mut stop: watch::Receiver<bool>) {
+async fn consume<T, E: RecordError>(
+    queue: &dyn ServeQueue,
+    mut stop: watch::Receiver<bool>,
+    apply: impl AsyncFn(&ChangeMessage) -> Result<T, E>,
+) {
     loop {
         if *stop.borrow() {
             return;
@@ -312,8 +294,8 @@ async fn consume(runtime: &SyncRuntime, queue: &dyn ServeQueue, mut stop: watch:
             r = queue.receive(RECEIVE_MAX, RECEIVE_WAIT) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let batch = match batch {
-            Ok(b) => b,
+        match batch {
+            Ok(batch) => consume_batch(queue, &batch, &apply, &stop).await,
             Err(e) => {
                 warn!(error = %e, "cannot receive from the queue; trying again shortly");
                 tokio::select! {
@@ -321,83 +303,66 @@ async fn consume(runtime: &SyncRuntime, queue: &dyn ServeQueue, mut stop: watch:
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
-        };
-        let mut batch = batch.into_iter();
-        for received in batch.by_ref() {
-            handle(runtime, queue, &received).await;
-            if *stop.borrow() {
-                break;
-            }
-        }
-        // Stopping with part of a batch untouched: hand it back now rather than leaving it hidden
-        // for the visibility timeout, so the next start does not wait for it.
-        for rest in batch {
-            if let Err(e) = queue.release(&rest.receipt, Duration::ZERO).await {
-                warn!(error = %e, message_id = %rest.message_id, "cannot hand a message back; it returns after the visibility timeout");
-            }
         }
     }
 }
 
-async fn handle(runtime: &SyncRuntime, queue: &dyn ServeQueue, received: &Received) {
-    let message: ChangeMessage = match serde_json::from_str(&received.body) {
-        Ok(m) => m,
-        Err(e) => {
-            error!(
-                error = %e,
-                message_id = %received.message_id,
-                receive_count = received.receive_count,
-                body_bytes = received.body.len(),
-                "the queued message is not a change message; it becomes a dead letter after the queue's maximum receives"
-            );
-            // Parsing again can only fail again, so no delay: it reaches the dead letters quickly.
-            release(queue, received, Duration::ZERO).await;
-            return;
-        }
-    };
-    match sync::apply(runtime, &message).await {
-        Ok(applied) => {
-            info!(
-                event_id = %message.event_id,
-                event_type = %message.event_type,
-                kinds = ?applied.kinds,
-                upserted = applied.upserted,
-                deleted = applied.deleted,
-                skipped = applied.skipped,
-                "change applied"
-            );
+/// Applies one received batch through the shared flow (a failed message holds back the rest of its
+/// group), then settles each message with the queue.
+async fn consume_batch<T, E: RecordError>(
+    queue: &dyn ServeQueue,
+    batch: &[Received],
+    apply: &impl AsyncFn(&ChangeMessage) -> Result<T, E>,
+    stop: &watch::Receiver<bool>,
+) {
+    let records: Vec<QueuedRecord<'_>> = batch
+        .iter()
+        .map(|r| QueuedRecord {
+            message_id: &r.message_id,
+            group_id: r.group_id.as_deref(),
+            body: &r.body,
+            receive_count: r.receive_count,
+        })
+        .collect();
+    let outcomes = apply_batch(&records, apply, || !*stop.borrow()).await;
+    for (received, outcome) in batch.iter().zip(outcomes) {
+        settle(queue, received, outcome).await;
+    }
+}
+
+/// Acknowledges an applied message; releases any other, with a delay for a transient failure only.
+async fn settle<T, E: RecordError>(
+    queue: &dyn ServeQueue,
+    received: &Received,
+    outcome: RecordOutcome<T, E>,
+) {
+    let delay = match outcome {
+        RecordOutcome::Applied(_) => {
             if let Err(e) = queue.ack(&received.receipt).await {
                 // Applying again is harmless (apply re-reads the true state), so this only costs work.
-                warn!(error = %e, event_id = %message.event_id, "cannot acknowledge an applied change; it will be applied again");
+                warn!(error = %e, message_id = %received.message_id, "cannot acknowledge an applied change; it will be applied again");
             }
+            return;
         }
-        Err(e @ SyncError::Transient { .. }) => {
+        RecordOutcome::Failed(e) if e.is_transient() => {
             let delay = backoff(received.receive_count);
-            warn!(
-                error = %e,
-                event_id = %message.event_id,
-                receive_count = received.receive_count,
+            debug!(
+                message_id = %received.message_id,
                 retry_in_secs = delay.as_secs(),
-                "transient failure; the change will be retried"
+                "the change is released for a retry"
             );
-            release(queue, received, delay).await;
+            delay
         }
-        Err(e @ SyncError::Permanent { .. }) => {
-            error!(
-                error = %e,
-                event_id = %message.event_id,
-                event_type = %message.event_type,
-                receive_count = received.receive_count,
-                "the change cannot be applied; it becomes a dead letter after the queue's maximum receives"
-            );
-            // It fails the same way every time: no delay, so it reaches the dead letters, where
-            // someone can look at it, within seconds instead of after a long backoff.
-            release(queue, received, Duration::ZERO).await;
-        }
-    }
-}
-
-async fn release(queue: &dyn ServeQueue, received: &Received, delay: Duration) {
+        // It fails the same way every time: no delay, so it reaches the dead letters, where someone
+        // can look at it, within seconds instead of after a long backoff.
+        RecordOutcome::Failed(_) | RecordOutcome::Unreadable(_) => Duration::ZERO,
+        // The queue holds the group back while its failed message waits for its retry, so these
+        // come back after it, in order.
+        RecordOutcome::Blocked => Duration::ZERO,
+        // Stopping with part of a batch untouched: hand it back now rather than leaving it hidden
+        // for the visibility timeout, so the next start does not wait for it.
+        RecordOutcome::NotReached => Duration::ZERO,
+    };
     if let Err(e) = queue.release(&received.receipt, delay).await {
         warn!(error = %e, message_id = %received.message_id, "cannot release a message; it returns after the visibility timeout");
     }
@@ -445,7 +410,148 @@ async fn resync_loop(runtime: &SyncRuntime, interval: Duration, mut stop: watch:
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+    use shared::queue::Change;
+
     use super::*;
+
+    #[derive(Debug)]
+    struct Unavailable;
+
+    impl std::fmt::Display for Unavailable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the test's Azure DevOps is unavailable")
+        }
+    }
+
+    impl std::error::Error for Unavailable {}
+
+    impl RecordError for Unavailable {
+        fn is_transient(&self) -> bool {
+            true
+        }
+    }
+
+    /// A change to work item `id` (message group `wi:{id}`) from the event `event_id`.
+    fn change(event_id: &str, id: u64) -> ChangeMessage {
+        serde_json::from_value(json!({
+            "version": 1, "eventId": event_id, "eventType": "workitem.updated", "publisherId": "tfs",
+            "change": {"type": "work-item", "id": id, "deleted": false}
+        }))
+        .unwrap()
+    }
+
+    /// Receives until a batch comes (a released message waits out its delay), at most `within`.
+    async fn receive_some(queue: &dyn ServeQueue, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let batch = queue
+                .receive(RECEIVE_MAX, Duration::from_secs(1))
+                .await
+                .unwrap();
+            if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
+                return batch;
+            }
+        }
+    }
+
+    /// The batch's event ids, in order.
+    fn events(batch: &[Received]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<ChangeMessage>(&r.body)
+                    .unwrap()
+                    .event_id
+            })
+            .collect()
+    }
+
+    /// An earlier message of a group fails (transiently) in a batch: the later message of that group
+    /// is not applied in the batch, another group's is; the group then applies in order.
+    async fn a_failed_message_holds_back_the_rest_of_its_group(queue: &dyn ServeQueue) {
+        for (event_id, work_item) in [("a1", 1), ("a2", 1), ("b1", 2)] {
+            queue.send(&change(event_id, work_item)).await.unwrap();
+        }
+        let (_stop_tx, stop) = watch::channel(false);
+        let applied = Mutex::new(Vec::new());
+        let failing = Mutex::new(vec!["a1".to_owned()]);
+        let apply = async |m: &ChangeMessage| {
+            if failing.lock().unwrap().contains(&m.event_id) {
+                return Err(Unavailable);
+            }
+            assert!(matches!(m.change, Change::WorkItem { .. }));
+            applied.lock().unwrap().push(m.event_id.clone());
+            Ok(())
+        };
+
+        let batch = receive_some(queue, Duration::from_secs(5)).await;
+        assert_eq!(events(&batch), ["a1", "a2", "b1"], "one batch");
+        consume_batch(queue, &batch, &apply, &stop).await;
+        assert_eq!(*applied.lock().unwrap(), ["b1"]);
+
+        // The failed message waits out its backoff, and its group with it.
+        let early = queue
+            .receive(RECEIVE_MAX, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            events(&early),
+            Vec::<String>::new(),
+            "the group is held back"
+        );
+
+        failing.lock().unwrap().clear();
+        let batch = receive_some(queue, BACKOFF_FIRST * 3).await;
+        assert_eq!(
+            events(&batch),
+            ["a1", "a2"],
+            "the group comes back in order"
+        );
+        consume_batch(queue, &batch, &apply, &stop).await;
+        assert_eq!(*applied.lock().unwrap(), ["b1", "a1", "a2"]);
+        let rest = queue
+            .receive(RECEIVE_MAX, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "every message was acknowledged");
+    }
+
+    #[tokio::test]
+    async fn serve_keeps_a_groups_order_after_a_failure_on_the_local_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue =
+            LocalQueue::open(&dir.path().join("queue.db"), LocalQueueOptions::default()).unwrap();
+        a_failed_message_holds_back_the_rest_of_its_group(&queue).await;
+    }
+
+    #[tokio::test]
+    async fn serve_keeps_a_groups_order_after_a_failure_on_sqs() {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(sim::moto::endpoint())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "moto",
+            ))
+            .build();
+        let client = aws_sdk_sqs::Client::from_conf(config);
+        let name = format!(
+            "serve-fifo-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let (url, _dlq) =
+            shared::queue::sqs::create_fifo_pair(&client, &name, 5, Duration::from_secs(60))
+                .await
+                .unwrap();
+        a_failed_message_holds_back_the_rest_of_its_group(&SqsQueue::new(client, url)).await;
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

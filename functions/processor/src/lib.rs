@@ -1,79 +1,34 @@
-//! The SQS-triggered processor: applies each queued change on its own and reports the records that must
-//! come back as partial batch failures, so one bad message never fails the batch.
-
-use std::collections::HashSet;
+//! The SQS-triggered processor: applies the batch through the shared per-message flow
+//! ([`shared::queue::batch`]) and reports the records that must come back as partial batch failures,
+//! so one bad message never fails the batch.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use shared::metrics::{self, Metrics};
-use shared::queue::message::ChangeMessage;
+use shared::queue::batch::{QueuedRecord, RecordOutcome, apply_queued};
 use shared::runtime::SyncRuntime;
-use shared::sync::{self, SyncError};
-use tracing::Instrument;
 
-/// What became of one record.
-enum Outcome {
-    Applied {
-        upserted: usize,
-        deleted: usize,
-    },
-    /// Comes back after the visibility timeout; the redrive policy moves it to the dead-letter queue once
-    /// its receive count reaches the queue's `maxReceiveCount`.
-    Failed,
-}
-
-/// Applies every record of a batch, in order, and lists the ones that must be received again.
+/// Applies every record of a batch, in order, and lists the ones that must be received again: a
+/// failed record, and the records of its message group behind it (the shared FIFO rule). They come
+/// back after the visibility timeout; the redrive policy moves a record to the dead-letter queue once
+/// its receive count reaches the queue's `maxReceiveCount`.
 pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
     let records = event.payload.records;
     tracing::info!(request_id = %event.context.request_id, records = records.len(), "batch received");
-    // FIFO: a record that fails blocks the rest of its message group in this batch, so a group never
-    // applies out of order (the failed record comes back first on the next receive).
-    let mut blocked_groups: HashSet<String> = HashSet::new();
+    let queued: Vec<QueuedRecord<'_>> = records.iter().map(queued).collect();
+    let outcomes = apply_queued(runtime, &queued, || true).await;
+
     let mut response = SqsBatchResponse::default();
     let (mut applied, mut upserted, mut deleted) = (0_u64, 0_u64, 0_u64);
-    for record in &records {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        let group = record.attributes.get("MessageGroupId").cloned();
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse::<u32>().ok())
-            .unwrap_or(1);
-        let span = tracing::info_span!(
-            "record",
-            message_id = %message_id,
-            group = group.as_deref().unwrap_or("-"),
-            receive_count,
-            event_type = tracing::field::Empty,
-            event_id = tracing::field::Empty,
-        );
-        let blocked = group.as_ref().is_some_and(|g| blocked_groups.contains(g));
-        let outcome = async {
-            if blocked {
-                tracing::warn!("an earlier record of this message group failed; not processed, to keep the group in order");
-                return Outcome::Failed;
-            }
-            process(runtime, record, receive_count).await
-        }
-        .instrument(span)
-        .await;
-        match outcome {
-            Outcome::Applied {
-                upserted: u,
-                deleted: d,
-            } => {
-                applied += 1;
-                upserted += u as u64;
-                deleted += d as u64;
-            }
-            Outcome::Failed => {
-                if let Some(g) = group {
-                    blocked_groups.insert(g);
-                }
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
-            }
+    for (record, outcome) in queued.iter().zip(&outcomes) {
+        if let RecordOutcome::Applied(a) = outcome {
+            applied += 1;
+            upserted += a.upserted as u64;
+            deleted += a.deleted as u64;
+        } else {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.to_owned();
+            response.batch_item_failures.push(failure);
         }
     }
     Metrics::for_function("processor")
@@ -93,50 +48,16 @@ pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<SqsEvent>) -> SqsB
     response
 }
 
-async fn process(runtime: &SyncRuntime, record: &SqsMessage, receive_count: u32) -> Outcome {
-    let body = record.body.as_deref().unwrap_or_default();
-    let message: ChangeMessage = match serde_json::from_str(body) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(
-                error = %e,
-                receive_count,
-                body_bytes = body.len(),
-                "the record is not a valid change message (malformed, or an id Azure DevOps does not issue); nothing was requested, and it will reach the dead-letter queue once its receive count reaches the queue's maxReceiveCount"
-            );
-            tracing::debug!(body, "unparseable record body");
-            return Outcome::Failed;
-        }
-    };
-    let span = tracing::Span::current();
-    span.record("event_type", message.event_type.as_str());
-    span.record("event_id", message.event_id.as_str());
-    match sync::apply(runtime, &message).await {
-        Ok(applied) => {
-            tracing::info!(
-                kinds = ?applied.kinds,
-                upserted = applied.upserted,
-                deleted = applied.deleted,
-                skipped = applied.skipped,
-                "record applied"
-            );
-            Outcome::Applied {
-                upserted: applied.upserted,
-                deleted: applied.deleted,
-            }
-        }
-        Err(e @ SyncError::Transient { .. }) => {
-            tracing::warn!(error = %e, receive_count, "transient failure; the record will be retried");
-            Outcome::Failed
-        }
-        Err(e @ SyncError::Permanent { .. }) => {
-            tracing::error!(
-                error = %e,
-                receive_count,
-                "the change cannot be applied; it will reach the dead-letter queue once its receive count reaches the queue's maxReceiveCount"
-            );
-            Outcome::Failed
-        }
+fn queued(record: &SqsMessage) -> QueuedRecord<'_> {
+    QueuedRecord {
+        message_id: record.message_id.as_deref().unwrap_or_default(),
+        group_id: record.attributes.get("MessageGroupId").map(String::as_str),
+        body: record.body.as_deref().unwrap_or_default(),
+        receive_count: record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse::<u32>().ok())
+            .unwrap_or(1),
     }
 }
 

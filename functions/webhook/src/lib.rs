@@ -1,13 +1,13 @@
 //! The webhook function: one Azure DevOps service-hook delivery per invocation (a Function URL or
-//! HTTP API request, payload format 2.0), answered with the status the shared use case chose.
+//! HTTP API request, payload format 2.0), answered as the shared use case's outcome says
+//! ([`shared::webhook::respond`]).
 
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderMap, Method};
 use lambda_http::{Body, Request, Response};
-use shared::metrics::{self, Metrics};
 use shared::queue::Queue;
-use shared::webhook::{WebhookOutcome, WebhookSettings, accept};
+use shared::webhook::{Rejection, WebhookOutcome, WebhookSettings, accept, respond};
 
 /// One delivery as the Lambda runtime hands it over: the Function URL / HTTP API event (payload format
 /// 2.0), read straight into its type. lambda_http's `Request` would first go through an untagged enum
@@ -63,59 +63,19 @@ async fn answer(
     body: &[u8],
 ) -> Response<Body> {
     // Azure DevOps only POSTs; anything else is not a delivery and learns nothing more.
-    if method != Method::POST {
-        let outcome = WebhookOutcome {
-            status: StatusCode::METHOD_NOT_ALLOWED.as_u16(),
-            body: serde_json::json!({"error": "method not allowed"}),
-            basic_challenge: false,
-        };
-        outcome_metrics(&outcome).emit();
-        let mut response = respond(&outcome);
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
-    let outcome = accept(settings, queue, headers, body).await;
-    outcome_metrics(&outcome).emit();
-    respond(&outcome)
-}
-
-/// One delivery counts in exactly one of the four webhook metrics.
-fn outcome_metrics(outcome: &WebhookOutcome) -> Metrics {
-    let queued = outcome.status == 202 && outcome.body["status"] == "queued";
-    let ignored = outcome.status == 202 && !queued;
-    let failed = outcome.status >= 500;
-    let rejected = !queued && !ignored && !failed;
-    Metrics::for_function("webhook")
-        .count(metrics::EVENTS_ACCEPTED, u64::from(queued))
-        .count(metrics::EVENTS_IGNORED, u64::from(ignored))
-        .count(metrics::EVENTS_REJECTED, u64::from(rejected))
-        .count(metrics::QUEUE_FAILURES, u64::from(failed))
-}
-
-fn respond(outcome: &WebhookOutcome) -> Response<Body> {
-    let mut response = Response::new(Body::Text(outcome.body.to_string()));
-    *response.status_mut() =
-        StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if outcome.basic_challenge {
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Basic realm="ado-sync", charset="UTF-8""#),
-        );
-    }
-    response
+    let outcome = if method == Method::POST {
+        accept(settings, queue, headers, body).await
+    } else {
+        WebhookOutcome::Rejected(Rejection::MethodNotAllowed)
+    };
+    respond(&outcome).map(Body::Text)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
+    use lambda_http::http::{StatusCode, header};
     use serde_json::Value;
     use shared::queue::Change;
     use shared::queue::memory::MemoryQueue;
@@ -218,39 +178,37 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
+    /// The typed outcome the shared use case gives a sample's request.
+    async fn outcome(scenario: &str, queue: &MemoryQueue) -> WebhookOutcome {
+        let (parts, body) = request(scenario).into_parts();
+        accept(&settings(), queue, &parts.headers, body.as_ref()).await
+    }
+
     #[tokio::test]
     async fn every_delivery_counts_in_exactly_one_metric() {
         let queue = MemoryQueue::new();
-        for (scenario, metric) in [
+        let names = [
+            "EventsAccepted",
+            "EventsIgnored",
+            "EventsRejected",
+            "QueueFailures",
+        ];
+        let mut cases = vec![
             ("workitem-updated", "EventsAccepted"),
             ("unknown-event-type", "EventsIgnored"),
             ("forged-password", "EventsRejected"),
-        ] {
-            let (status, body, _) = call(scenario, &queue).await;
-            let outcome = WebhookOutcome {
-                status: status.as_u16(),
-                body,
-                basic_challenge: false,
-            };
-            let doc = outcome_metrics(&outcome).to_emf(0);
-            for name in [
-                "EventsAccepted",
-                "EventsIgnored",
-                "EventsRejected",
-                "QueueFailures",
-            ] {
+        ];
+        cases.push(("workitem-updated", "QueueFailures"));
+        for (i, (scenario, metric)) in cases.into_iter().enumerate() {
+            if i == 3 {
+                queue.fail(true);
+            }
+            let doc = outcome(scenario, &queue).await.metrics().to_emf(0);
+            for name in names {
                 let expected = if name == metric { 1.0 } else { 0.0 };
                 assert_eq!(doc[name], expected, "{scenario}: {name}");
             }
         }
-        queue.fail(true);
-        let (status, body, _) = call("workitem-updated", &queue).await;
-        let outcome = WebhookOutcome {
-            status: status.as_u16(),
-            body,
-            basic_challenge: false,
-        };
-        assert_eq!(outcome_metrics(&outcome).to_emf(0)["QueueFailures"], 1.0);
     }
 
     /// Every envelope in events/webhook/ and the answer it gets (the table in its README).

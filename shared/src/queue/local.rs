@@ -299,18 +299,19 @@ impl LocalQueue {
         let mut out = Vec::with_capacity(candidates.len());
         for (seq, count) in candidates {
             let receipt = uuid::Uuid::new_v4().simple().to_string();
-            let (message_id, body): (String, String) = tx
+            let (message_id, group_id, body): (String, String, String) = tx
                 .query_row(
                     "UPDATE messages SET visible_at = ?1, receive_count = receive_count + 1,
                          receipt = ?2
-                     WHERE seq = ?3 RETURNING message_id, body",
+                     WHERE seq = ?3 RETURNING message_id, group_id, body",
                     params![hidden_until, receipt, seq],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .map_err(db_error)?;
             out.push(Received {
                 receipt,
                 message_id,
+                group_id: Some(group_id),
                 body,
                 receive_count: count + 1,
             });

@@ -1,6 +1,7 @@
 //! The queue between the webhook and the processor: the compact message ([`message`]), the port, and
 //! its adapters (SQS FIFO, and a durable local queue for the self-hosted mode).
 
+pub mod batch;
 pub mod local;
 pub mod memory;
 pub mod message;
@@ -36,6 +37,8 @@ pub struct Received {
     /// The handle to acknowledge or release it with.
     pub receipt: String,
     pub message_id: String,
+    /// The FIFO message group it was sent with.
+    pub group_id: Option<String>,
     pub body: String,
     /// How many times it has been received, this time included.
     pub receive_count: u32,

@@ -183,8 +183,11 @@ impl QueueConsumer for SqsQueue {
                     system_attribute(&m, MessageSystemAttributeName::ApproximateReceiveCount)
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(1);
+                let group_id = system_attribute(&m, MessageSystemAttributeName::MessageGroupId)
+                    .map(str::to_owned);
                 Some(Received {
                     receipt: m.receipt_handle?,
+                    group_id,
                     message_id: m.message_id.unwrap_or_default(),
                     body: m.body.unwrap_or_default(),
                     receive_count,

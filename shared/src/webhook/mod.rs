@@ -1,17 +1,17 @@
 //! The webhook: authenticates, validates and classifies Azure DevOps service-hook deliveries, and
-//! queues the compact change for the processor. The only I/O is [`Queue::send`].
+//! queues the compact change for the processor. The only I/O is [`Queue::send`]. The result is a typed
+//! [`WebhookOutcome`]; its HTTP answer and metrics are derived in one place ([`outcome`]).
 //!
-//! Status codes follow Azure DevOps' delivery rules: 408/502/503/504 are retried within minutes, any
-//! other non-2xx puts the whole subscription on probation (and eventually disables it), 410 disables
-//! it at once. So only a bad credential (401) and an impossible body (413) are refused; everything
-//! authenticated that we cannot use is acknowledged and logged, and a queue outage answers 503.
+//! Only a bad credential and an impossible body are refused; everything authenticated that we cannot
+//! use is acknowledged and logged, and a queue outage asks Azure DevOps to retry.
 
 mod auth;
 mod classify;
+pub mod outcome;
 mod settings;
 
 use reqwest::header::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::queue::{Queue, QueueError};
@@ -20,30 +20,11 @@ pub use auth::{AuthError, authenticate};
 pub use classify::{
     EVENT_TYPES, Envelope, SNAPSHOT_MAX_BYTES, Unqueueable, classify, parse_delivery,
 };
+pub use outcome::{Rejection, RetryLater, WebhookOutcome, respond};
 pub use settings::{DEFAULT_MAX_BODY_BYTES, WebhookSettings};
 
 /// How much of an unqueueable body goes to the debug log.
 const DEBUG_BODY_BYTES: usize = 4096;
-
-/// The HTTP answer to one delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookOutcome {
-    pub status: u16,
-    /// A small JSON object; never echoes the payload or a credential.
-    pub body: Value,
-    /// Send `WWW-Authenticate: Basic` with a 401, as RFC 9110 asks.
-    pub basic_challenge: bool,
-}
-
-impl WebhookOutcome {
-    fn new(status: u16, body: Value) -> Self {
-        Self {
-            status,
-            body,
-            basic_challenge: false,
-        }
-    }
-}
 
 /// Handles one delivery: credentials first (nothing is parsed for a stranger), then size, envelope
 /// and classification, then the queue.
@@ -65,21 +46,20 @@ pub struct Admitted(());
 
 /// The credential check of [`accept`], on the headers alone: a server that reads the body itself runs
 /// it before reading a byte of the body, so a stranger cannot make it buffer anything. `Err` is the
-/// 401 answer [`accept`] gives.
+/// refusal [`accept`] gives.
 pub fn admit(settings: &WebhookSettings, headers: &HeaderMap) -> Result<Admitted, WebhookOutcome> {
     match authenticate(settings, headers) {
         Ok(()) => Ok(Admitted(())),
         Err(e) => {
             warn!(reason = e.reason(), "webhook delivery refused: {e}");
-            Err(WebhookOutcome {
-                basic_challenge: settings.basic.is_some(),
-                ..WebhookOutcome::new(401, json!({"error": "unauthorized"}))
-            })
+            Err(WebhookOutcome::Rejected(Rejection::Unauthorized {
+                challenge: settings.basic.is_some(),
+            }))
         }
     }
 }
 
-/// The 413 answer [`accept`] gives to a body over `settings.max_body_bytes`; `bytes` is what is known
+/// The refusal [`accept`] gives to a body over `settings.max_body_bytes`; `bytes` is what is known
 /// of its size (a `Content-Length`, or how much was read before the limit cut it).
 pub fn too_large(settings: &WebhookSettings, bytes: u64) -> WebhookOutcome {
     warn!(
@@ -87,7 +67,7 @@ pub fn too_large(settings: &WebhookSettings, bytes: u64) -> WebhookOutcome {
         limit = settings.max_body_bytes,
         "webhook delivery too large"
     );
-    WebhookOutcome::new(413, json!({"error": "payload too large"}))
+    WebhookOutcome::Rejected(Rejection::TooLarge)
 }
 
 /// [`accept`] after [`admit`]: size, envelope and classification, then the queue.
@@ -106,11 +86,11 @@ pub async fn accept_admitted(
 
     let value: Value = match parse_delivery(body) {
         Ok(v) => v,
-        Err(_) => return unqueueable(&Value::Null, body, &Unqueueable::MalformedJson),
+        Err(_) => return unqueueable(&Value::Null, body, Unqueueable::MalformedJson),
     };
     let message = match classify(&value) {
         Ok(m) => m,
-        Err(e) => return unqueueable(&value, body, &e),
+        Err(e) => return unqueueable(&value, body, e),
     };
 
     match queue.send(&message).await {
@@ -122,12 +102,12 @@ pub async fn accept_admitted(
                 message_id = %message_id,
                 "webhook delivery queued"
             );
-            WebhookOutcome::new(
-                202,
-                json!({"status": "queued", "eventId": message.event_id, "messageId": message_id}),
-            )
+            WebhookOutcome::Accepted {
+                event_id: message.event_id,
+                message_id,
+            }
         }
-        // Azure DevOps retries a 503 within minutes (up to 8 times), so a short outage loses nothing.
+        // Azure DevOps retries within minutes (up to 8 times), so a short outage loses nothing.
         Err(e @ QueueError::Transient(_)) => {
             warn!(
                 event_id = %message.event_id,
@@ -135,9 +115,9 @@ pub async fn accept_admitted(
                 error = %e,
                 "queue unavailable; asking Azure DevOps to retry"
             );
-            WebhookOutcome::new(503, json!({"error": "queue unavailable"}))
+            WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)
         }
-        // A misconfigured queue fails every delivery alike; a 500 makes that visible in the
+        // A misconfigured queue fails every delivery alike; the answer makes that visible in the
         // subscription's history and in our error alarm.
         Err(e @ QueueError::Invalid(_)) => {
             tracing::error!(
@@ -146,14 +126,14 @@ pub async fn accept_admitted(
                 error = %e,
                 "queue rejected the message"
             );
-            WebhookOutcome::new(500, json!({"error": "queue rejected the message"}))
+            WebhookOutcome::RetryLater(RetryLater::QueueRejected)
         }
     }
 }
 
 /// Acknowledged, recorded, not queued: refusing it would put the subscription on probation for an
 /// event that will never become valid.
-fn unqueueable(value: &Value, body: &[u8], why: &Unqueueable) -> WebhookOutcome {
+fn unqueueable(value: &Value, body: &[u8], why: Unqueueable) -> WebhookOutcome {
     let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
     let event_id = text("/id");
     warn!(
@@ -167,17 +147,10 @@ fn unqueueable(value: &Value, body: &[u8], why: &Unqueueable) -> WebhookOutcome 
         body = %String::from_utf8_lossy(&body[..body.len().min(DEBUG_BODY_BYTES)]),
         "unqueued delivery"
     );
-    // `detail` names the field, never its value: the subscription's history shows it to whoever
-    // looks at the delivery in Azure DevOps.
-    WebhookOutcome::new(
-        202,
-        json!({
-            "status": "ignored",
-            "reason": why.reason(),
-            "detail": why.to_string(),
-            "eventId": event_id
-        }),
-    )
+    WebhookOutcome::Ignored {
+        event_id: event_id.map(str::to_owned),
+        reason: why,
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +160,7 @@ mod tests {
     use base64::Engine;
     use reqwest::header::HeaderValue;
     use secrecy::SecretString;
+    use serde_json::json;
 
     use super::*;
     use crate::queue::memory::MemoryQueue;
@@ -395,10 +369,13 @@ mod tests {
     async fn an_authenticated_delivery_is_queued_with_a_202() {
         let queue = MemoryQueue::new();
         let out = accept(&settings(), &queue, &authorized(), &sample("git.push")).await;
-        assert_eq!(out.status, 202);
-        assert_eq!(out.body["status"], "queued");
-        assert_eq!(out.body["messageId"], "mem-1");
-        assert_eq!(out.body["eventId"], "03c164c2-8912-4d5e-8009-3707d5f83734");
+        assert_eq!(
+            out,
+            WebhookOutcome::Accepted {
+                event_id: "03c164c2-8912-4d5e-8009-3707d5f83734".into(),
+                message_id: "mem-1".into()
+            }
+        );
         let sent = queue.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].group_id(), format!("repo:{REPO}"));
@@ -418,9 +395,10 @@ mod tests {
             let mut s = settings();
             s.max_body_bytes = 1024;
             let out = accept(&s, &queue, &headers, &[b'{'; 4096]).await;
-            assert_eq!(out.status, 401);
-            assert!(out.basic_challenge);
-            assert_eq!(out.body, json!({"error": "unauthorized"}));
+            assert_eq!(
+                out,
+                WebhookOutcome::Rejected(Rejection::Unauthorized { challenge: true })
+            );
         }
         assert!(queue.sent().is_empty());
     }
@@ -467,9 +445,10 @@ mod tests {
         ];
         for (body, reason) in cases {
             let out = accept(&settings(), &queue, &authorized(), &body).await;
-            assert_eq!(out.status, 202, "{reason}");
-            assert_eq!(out.body["status"], "ignored");
-            assert_eq!(out.body["reason"], reason);
+            let WebhookOutcome::Ignored { reason: why, .. } = out else {
+                panic!("{reason}: {out:?}");
+            };
+            assert_eq!(why.reason(), reason);
         }
         assert!(queue.sent().is_empty());
     }
@@ -480,7 +459,7 @@ mod tests {
         let mut s = settings();
         s.max_body_bytes = 1024;
         let out = accept(&s, &queue, &authorized(), &sample("git.push")).await;
-        assert_eq!(out.status, 413);
+        assert_eq!(out, WebhookOutcome::Rejected(Rejection::TooLarge));
         assert!(queue.sent().is_empty());
     }
 
@@ -489,13 +468,16 @@ mod tests {
         let queue = MemoryQueue::new();
         queue.fail(true);
         let out = accept(&settings(), &queue, &authorized(), &sample("git.push")).await;
-        assert_eq!(out.status, 503);
+        assert_eq!(
+            out,
+            WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)
+        );
         queue.fail(false);
         let out = accept(&settings(), &queue, &authorized(), &sample("git.push")).await;
-        assert_eq!(out.status, 500);
+        assert_eq!(out, WebhookOutcome::RetryLater(RetryLater::QueueRejected));
         queue.recover();
         let out = accept(&settings(), &queue, &authorized(), &sample("git.push")).await;
-        assert_eq!(out.status, 202);
+        assert!(matches!(out, WebhookOutcome::Accepted { .. }), "{out:?}");
     }
 
     #[tokio::test]
@@ -533,7 +515,10 @@ mod tests {
                 &serde_json::to_vec(&body).unwrap(),
             )
             .await;
-            assert_eq!(out.body["status"], "queued", "{event_id}");
+            assert!(
+                matches!(out, WebhookOutcome::Accepted { .. }),
+                "{event_id}: {out:?}"
+            );
         }
         let dedup: std::collections::HashSet<String> =
             queue.sent().iter().map(ChangeMessage::dedup_id).collect();
@@ -562,10 +547,11 @@ mod tests {
                 &serde_json::to_vec(&body).unwrap(),
             )
             .await;
-            assert_eq!(out.status, 202, "{pointer}");
-            assert_eq!(out.body["status"], "ignored", "{pointer}");
-            assert_eq!(out.body["reason"], "invalid-resource-id", "{pointer}");
-            let detail = out.body["detail"].as_str().unwrap();
+            let WebhookOutcome::Ignored { reason, .. } = &out else {
+                panic!("{pointer}: {out:?}");
+            };
+            assert_eq!(reason.reason(), "invalid-resource-id", "{pointer}");
+            let detail = out.body()["detail"].as_str().unwrap().to_owned();
             assert!(!detail.contains(bad), "{detail}");
         }
         assert!(queue.sent().is_empty());
@@ -586,9 +572,18 @@ mod tests {
             &serde_json::to_vec(&body).unwrap(),
         )
         .await;
-        assert_eq!(out.status, 202);
-        assert_eq!(out.body["reason"], "missing-resource-id");
-        assert_eq!(out.body["detail"], "the resource has no usable project id");
+        let WebhookOutcome::Ignored { event_id, reason } = &out else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            event_id.as_deref(),
+            Some("4a5d99d6-1c75-4e53-91b9-ee80057d4ce3")
+        );
+        assert_eq!(reason.reason(), "missing-resource-id");
+        assert_eq!(
+            out.body()["detail"],
+            "the resource has no usable project id"
+        );
         assert!(queue.sent().is_empty());
     }
 }
