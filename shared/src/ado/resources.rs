@@ -28,7 +28,7 @@ fn scoped(project: Option<&Guid>, rest: &str) -> String {
 /// The id of a project as Azure DevOps answered it, checked before it goes into a path.
 pub fn project_id_of(project: &Value) -> Result<Guid, AdoError> {
     Guid::parse(str_field(project, "id"))
-        .map_err(|e| AdoError::Permanent(format!("the project's id: {e}")))
+        .map_err(|e| AdoError::permanent(format!("the project's id: {e}")))
 }
 
 /// The project as the list endpoint renders it (`TeamProjectReference`). The single GET adds `_links`,
