@@ -604,6 +604,94 @@ mod tests {
         );
     }
 
+    /// An Azure DevOps stand-in that answers every request with `status` and an ADO error body.
+    async fn answering(status: u16, retry_after: &'static str) -> AdoClient {
+        use axum::http::{HeaderMap as Headers, StatusCode as Code};
+        let app = axum::Router::new().fallback(move || async move {
+            let mut headers = Headers::new();
+            headers.insert("retry-after", HeaderValue::from_static(retry_after));
+            (
+                Code::from_u16(status).unwrap(),
+                headers,
+                axum::Json(serde_json::json!({"message": "TF400733: slow down", "typeKey": "X"})),
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse(&format!("http://{addr}/org")).unwrap(),
+            SecretString::from("pat".to_owned()),
+        );
+        cfg.max_retries = 2;
+        AdoClient::new(cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_from_a_throttled_request_names_the_request_once() {
+        let client = answering(429, "0").await;
+        let req =
+            Request::get("/proj/_apis/git/repositories").query("continuationToken", "secret-ish");
+        let err = client.send(&req).await.unwrap_err();
+        let text = err.to_string();
+        assert_eq!(
+            text.matches("GET /proj/_apis/git/repositories").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("HTTP 429").count(), 1, "{text}");
+        assert!(!text.contains("continuationToken"), "{text}");
+        assert!(text.contains("gave up after 2 retries"), "{text}");
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.status(), Some(429));
+        assert_eq!(err.retry_after(), Some(Duration::ZERO));
+        assert_eq!(err.route().unwrap().path, "/proj/_apis/git/repositories");
+        assert_eq!(err.failure().unwrap().body(), Some("TF400733: slow down"));
+        // With what the caller was doing in front, the request is still named once.
+        let text = err.context("listing repositories").to_string();
+        assert_eq!(text.matches("GET /proj").count(), 1, "{text}");
+        assert!(
+            text.starts_with("Azure DevOps is unavailable: listing repositories: GET /proj"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_keeps_its_status_route_and_body() {
+        let client = answering(404, "0").await;
+        let err = client.get("/proj/_apis/wit/workitems/7").await.unwrap_err();
+        assert!(matches!(err, AdoError::NotFound(_)), "{err:?}");
+        assert_eq!(err.status(), Some(404));
+        assert_eq!(
+            err.to_string(),
+            "Azure DevOps has no such resource: GET /proj/_apis/wit/workitems/7: HTTP 404: TF400733: slow down"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transport_failure_keeps_its_cause() {
+        // Nothing listens on a port just released.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse(&format!("http://127.0.0.1:{port}/org")).unwrap(),
+            SecretString::from("pat".to_owned()),
+        );
+        cfg.max_retries = 0;
+        let err = AdoClient::new(cfg)
+            .unwrap()
+            .get("/_apis/projects")
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.status(), None);
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        let text = err.to_string();
+        assert_eq!(text.matches("/_apis/projects").count(), 1, "{text}");
+    }
+
     #[test]
     fn html_bodies_are_recognised() {
         assert!(looks_like_html(

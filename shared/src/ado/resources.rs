@@ -183,7 +183,9 @@ pub async fn project_is_excluded(
 }
 
 /// The `$expand` a `work-item` selector asks for (`All` unless set).
-pub fn work_item_expand(selector: &crate::mapping::Selector) -> Result<&'static str, String> {
+pub(crate) fn work_item_expand(
+    selector: &crate::mapping::Selector,
+) -> Result<&'static str, String> {
     kinds::work_item_expand(selector)
 }
 
