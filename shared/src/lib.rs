@@ -6,11 +6,13 @@
 //! - [`catalog`]: the catalog port, the Port API client and the embedded catalog.
 //! - [`resync`]: the full pass and the stale-entity plan.
 //! - [`sync`]: applying one queued live change.
+//! - [`failure`]: the typed detail of a failed remote call (route, status, retry-after, body, cause).
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, one per invocation.
 
 pub mod ado;
 pub mod catalog;
 pub mod config;
+pub mod failure;
 pub mod mapping;
 pub mod metrics;
 pub mod queue;

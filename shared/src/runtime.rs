@@ -12,7 +12,7 @@ use crate::ado::{AdoClient, AdoError};
 use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::port::{PortClient, PortConfig};
-use crate::catalog::{Catalog, CatalogAdmin, CatalogError};
+use crate::catalog::{Catalog, CatalogAdmin, CatalogError, Failure};
 use crate::config::{CatalogTarget, MappingSetting, Settings};
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
 use crate::resync::{Observer, Resync, RunReport};
@@ -275,7 +275,9 @@ impl SyncRuntime {
         let admin = self.admin.as_deref()?;
         let run = async {
             let blueprints: Vec<serde_json::Value> = serde_json::from_str(DEFAULT_BLUEPRINTS)
-                .map_err(|e| CatalogError::Invalid(format!("the default blueprints: {e}")))?;
+                .map_err(|e| {
+                    CatalogError::Invalid(Failure::new("the default blueprints").with_source(e))
+                })?;
             let record = match self.settings.mapping {
                 MappingSetting::Default => Some(integration_record_for(
                     Deployment::detect(&self.ado).await?,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
-use super::{AdoError, OrgUrl, Service};
+use super::{AdoError, Failure, OrgUrl, Route, Service};
 
 tokio::task_local! {
     static REQUEST_COUNTER: Arc<AtomicU64>;
@@ -151,8 +151,9 @@ impl Request {
         self
     }
 
-    fn describe(&self) -> String {
-        format!("{} {}", self.method, self.path)
+    /// Method and path, as errors and logs name the request (never the query).
+    pub fn route(&self) -> Route {
+        Route::new(&self.method, &self.path)
     }
 }
 
@@ -191,7 +192,11 @@ impl std::fmt::Debug for AdoClient {
 
 enum Attempt {
     Done(Reply),
-    Retry { wait: Option<Duration>, why: String },
+    /// `why` names the request; giving up turns it into the error as it is, with a note added.
+    Retry {
+        wait: Option<Duration>,
+        why: Failure,
+    },
     Fail(AdoError),
 }
 
@@ -201,18 +206,20 @@ impl AdoClient {
             .timeout(cfg.timeout)
             .user_agent(concat!("ado-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AdoError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                AdoError::Invalid(Failure::new("cannot build the HTTP client").with_source(e))
+            })?;
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!(":{}", cfg.pat.expose_secret()));
         let mut extra = HeaderMap::new();
         for (name, value) in &cfg.extra_headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                AdoError::Invalid(format!(
+                AdoError::invalid(format!(
                     "extra header name {name:?} is not a valid header name"
                 ))
             })?;
             let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
-                AdoError::Invalid(format!(
+                AdoError::invalid(format!(
                     "extra header {name} has a value that is not a valid header value"
                 ))
             })?;
@@ -285,30 +292,26 @@ impl AdoClient {
                 Attempt::Retry { wait, why } => {
                     attempt += 1;
                     if attempt > self.inner.cfg.max_retries {
-                        return Err(AdoError::Transient(format!(
-                            "{}: {why} (gave up after {} retries)",
-                            req.describe(),
-                            attempt - 1
-                        )));
+                        return Err(AdoError::Transient(
+                            why.with_detail(format!("gave up after {} retries", attempt - 1)),
+                        ));
                     }
                     let wait = wait.unwrap_or_else(|| backoff(attempt));
                     if wait > self.inner.cfg.max_retry_wait {
-                        return Err(AdoError::Transient(format!(
-                            "{}: {why}; asked to wait {}s, more than the {}s allowed",
-                            req.describe(),
+                        return Err(AdoError::Transient(why.with_detail(format!(
+                            "asked to wait {}s, more than the {}s allowed",
                             wait.as_secs(),
                             self.inner.cfg.max_retry_wait.as_secs()
-                        )));
+                        ))));
                     }
                     if let Some(deadline) = self.inner.cfg.deadline
                         && Instant::now() + wait >= deadline
                     {
-                        return Err(AdoError::Transient(format!(
-                            "{}: {why}; no time left before the deadline",
-                            req.describe()
-                        )));
+                        return Err(AdoError::Transient(
+                            why.with_detail("no time left before the deadline"),
+                        ));
                     }
-                    tracing::warn!(request = %req.describe(), attempt, wait_ms = wait.as_millis() as u64, reason = %why, "retrying Azure DevOps request");
+                    tracing::warn!(request = %req.route(), attempt, wait_ms = wait.as_millis() as u64, reason = %why, "retrying Azure DevOps request");
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -365,20 +368,19 @@ impl AdoClient {
         if let Some(body) = &req.body {
             builder = builder.json(body);
         }
+        let failure = || Failure::request(req.route());
         let resp = match builder.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
                 return Attempt::Retry {
                     wait: None,
-                    why: format!("transport error: {}", without_url(&e)),
+                    why: failure()
+                        .with_detail("transport error")
+                        .with_source(e.without_url()),
                 };
             }
             Err(e) => {
-                return Attempt::Fail(AdoError::Permanent(format!(
-                    "{}: {}",
-                    req.describe(),
-                    without_url(&e)
-                )));
+                return Attempt::Fail(AdoError::Permanent(failure().with_source(e.without_url())));
             }
         };
         let status = resp.status();
@@ -389,17 +391,21 @@ impl AdoClient {
             Err(e) => {
                 return Attempt::Retry {
                     wait: None,
-                    why: format!("reading the body failed: {}", without_url(&e)),
+                    why: failure()
+                        .with_status(status.as_u16())
+                        .with_detail("reading the body failed")
+                        .with_source(e.without_url()),
                 };
             }
         };
 
         // ADO answers a bad or expired PAT on GET/POST with 203 and an HTML sign-in page, not 401.
         if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
-            return Attempt::Fail(AdoError::Unauthorized(format!(
-                "{}: Azure DevOps answered with a sign-in page (HTTP 203): the PAT is invalid or expired",
-                req.describe()
-            )));
+            return Attempt::Fail(AdoError::Unauthorized(
+                failure().with_status(203).with_detail(
+                    "Azure DevOps answered with a sign-in page: the PAT is invalid or expired",
+                ),
+            ));
         }
         if status.is_success() {
             if let Some(wait) = retry_after {
@@ -412,16 +418,19 @@ impl AdoClient {
                 match serde_json::from_slice(&body) {
                     Ok(v) => v,
                     Err(_) if looks_like_html(&body) => {
-                        return Attempt::Fail(AdoError::Unauthorized(format!(
-                            "{}: Azure DevOps answered with an HTML page instead of JSON: the PAT is invalid or expired",
-                            req.describe()
-                        )));
+                        return Attempt::Fail(AdoError::Unauthorized(
+                            failure().with_status(status.as_u16()).with_detail(
+                                "Azure DevOps answered with an HTML page instead of JSON: the PAT is invalid or expired",
+                            ),
+                        ));
                     }
                     Err(e) => {
-                        return Attempt::Fail(AdoError::Permanent(format!(
-                            "{}: the answer is not JSON: {e}",
-                            req.describe()
-                        )));
+                        return Attempt::Fail(AdoError::Permanent(
+                            failure()
+                                .with_status(status.as_u16())
+                                .with_detail("the answer is not JSON")
+                                .with_source(e),
+                        ));
                     }
                 }
             };
@@ -433,12 +442,10 @@ impl AdoClient {
             return Attempt::Done(Reply { body, continuation });
         }
 
-        let message = format!(
-            "{}: HTTP {}: {}",
-            req.describe(),
-            status.as_u16(),
-            error_message(&body)
-        );
+        let message = failure()
+            .with_status(status.as_u16())
+            .with_retry_after(retry_after)
+            .with_body(error_message(&body));
         match status.as_u16() {
             429 => {
                 let wait = retry_after.unwrap_or_else(|| Duration::from_secs(5));
@@ -517,29 +524,16 @@ fn looks_like_html(body: &[u8]) -> bool {
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<html")
 }
 
-/// ADO error bodies carry `message`; anything else is shortened so logs stay readable.
+/// ADO error bodies carry `message`; anything else is kept as it is ([`Failure::with_body`] shortens it).
+/// reqwest errors are stored `without_url`: the route already names the request, once.
 fn error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body)
         && let Some(m) = v.get("message").and_then(Value::as_str)
     {
         return m.to_owned();
     }
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(300).collect();
-    if text.len() > s.len() {
-        s.push('…');
-    }
-    s
-}
-
-/// reqwest errors embed the URL; ours has no secret in it, but a proxy header might be echoed by some
-/// errors, so keep only the error chain text.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), url.path());
-    }
-    s
+    String::from_utf8_lossy(&body[..body.len().min(4 * crate::failure::BODY_EXCERPT_CHARS)])
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -608,6 +602,94 @@ mod tests {
         assert!(
             !dbg.contains(&base64::engine::general_purpose::STANDARD.encode(":super-secret-pat"))
         );
+    }
+
+    /// An Azure DevOps stand-in that answers every request with `status` and an ADO error body.
+    async fn answering(status: u16, retry_after: &'static str) -> AdoClient {
+        use axum::http::{HeaderMap as Headers, StatusCode as Code};
+        let app = axum::Router::new().fallback(move || async move {
+            let mut headers = Headers::new();
+            headers.insert("retry-after", HeaderValue::from_static(retry_after));
+            (
+                Code::from_u16(status).unwrap(),
+                headers,
+                axum::Json(serde_json::json!({"message": "TF400733: slow down", "typeKey": "X"})),
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse(&format!("http://{addr}/org")).unwrap(),
+            SecretString::from("pat".to_owned()),
+        );
+        cfg.max_retries = 2;
+        AdoClient::new(cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_from_a_throttled_request_names_the_request_once() {
+        let client = answering(429, "0").await;
+        let req =
+            Request::get("/proj/_apis/git/repositories").query("continuationToken", "secret-ish");
+        let err = client.send(&req).await.unwrap_err();
+        let text = err.to_string();
+        assert_eq!(
+            text.matches("GET /proj/_apis/git/repositories").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("HTTP 429").count(), 1, "{text}");
+        assert!(!text.contains("continuationToken"), "{text}");
+        assert!(text.contains("gave up after 2 retries"), "{text}");
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.status(), Some(429));
+        assert_eq!(err.retry_after(), Some(Duration::ZERO));
+        assert_eq!(err.route().unwrap().path, "/proj/_apis/git/repositories");
+        assert_eq!(err.failure().unwrap().body(), Some("TF400733: slow down"));
+        // With what the caller was doing in front, the request is still named once.
+        let text = err.context("listing repositories").to_string();
+        assert_eq!(text.matches("GET /proj").count(), 1, "{text}");
+        assert!(
+            text.starts_with("Azure DevOps is unavailable: listing repositories: GET /proj"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_keeps_its_status_route_and_body() {
+        let client = answering(404, "0").await;
+        let err = client.get("/proj/_apis/wit/workitems/7").await.unwrap_err();
+        assert!(matches!(err, AdoError::NotFound(_)), "{err:?}");
+        assert_eq!(err.status(), Some(404));
+        assert_eq!(
+            err.to_string(),
+            "Azure DevOps has no such resource: GET /proj/_apis/wit/workitems/7: HTTP 404: TF400733: slow down"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transport_failure_keeps_its_cause() {
+        // Nothing listens on a port just released.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse(&format!("http://127.0.0.1:{port}/org")).unwrap(),
+            SecretString::from("pat".to_owned()),
+        );
+        cfg.max_retries = 0;
+        let err = AdoClient::new(cfg)
+            .unwrap()
+            .get("/_apis/projects")
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.status(), None);
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        let text = err.to_string();
+        assert_eq!(text.matches("/_apis/projects").count(), 1, "{text}");
     }
 
     #[test]

@@ -48,16 +48,16 @@ impl OrgUrl {
     pub fn parse(raw: &str) -> Result<Self, AdoError> {
         let trimmed = raw.trim().trim_end_matches('/');
         let base = Url::parse(trimmed).map_err(|e| {
-            AdoError::Invalid(format!("organisation URL {trimmed:?} is not a URL: {e}"))
+            AdoError::invalid(format!("organisation URL {trimmed:?} is not a URL: {e}"))
         })?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(AdoError::Invalid(format!(
+            return Err(AdoError::invalid(format!(
                 "organisation URL {trimmed:?} must start with https:// (or http:// for a local server)"
             )));
         }
         let host = base
             .host_str()
-            .ok_or_else(|| AdoError::Invalid(format!("organisation URL {trimmed:?} has no host")))?
+            .ok_or_else(|| AdoError::invalid(format!("organisation URL {trimmed:?} has no host")))?
             .to_ascii_lowercase();
         let segments: Vec<&str> = base
             .path_segments()
@@ -65,7 +65,7 @@ impl OrgUrl {
             .unwrap_or_default();
         let form = if host == "dev.azure.com" {
             let org = segments.first().ok_or_else(|| {
-                AdoError::Invalid(format!("organisation URL {trimmed:?} lacks the organisation: https://dev.azure.com/{{org}}"))
+                AdoError::invalid(format!("organisation URL {trimmed:?} lacks the organisation: https://dev.azure.com/{{org}}"))
             })?;
             Form::DevAzure {
                 org: (*org).to_owned(),
@@ -76,7 +76,7 @@ impl OrgUrl {
             }
         } else {
             if segments.is_empty() {
-                return Err(AdoError::Invalid(format!(
+                return Err(AdoError::invalid(format!(
                     "organisation URL {trimmed:?} lacks the collection: https://host[:port]/[tfs/]{{collection}}"
                 )));
             }

@@ -98,7 +98,7 @@ pub async fn initialize(
             (Some(_), _) => report.existing_blueprints.push(id),
             (None, Some(obj)) => missing.push((id, stages(obj))),
             (None, None) => {
-                return Err(CatalogError::Invalid(format!(
+                return Err(CatalogError::invalid(format!(
                     "default blueprint {id:?} is not an object"
                 )));
             }
@@ -179,7 +179,7 @@ mod tests {
             {
                 let target = rel["target"].as_str().unwrap_or_default();
                 if target != id && !bps.contains_key(target) {
-                    return Err(CatalogError::Invalid(format!("no target {target}")));
+                    return Err(CatalogError::invalid(format!("no target {target}")));
                 }
             }
             Ok(())

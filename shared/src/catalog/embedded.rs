@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::store::{CatalogStore, StoreError};
 use super::{
-    Catalog, CatalogError, Entity, OwnedPage, UpsertOutcome, WriteOptions, ownership_filter,
+    Catalog, CatalogError, Entity, Failure, OwnedPage, UpsertOutcome, WriteOptions,
+    ownership_filter,
 };
 
 /// How many keys one ownership page holds, as Ocean asks of Port.
@@ -80,8 +81,10 @@ impl EmbeddedCatalog {
 
 fn store_error(e: StoreError) -> CatalogError {
     match e {
-        StoreError::Database(_) | StoreError::Corrupt(_) => CatalogError::Permanent(e.to_string()),
-        other => CatalogError::Invalid(other.to_string()),
+        StoreError::Database(_) | StoreError::Corrupt(_) => {
+            CatalogError::Permanent(Failure::from_source(e))
+        }
+        other => CatalogError::Invalid(Failure::from_source(other)),
     }
 }
 

@@ -154,27 +154,94 @@ pub struct OwnedPage {
     pub next: Option<String>,
 }
 
-/// Errors typed by what the caller must do.
-#[derive(Debug, thiserror::Error)]
+pub use crate::failure::{Failure, Route};
+
+/// Errors typed by what the caller must do. Each carries the [`Failure`]: the request, status,
+/// `Retry-After`, an excerpt of the answer and the underlying error.
+#[derive(Debug, Clone, PartialEq)]
 pub enum CatalogError {
     /// Credentials were refused; retrying will not help until they change.
-    #[error("catalog refused the credentials: {0}")]
-    Unauthorized(String),
+    Unauthorized(Failure),
     /// The request itself is wrong (for example a body over the size limit or an unknown blueprint
     /// in strict mode); retrying the same request will not help.
-    #[error("catalog rejected the request: {0}")]
-    Invalid(String),
+    Invalid(Failure),
     /// A timeout, a 429 or a 5xx that outlived the retries: the same request may succeed later.
-    #[error("catalog is unavailable: {0}")]
-    Transient(String),
+    Transient(Failure),
     /// Anything else that will not go away by itself (a broken local store, an unparseable answer).
-    #[error("catalog failed: {0}")]
-    Permanent(String),
+    Permanent(Failure),
 }
 
 impl CatalogError {
     pub fn is_transient(&self) -> bool {
         matches!(self, CatalogError::Transient(_))
+    }
+
+    pub fn failure(&self) -> &Failure {
+        match self {
+            CatalogError::Unauthorized(f)
+            | CatalogError::Invalid(f)
+            | CatalogError::Transient(f)
+            | CatalogError::Permanent(f) => f,
+        }
+    }
+
+    /// The HTTP status the catalog answered with, when a request got that far.
+    pub fn status(&self) -> Option<u16> {
+        self.failure().status()
+    }
+
+    /// The request that failed, when one did.
+    pub fn route(&self) -> Option<&Route> {
+        self.failure().route()
+    }
+
+    /// The wait the catalog asked for, when it asked.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.failure().retry_after()
+    }
+
+    /// The same kind of error with what was being done in front.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        self.map_failure(|f| f.with_context(context))
+    }
+
+    /// The same kind of error with its failure changed.
+    pub fn map_failure(self, f: impl FnOnce(Failure) -> Failure) -> Self {
+        match self {
+            CatalogError::Unauthorized(x) => CatalogError::Unauthorized(f(x)),
+            CatalogError::Invalid(x) => CatalogError::Invalid(f(x)),
+            CatalogError::Transient(x) => CatalogError::Transient(f(x)),
+            CatalogError::Permanent(x) => CatalogError::Permanent(f(x)),
+        }
+    }
+
+    /// A request or setting that is wrong, described in words.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        CatalogError::Invalid(Failure::new(detail))
+    }
+
+    /// A failure that will not go away by itself, described in words.
+    pub fn permanent(detail: impl Into<String>) -> Self {
+        CatalogError::Permanent(Failure::new(detail))
+    }
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            CatalogError::Unauthorized(_) => "catalog refused the credentials",
+            CatalogError::Invalid(_) => "catalog rejected the request",
+            CatalogError::Transient(_) => "catalog is unavailable",
+            CatalogError::Permanent(_) => "catalog failed",
+        };
+        write!(f, "{what}: {}", self.failure())
+    }
+}
+
+/// The source is the failure's cause; the failure itself is part of the message.
+impl std::error::Error for CatalogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failure().cause().map(|c| c as _)
     }
 }
 

@@ -139,7 +139,7 @@ impl Env {
                     }
                     Err(reason) => problems.push(ConfigError::Invalid {
                         name: alias.name,
-                        reason,
+                        reason: reason.to_string(),
                     }),
                 }
             }

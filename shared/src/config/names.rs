@@ -178,22 +178,45 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
-/// Converts an alias's value to the canonical form; `Err` says what is wrong (the value is not secret:
-/// no secret setting has a converting alias).
-pub fn convert(alias: &Alias, value: &str) -> Result<String, String> {
+/// Why an alias's value has no canonical form. It quotes the value: no secret setting has a
+/// converting alias.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{value:?} is not a whole number of minutes")]
+    NotMinutes {
+        value: String,
+        #[source]
+        source: Option<std::num::ParseIntError>,
+    },
+    #[error("{value:?} is not true or false")]
+    NotABoolean { value: String },
+}
+
+/// Converts an alias's value to the canonical form.
+pub fn convert(alias: &Alias, value: &str) -> Result<String, ConvertError> {
     match alias.convert {
         Convert::Same => Ok(value.to_owned()),
-        Convert::MinutesToSeconds => value
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .and_then(|m| m.checked_mul(60))
-            .map(|s| s.to_string())
-            .ok_or_else(|| format!("{value:?} is not a whole number of minutes")),
+        Convert::MinutesToSeconds => {
+            let not_minutes = |source| ConvertError::NotMinutes {
+                value: value.to_owned(),
+                source,
+            };
+            let minutes = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| not_minutes(Some(e)))?;
+            // Too many minutes to count in seconds is not a whole number of minutes we can use.
+            minutes
+                .checked_mul(60)
+                .map(|s| s.to_string())
+                .ok_or_else(|| not_minutes(None))
+        }
         Convert::ProjectsLimitedToScope => match value.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("project".into()),
             "false" | "0" | "no" => Ok("org".into()),
-            _ => Err(format!("{value:?} is not true or false")),
+            _ => Err(ConvertError::NotABoolean {
+                value: value.to_owned(),
+            }),
         },
     }
 }

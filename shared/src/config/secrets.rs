@@ -59,15 +59,64 @@ impl std::fmt::Display for SecretSource {
     }
 }
 
+/// Why a secret could not be read. Never holds the value: only the store's code and message, which
+/// name the secret, or what is wrong with its shape.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The store refused or failed the read (not found, access denied, unreachable).
+    #[error("{}", store_message(.code.as_deref(), .message))]
+    Store {
+        /// The service's error code (`ResourceNotFoundException`, `ParameterNotFound`), when it gave one.
+        code: Option<String>,
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error("the secret has no SecretString (binary secrets are not supported)")]
+    Binary,
+    #[error("the parameter has no value")]
+    NoValue,
+    #[error("the secret is not a JSON object, so it has no key {key:?}")]
+    NotAnObject { key: String },
+    #[error("key {key:?} of the secret is not a string")]
+    NotAString { key: String },
+    #[error("the secret has no key {key:?}")]
+    MissingKey { key: String },
+    #[error("the value is empty")]
+    Empty,
+}
+
+impl SecretError {
+    /// A refusal the store explained with a code and, perhaps, a message.
+    pub fn store(code: impl Into<String>, message: impl Into<String>) -> Self {
+        SecretError::Store {
+            code: Some(code.into()),
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+fn store_message(code: Option<&str>, message: &str) -> String {
+    match (code, message.is_empty()) {
+        (Some(code), true) => code.to_owned(),
+        (Some(code), false) => format!("{code}: {message}"),
+        (None, _) => message.to_owned(),
+    }
+}
+
 /// The two stores, as far as reading one value goes. `Err` says what went wrong without the value.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
-    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, String>;
-    async fn parameter(&self, name: &str) -> Result<SecretString, String>;
+    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError>;
+    async fn parameter(&self, name: &str) -> Result<SecretString, SecretError>;
 }
 
 /// Reads one source, picking the JSON key when asked. The value is never part of an error.
-pub async fn fetch(store: &dyn SecretStore, source: &SecretSource) -> Result<SecretString, String> {
+pub async fn fetch(
+    store: &dyn SecretStore,
+    source: &SecretSource,
+) -> Result<SecretString, SecretError> {
     let value = match source {
         SecretSource::SecretsManager {
             secret_id,
@@ -82,22 +131,22 @@ pub async fn fetch(store: &dyn SecretStore, source: &SecretSource) -> Result<Sec
         SecretSource::SsmParameter { name } => store.parameter(name).await?,
     };
     if value.expose_secret().trim().is_empty() {
-        return Err("the value is empty".into());
+        return Err(SecretError::Empty);
     }
     Ok(value)
 }
 
-fn pick_key(text: &SecretString, key: &str) -> Result<SecretString, String> {
+fn pick_key(text: &SecretString, key: &str) -> Result<SecretString, SecretError> {
+    let key_owned = || key.to_owned();
+    // The parse error is dropped on purpose: serde's message may quote the secret's text.
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text.expose_secret()) else {
-        return Err(format!(
-            "the secret is not a JSON object, so it has no key {key:?}"
-        ));
+        return Err(SecretError::NotAnObject { key: key_owned() });
     };
     match map.get(key) {
         Some(Value::String(s)) => Ok(SecretString::from(s.clone())),
         Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(SecretString::from(v.to_string())),
-        Some(_) => Err(format!("key {key:?} of the secret is not a string")),
-        None => Err(format!("the secret has no key {key:?}")),
+        Some(_) => Err(SecretError::NotAString { key: key_owned() }),
+        None => Err(SecretError::MissingKey { key: key_owned() }),
     }
 }
 
@@ -126,27 +175,34 @@ impl AwsSecretStore {
 
 /// The service's error code and message (they name the secret, never its value), or the transport
 /// failure with its causes.
-fn sdk_error<E, R>(e: SdkError<E, R>) -> String
+fn sdk_error<E, R>(e: SdkError<E, R>) -> SecretError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    match &e {
+    let (code, message) = match &e {
         SdkError::ServiceError(se) => {
             let err = se.err();
             match (err.code(), err.message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.to_owned(),
-                _ => DisplayErrorContext(&e).to_string(),
+                (Some(code), message) => (
+                    Some(code.to_owned()),
+                    message.unwrap_or_default().to_owned(),
+                ),
+                _ => (None, DisplayErrorContext(&e).to_string()),
             }
         }
-        _ => DisplayErrorContext(&e).to_string(),
+        _ => (None, DisplayErrorContext(&e).to_string()),
+    };
+    SecretError::Store {
+        code,
+        message,
+        source: Some(Box::new(e)),
     }
 }
 
 #[async_trait]
 impl SecretStore for AwsSecretStore {
-    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, String> {
+    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
         let out = self
             .secrets
             .get_secret_value()
@@ -155,12 +211,12 @@ impl SecretStore for AwsSecretStore {
             .await
             .map_err(sdk_error)?;
         // A binary secret has no SecretString; settings are text.
-        out.secret_string.map(SecretString::from).ok_or_else(|| {
-            "the secret has no SecretString (binary secrets are not supported)".into()
-        })
+        out.secret_string
+            .map(SecretString::from)
+            .ok_or(SecretError::Binary)
     }
 
-    async fn parameter(&self, name: &str) -> Result<SecretString, String> {
+    async fn parameter(&self, name: &str) -> Result<SecretString, SecretError> {
         let out = self
             .ssm
             .get_parameter()
@@ -172,7 +228,7 @@ impl SecretStore for AwsSecretStore {
         out.parameter
             .and_then(|p| p.value)
             .map(SecretString::from)
-            .ok_or_else(|| "the parameter has no value".into())
+            .ok_or(SecretError::NoValue)
     }
 }
 
@@ -187,20 +243,23 @@ pub struct MemorySecretStore {
 #[cfg(any(test, feature = "test-util"))]
 #[async_trait]
 impl SecretStore for MemorySecretStore {
-    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, String> {
+    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
         self.secrets
             .get(secret_id)
             .map(|v| SecretString::from(v.clone()))
             .ok_or_else(|| {
-                "ResourceNotFoundException: Secrets Manager can't find the specified secret.".into()
+                SecretError::store(
+                    "ResourceNotFoundException",
+                    "Secrets Manager can't find the specified secret.",
+                )
             })
     }
 
-    async fn parameter(&self, name: &str) -> Result<SecretString, String> {
+    async fn parameter(&self, name: &str) -> Result<SecretString, SecretError> {
         self.parameters
             .get(name)
             .map(|v| SecretString::from(v.clone()))
-            .ok_or_else(|| "ParameterNotFound".into())
+            .ok_or_else(|| SecretError::store("ParameterNotFound", ""))
     }
 }
 
@@ -218,7 +277,7 @@ mod tests {
         s
     }
 
-    async fn read(source: &str) -> Result<String, String> {
+    async fn read(source: &str) -> Result<String, SecretError> {
         let source = if let Some(p) = source.strip_prefix("ssm:") {
             SecretSource::ssm_parameter(p)
         } else {
@@ -247,10 +306,20 @@ mod tests {
             ("blank", "empty"),
             ("ssm:/nope", "ParameterNotFound"),
         ] {
-            let e = read(source).await.unwrap_err();
+            let e = read(source).await.unwrap_err().to_string();
             assert!(e.contains(want), "{source}: {e}");
             assert!(!e.contains("pat-"), "{source}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_store_refusal_keeps_its_code() {
+        let e = read("missing").await.unwrap_err();
+        assert!(
+            matches!(&e, SecretError::Store { code: Some(c), .. } if c == "ResourceNotFoundException"),
+            "{e:?}"
+        );
+        assert!(matches!(read("blank").await, Err(SecretError::Empty)));
     }
 
     #[test]

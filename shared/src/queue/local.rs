@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::sqs::MAX_MESSAGE_BYTES;
 use super::{ChangeMessage, Queue, QueueConsumer, QueueError, Received};
+use crate::failure::Failure;
 
 /// How the queue behaves; the defaults are SQS's (dedup window) and the deployed queue's.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 fn db_error(e: rusqlite::Error) -> QueueError {
     // A busy or full database clears up; a broken file needs a person, but retrying does no harm.
-    QueueError::Transient(format!("local queue database: {e}"))
+    QueueError::Transient(Failure::new("local queue database").with_source(e))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -119,7 +120,7 @@ impl LocalQueue {
         options: LocalQueueOptions,
     ) -> Result<Self, QueueError> {
         let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-            QueueError::Invalid(format!("cannot open local queue {}: {e}", path.display()))
+            QueueError::invalid(format!("cannot open local queue {}: {e}", path.display()))
         })?;
         Self::with_connection(
             conn,
@@ -157,7 +158,7 @@ impl LocalQueue {
             f(&mut conn, now)
         })
         .await
-        .map_err(|e| QueueError::Transient(format!("local queue task: {e}")))?
+        .map_err(|e| QueueError::transient(format!("local queue task: {e}")))?
     }
 
     /// The messages that were received too often, oldest first.
@@ -332,10 +333,10 @@ impl Queue for LocalQueue {
     /// that message was already delivered and deleted (as SQS does).
     async fn send(&self, message: &ChangeMessage) -> Result<String, QueueError> {
         let body = serde_json::to_string(message)
-            .map_err(|e| QueueError::Invalid(format!("message does not serialise: {e}")))?;
+            .map_err(|e| QueueError::invalid(format!("message does not serialise: {e}")))?;
         // Same limit as SQS, so the self-hosted mode doesn't accept what the deployed one rejects.
         if body.len() > MAX_MESSAGE_BYTES {
-            return Err(QueueError::Invalid(format!(
+            return Err(QueueError::invalid(format!(
                 "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
                 body.len()
             )));

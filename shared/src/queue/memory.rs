@@ -23,9 +23,9 @@ impl MemoryQueue {
     /// Every later send fails with `Transient` (true) or `Invalid` (false), until [`Self::recover`].
     pub fn fail(&self, transient: bool) {
         let f: FailWith = if transient {
-            QueueError::Transient
+            |m| QueueError::transient(m)
         } else {
-            QueueError::Invalid
+            |m| QueueError::invalid(m)
         };
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }

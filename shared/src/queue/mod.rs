@@ -11,16 +11,59 @@ use async_trait::async_trait;
 
 pub use message::{Change, ChangeMessage, RefUpdate};
 
-/// Errors typed by what the caller must do.
-#[derive(Debug, thiserror::Error)]
+use crate::failure::Failure;
+
+/// Errors typed by what the caller must do. Each carries the [`Failure`]: the operation, the status,
+/// the service's error code and message, and the underlying error.
+#[derive(Debug, Clone, PartialEq)]
 pub enum QueueError {
     /// The queue could not take or give the message now (throttling, network, a 5xx): retry later.
     /// The webhook answers 503 on this, so Azure DevOps redelivers.
-    #[error("queue unavailable: {0}")]
-    Transient(String),
+    Transient(Failure),
     /// The message or the configuration is wrong (too large, no such queue, bad credentials).
-    #[error("queue rejected the request: {0}")]
-    Invalid(String),
+    Invalid(Failure),
+}
+
+impl QueueError {
+    pub fn failure(&self) -> &Failure {
+        match self {
+            QueueError::Transient(f) | QueueError::Invalid(f) => f,
+        }
+    }
+
+    /// Described in words: may succeed later.
+    pub fn transient(detail: impl Into<String>) -> Self {
+        QueueError::Transient(Failure::new(detail))
+    }
+
+    /// Described in words: needs a fix first.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        QueueError::Invalid(Failure::new(detail))
+    }
+
+    /// The same kind of error with what was being done in front.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        match self {
+            QueueError::Transient(f) => QueueError::Transient(f.with_context(context)),
+            QueueError::Invalid(f) => QueueError::Invalid(f.with_context(context)),
+        }
+    }
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::Transient(x) => write!(f, "queue unavailable: {x}"),
+            QueueError::Invalid(x) => write!(f, "queue rejected the request: {x}"),
+        }
+    }
+}
+
+/// The source is the failure's cause; the failure itself is part of the message.
+impl std::error::Error for QueueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failure().cause().map(|c| c as _)
+    }
 }
 
 /// Where the webhook puts accepted events.

@@ -12,6 +12,7 @@ use aws_sdk_sqs::types::{
 };
 
 use super::{ChangeMessage, Queue, QueueConsumer, QueueError, Received};
+use crate::failure::{Failure, Route};
 
 /// SQS accepts at most 10 entries per batch call and 10 messages per receive.
 pub const MAX_BATCH: usize = 10;
@@ -66,7 +67,7 @@ impl SqsQueue {
                     .message_group_id(m.group_id())
                     .message_deduplication_id(m.dedup_id())
                     .build()
-                    .map_err(|e| QueueError::Invalid(format!("batch entry: {e}")))?;
+                    .map_err(|e| QueueError::invalid(format!("batch entry: {e}")))?;
                 entries.push(entry);
             }
             let out = self
@@ -78,12 +79,9 @@ impl SqsQueue {
                 .await
                 .map_err(|e| sdk_error("SendMessageBatch", e))?;
             if let Some(f) = out.failed().first() {
-                let what = format!(
-                    "SendMessageBatch entry {}: {} {}",
-                    f.id(),
-                    f.code(),
-                    f.message().unwrap_or_default()
-                );
+                let what = Failure::request(Route::new("SQS", "SendMessageBatch"))
+                    .with_detail(format!("entry {}: {}", f.id(), f.code()))
+                    .with_body(f.message().unwrap_or_default());
                 return Err(if f.sender_fault() {
                     QueueError::Invalid(what)
                 } else {
@@ -109,7 +107,7 @@ impl SqsQueue {
         dedup_id: &str,
     ) -> Result<String, QueueError> {
         if body.len() > MAX_MESSAGE_BYTES {
-            return Err(QueueError::Invalid(format!(
+            return Err(QueueError::invalid(format!(
                 "message of {} bytes exceeds the SQS limit of {MAX_MESSAGE_BYTES}",
                 body.len()
             )));
@@ -153,9 +151,9 @@ impl SqsQueue {
 
 fn body_of(message: &ChangeMessage) -> Result<String, QueueError> {
     let body = serde_json::to_string(message)
-        .map_err(|e| QueueError::Invalid(format!("message does not serialise: {e}")))?;
+        .map_err(|e| QueueError::invalid(format!("message does not serialise: {e}")))?;
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(QueueError::Invalid(format!(
+        return Err(QueueError::invalid(format!(
             "message of {} bytes exceeds the SQS limit of {MAX_MESSAGE_BYTES}",
             body.len()
         )));
@@ -234,23 +232,15 @@ fn sdk_error<E>(operation: &str, err: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let failure = Failure::request(Route::new("SQS", operation));
     let what = match &err {
-        SdkError::ServiceError(s) => format!(
-            "{operation}: {} (HTTP {}): {}",
-            s.err().code().unwrap_or("unknown error"),
-            s.raw().status().as_u16(),
-            s.err().message().unwrap_or_default()
-        ),
-        // The source chain, without DisplayErrorContext's debug dump of the raw response.
-        other => {
-            let mut what = format!("{operation}: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(e) = source {
-                what.push_str(&format!(": {e}"));
-                source = e.source();
-            }
-            what
-        }
+        SdkError::ServiceError(s) => failure
+            .with_status(s.raw().status().as_u16())
+            .with_detail(s.err().code().unwrap_or("unknown error"))
+            .with_body(s.err().message().unwrap_or_default()),
+        // The source chain (the failure renders it), without DisplayErrorContext's debug dump of the
+        // raw response.
+        _ => failure,
     };
     let transient = match &err {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
@@ -261,6 +251,10 @@ where
         }
         // Construction failures (a missing required field, no credentials) and future variants.
         _ => false,
+    };
+    let what = match err {
+        SdkError::ServiceError(_) => what,
+        other => what.with_source(other),
     };
     if transient {
         QueueError::Transient(what)
@@ -316,7 +310,7 @@ pub async fn create_fifo_pair(
         .map_err(|e| sdk_error("GetQueueAttributes", e))?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| QueueError::Invalid(format!("no QueueArn for {dlq_url}")))?;
+        .ok_or_else(|| QueueError::invalid(format!("no QueueArn for {dlq_url}")))?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": max_receives.to_string(),
@@ -361,7 +355,7 @@ async fn create_fifo(
     let out = req.send().await.map_err(|e| sdk_error("CreateQueue", e))?;
     out.queue_url()
         .map(str::to_owned)
-        .ok_or_else(|| QueueError::Invalid(format!("CreateQueue {name} returned no URL")))
+        .ok_or_else(|| QueueError::invalid(format!("CreateQueue {name} returned no URL")))
 }
 
 /// What a dead-letter replay did.
@@ -446,7 +440,7 @@ async fn replay_one(
         // A standard dead-letter queue does not keep the group: derive it as the webhook did.
         None => serde_json::from_str::<ChangeMessage>(body)
             .map_err(|e| {
-                QueueError::Invalid(format!("no MessageGroupId and not a change message: {e}"))
+                QueueError::invalid(format!("no MessageGroupId and not a change message: {e}"))
             })?
             .group_id(),
     };
@@ -455,12 +449,9 @@ async fn replay_one(
     main.send_raw(body, &group, &fresh_dedup_id(old_dedup))
         .await?;
     // Sent but not deleted: it will be replayed again next time (a duplicate the processor absorbs).
-    dlq.ack(receipt).await.map_err(|e| match e {
-        QueueError::Transient(m) => {
-            QueueError::Transient(format!("sent, but still in the DLQ: {m}"))
-        }
-        QueueError::Invalid(m) => QueueError::Invalid(format!("sent, but still in the DLQ: {m}")),
-    })
+    dlq.ack(receipt)
+        .await
+        .map_err(|e| e.context("sent, but still in the DLQ"))
 }
 
 /// The old id (for tracing in logs) plus a random suffix, within SQS's 128 characters.

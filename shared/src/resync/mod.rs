@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use report::{BlueprintDeletion, Decision, DeletionOutcome, KindReport, RunReport, StopReason};
+pub use report::{
+    BlueprintDeletion, Decision, DeletionOutcome, KindReport, RunError, RunReport, StopReason,
+};
 
 use crate::ado::kinds::{self, FetchContext, PageHandler, PageSink};
 use crate::ado::{AdoClient, AdoError};
@@ -258,10 +260,10 @@ impl Resync<'_> {
     /// becomes one clear stop here instead of one error per kind; any other failure is kept by the
     /// context and handed to each kind that needs the list, without asking again.
     async fn preflight(&self, ctx: &FetchContext, stop: &Stop) {
-        if let Some(Err(AdoError::Unauthorized(message))) =
+        if let Some(Err(error @ AdoError::Unauthorized(_))) =
             stop.token.run_until_cancelled(ctx.projects()).await
         {
-            stop.stop(StopReason::AdoCredentials { message });
+            stop.stop(StopReason::AdoCredentials { error });
         }
     }
 
@@ -311,14 +313,13 @@ impl Resync<'_> {
         let clock = Instant::now();
         let mut block = Block::new(resource);
         let Some(kind) = kinds::find(resource.kind()) else {
-            block.report.error(format!(
-                "kind {:?} is not supported by this version of ado-sync",
-                resource.kind()
-            ));
+            block.report.error(RunError::UnsupportedKind {
+                kind: resource.kind().to_owned(),
+            });
             return block;
         };
         if let Err(e) = kind.check(resource.selector()) {
-            block.report.error(format!("invalid selector: {e}"));
+            block.report.error(RunError::InvalidSelector(e));
             return block;
         }
         let (tx, pages) = mpsc::channel(PAGES_AHEAD);
@@ -351,12 +352,10 @@ impl Resync<'_> {
                     .write_page(resource.index(), page, write, &mut block)
                     .await;
                 self.observer.page_done(&block.report);
-                if let Err(e) = written {
+                if let Err(error) = written {
                     // The catalog is failing as a whole: every other block would fail the same way.
-                    block.report.error(e.to_string());
-                    stop.stop(StopReason::CatalogUnavailable {
-                        message: e.to_string(),
-                    });
+                    block.report.error(error.clone());
+                    stop.stop(StopReason::CatalogUnavailable { error });
                     break;
                 }
             }
@@ -370,12 +369,12 @@ impl Resync<'_> {
             Some(Ok(())) => {}
             Some(Err(AdoError::NotAvailable(why))) => {
                 tracing::info!(kind = %block.report.kind, index = block.report.index, reason = %why, "kind not available on this server");
-                block.report.not_available = Some(why);
+                block.report.not_available = Some(why.to_string());
             }
             Some(Err(e)) => {
-                block.report.error(format!("listing failed: {e}"));
-                if let AdoError::Unauthorized(message) = e {
-                    stop.stop(StopReason::AdoCredentials { message });
+                block.report.error(RunError::Listing(e.clone()));
+                if let AdoError::Unauthorized(_) = e {
+                    stop.stop(StopReason::AdoCredentials { error: e });
                 }
             }
         }
@@ -398,19 +397,19 @@ impl Resync<'_> {
         page: MappedPage,
         write: &WriteOptions,
         block: &mut Block,
-    ) -> Result<(), WriteFailed> {
+    ) -> Result<(), RunError> {
         block.report.items_read += page.items_read;
         block.report.skipped += page.skipped;
         block.report.duplicates += page.duplicates;
         for message in page.errors {
-            block.report.error(message);
+            block.report.error(RunError::Selector { message });
         }
         note_warnings(&mut block.report, &mut block.warnings, page.warnings);
         for (blueprint, entities) in page.groups {
             block.owner.entry(blueprint.clone()).or_insert(index);
             let count = entities.len();
             if let Err(source) = self.write_group(&blueprint, entities, write, block).await {
-                return Err(WriteFailed {
+                return Err(RunError::WriteFailed {
                     count,
                     blueprint,
                     source,
@@ -519,10 +518,13 @@ impl Resync<'_> {
                         seen.insert(blueprint, &entity.key().identifier);
                     }
                     report.failed += 1;
-                    report.error(format!(
-                        "upsert of {blueprint}/{} failed: {status} {error}: {message}",
-                        entity.key().identifier
-                    ));
+                    report.error(RunError::EntityRejected {
+                        blueprint: blueprint.to_owned(),
+                        identifier: entity.key().identifier,
+                        status,
+                        error,
+                        message,
+                    });
                 }
             }
         }
@@ -559,7 +561,7 @@ impl Resync<'_> {
                 }
                 Err(e) => {
                     return DeletionOutcome::Failed {
-                        message: format!("listing owned entities failed: {e}"),
+                        error: RunError::OwnedListing(e),
                     };
                 }
             }
@@ -609,7 +611,7 @@ impl Resync<'_> {
                         Decision::Deleted
                     }
                     Err(e) => Decision::Failed {
-                        message: e.to_string(),
+                        error: RunError::Delete(e),
                     },
                 }
             };
@@ -625,15 +627,6 @@ impl Resync<'_> {
         }
         DeletionOutcome::Reconciled { blueprints }
     }
-}
-
-/// A write the catalog failed as a whole (unreachable, refused credentials, failing past its retries).
-#[derive(Debug, thiserror::Error)]
-#[error("writing {count} {blueprint} entities failed: {source}")]
-struct WriteFailed {
-    count: usize,
-    blueprint: String,
-    source: CatalogError,
 }
 
 /// What reconciliation needs from the blocks of a finished pass.
@@ -654,6 +647,7 @@ struct MappedPage {
     skipped: u64,
     /// Items whose key an earlier item of the page already produced (not written).
     duplicates: u64,
+    /// Selector errors, as the mapping engine words them.
     errors: Vec<String>,
     warnings: Vec<FieldWarning>,
 }

@@ -4,10 +4,86 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+use crate::ado::AdoError;
+use crate::ado::kinds::OptionError;
+use crate::catalog::CatalogError;
 
 /// Messages kept per kind; the count goes on.
 pub(crate) const MAX_MESSAGES: usize = 20;
+
+/// One error of a pass, typed by where it happened; the causes (status, request, answer excerpt) stay
+/// reachable. The JSON report renders each as its text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// The mapping names a kind this build does not know.
+    #[error("kind {kind:?} is not supported by this version of ado-sync")]
+    UnsupportedKind { kind: String },
+    /// The block's selector has an option its kind cannot use.
+    #[error("invalid selector: {0}")]
+    InvalidSelector(#[source] OptionError),
+    /// Listing the kind in Azure DevOps failed part way.
+    #[error("listing failed: {0}")]
+    Listing(#[source] AdoError),
+    /// The selector's jq query failed on an item.
+    #[error("selector: {message}")]
+    Selector { message: String },
+    /// The catalog refused one entity of a write.
+    #[error("upsert of {blueprint}/{identifier} failed: {status} {error}: {message}")]
+    EntityRejected {
+        blueprint: String,
+        identifier: String,
+        status: u16,
+        error: String,
+        message: String,
+    },
+    /// The catalog failed a whole write (unreachable, refused credentials, failing past its retries).
+    #[error("writing {count} {blueprint} entities failed: {source}")]
+    WriteFailed {
+        count: usize,
+        blueprint: String,
+        source: CatalogError,
+    },
+    /// This integration's entities could not be listed, so nothing could be reconciled.
+    #[error("listing owned entities failed: {0}")]
+    OwnedListing(#[source] CatalogError),
+    /// Deleting stale entities failed.
+    #[error("{0}")]
+    Delete(#[source] CatalogError),
+    /// The pass could not start (its mapping could not be read); the text says why.
+    #[error("{message}")]
+    NotStarted { message: String },
+}
+
+impl RunError {
+    /// The Azure DevOps error underneath, if any.
+    pub fn ado(&self) -> Option<&AdoError> {
+        match self {
+            RunError::Listing(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The catalog error underneath, if any.
+    pub fn catalog(&self) -> Option<&CatalogError> {
+        match self {
+            RunError::WriteFailed { source, .. }
+            | RunError::OwnedListing(source)
+            | RunError::Delete(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Typed errors go into the JSON report as their text, so the report's shape does not depend on them.
+fn as_text<S: Serializer, E: std::fmt::Display>(e: &E, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
+}
+
+fn all_as_text<S: Serializer, E: std::fmt::Display>(es: &[E], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(es.iter().map(ToString::to_string))
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct KindReport {
@@ -30,7 +106,9 @@ pub struct KindReport {
     /// Errors: listing failures, selector errors, failed writes. Any error keeps every entity of the
     /// blueprints this block may write.
     pub errors: u64,
-    pub messages: Vec<String>,
+    /// The first [`MAX_MESSAGES`] errors, typed; rendered as text in the JSON report.
+    #[serde(serialize_with = "all_as_text")]
+    pub messages: Vec<RunError>,
     /// The kind's service does not exist on this server (Azure DevOps Server has no Graph, entitlements
     /// or Advanced Security): not a failure, but nothing was listed, so its blueprints keep their entities.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,10 +121,10 @@ pub struct KindReport {
 }
 
 impl KindReport {
-    pub(crate) fn error(&mut self, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, error: RunError) {
         self.errors += 1;
         if self.messages.len() < MAX_MESSAGES {
-            self.messages.push(message.into());
+            self.messages.push(error);
         }
     }
 
@@ -71,10 +149,16 @@ pub enum StopReason {
     /// is incomplete, not failed.
     Deadline,
     /// Azure DevOps refused the credentials (401, or its sign-in page): no other request can succeed.
-    AdoCredentials { message: String },
+    AdoCredentials {
+        #[serde(rename = "message", serialize_with = "as_text")]
+        error: AdoError,
+    },
     /// The catalog failed as a whole (unreachable, refused credentials, or failing past the retries):
     /// every other block would fail the same way.
-    CatalogUnavailable { message: String },
+    CatalogUnavailable {
+        #[serde(rename = "message", serialize_with = "as_text")]
+        error: RunError,
+    },
 }
 
 impl StopReason {
@@ -83,11 +167,11 @@ impl StopReason {
             StopReason::Deadline => {
                 "incomplete: the deadline came before every kind was listed".to_owned()
             }
-            StopReason::AdoCredentials { message } => {
-                format!("stopped: Azure DevOps refused the credentials ({message})")
+            StopReason::AdoCredentials { error } => {
+                format!("stopped: Azure DevOps refused the credentials ({error})")
             }
-            StopReason::CatalogUnavailable { message } => {
-                format!("stopped: the catalog is unavailable ({message})")
+            StopReason::CatalogUnavailable { error } => {
+                format!("stopped: the catalog is unavailable ({error})")
             }
         }
     }
@@ -102,7 +186,10 @@ pub enum DeletionOutcome {
     /// The pass stopped early (see [`RunReport::stopped`]): nothing was deleted.
     SkippedIncomplete,
     /// The owned entities could not be listed (or the pass never started): nothing was deleted.
-    Failed { message: String },
+    Failed {
+        #[serde(rename = "message", serialize_with = "as_text")]
+        error: RunError,
+    },
 }
 
 /// The stale entities of one blueprint and what became of them.
@@ -130,7 +217,10 @@ pub enum Decision {
     /// More than `entityDeletionThreshold` of the blueprint's owned entities would have gone.
     KeptOverThreshold { rate: f64, threshold: f64 },
     /// Deleting failed part way.
-    Failed { message: String },
+    Failed {
+        #[serde(rename = "message", serialize_with = "as_text")]
+        error: RunError,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +250,9 @@ impl RunReport {
             duration: Duration::ZERO,
             kinds: Vec::new(),
             stopped: None,
-            deletion: DeletionOutcome::Failed { message },
+            deletion: DeletionOutcome::Failed {
+                error: RunError::NotStarted { message },
+            },
             ado_requests: 0,
         }
     }
@@ -310,7 +402,7 @@ impl DeletionOutcome {
             DeletionOutcome::SkippedIncomplete => {
                 "skipped: the pass stopped early, so nothing was deleted".into()
             }
-            DeletionOutcome::Failed { message } => format!("failed, nothing deleted: {message}"),
+            DeletionOutcome::Failed { error } => format!("failed, nothing deleted: {error}"),
         }
     }
 }
@@ -334,8 +426,8 @@ impl BlueprintDeletion {
                 "{bp}: kept {stale} stale of {owned} owned ({:.1}%), above entityDeletionThreshold {threshold}",
                 rate * 100.0
             ),
-            Decision::Failed { message } => format!(
-                "{bp}: deleting failed after {} of {stale} stale: {message}",
+            Decision::Failed { error } => format!(
+                "{bp}: deleting failed after {} of {stale} stale: {error}",
                 self.deleted
             ),
         }

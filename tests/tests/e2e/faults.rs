@@ -483,7 +483,7 @@ async fn ado_row(route: &'static Route, fault: AdoFault) -> Vec<String> {
             .iter()
             .filter(|k| affected.contains(&k.index) && k.errors > 0)
             .flat_map(|k| &k.messages)
-            .any(|m| m.contains(route.named()));
+            .any(|m| m.to_string().contains(route.named()));
         if !named {
             problems.push(format!(
                 "no error of an affected block names the route; messages: {:#?}",

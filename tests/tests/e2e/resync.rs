@@ -182,7 +182,11 @@ async fn an_ado_failure_mid_pass_keeps_that_kinds_entities_and_reconciles_the_ot
     assert!(report.stopped.is_none(), "{:?}", report.stopped);
     let wi = report.kinds.iter().find(|k| k.kind == "work-item").unwrap();
     assert!(
-        wi.errors > 0 && wi.messages.iter().any(|m| m.contains("500")),
+        wi.errors > 0
+            && wi
+                .messages
+                .iter()
+                .any(|m| m.ado().and_then(|e| e.status()) == Some(500)),
         "{wi:?}"
     );
     let DeletionOutcome::Reconciled { blueprints } = &report.deletion else {
@@ -254,10 +258,17 @@ async fn a_bad_pat_fails_the_pass_with_a_credentials_error_and_deletes_nothing()
     let failed = org.resync().await.expect_err("a wrong PAT fails");
     let report = &failed.0;
     // One clear stop, before any kind starts listing, instead of one error per kind.
-    let Some(StopReason::AdoCredentials { message }) = &report.stopped else {
+    let Some(StopReason::AdoCredentials { error }) = &report.stopped else {
         panic!("{:?}", report.stopped);
     };
-    assert!(message.contains("203"), "{message}");
+    // The sign-in page answer, kept as its status and the request it answered.
+    assert_eq!(error.status(), Some(203), "{error}");
+    assert!(
+        error
+            .route()
+            .is_some_and(|r| r.path.ends_with("/_apis/projects")),
+        "{error:?}"
+    );
     assert!(report.kinds.iter().all(|k| k.stopped && k.errors == 0));
     assert_eq!(
         org.sim.ado.total_requests(),
@@ -474,10 +485,12 @@ async fn a_catalog_outage_mid_pass_ends_the_pass_with_its_report_and_deletes_not
         .expect("the pass ends")
         .expect_err("the pass reports failure");
     let report = &failed.0;
-    let Some(StopReason::CatalogUnavailable { message }) = &report.stopped else {
+    let Some(StopReason::CatalogUnavailable { error }) = &report.stopped else {
         panic!("{:?}", report.stopped);
     };
-    assert!(message.contains("503"), "{message}");
+    let cause = error.catalog().expect("a catalog error");
+    assert_eq!(cause.status(), Some(503), "{error}");
+    assert!(cause.is_transient(), "{error:?}");
     assert!(!report.succeeded() && !report.incomplete());
     assert_eq!(report.deletion, DeletionOutcome::SkippedIncomplete);
     let wi = report.kinds.iter().find(|k| k.kind == "work-item").unwrap();

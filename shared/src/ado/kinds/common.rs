@@ -35,7 +35,7 @@ pub(crate) async fn recheck_parent(
     match client.send(parent).await {
         Ok(reply) => Ok(Recheck::ParentPresent {
             parent: reply.body,
-            error: AdoError::Permanent(format!(
+            error: AdoError::permanent(format!(
                 "{error}; yet {} still exists, so the listing's 404 does not prove its items are \
                  gone, and none are deleted",
                 parent.path
@@ -67,16 +67,7 @@ pub(crate) async fn unless_parent_gone(
 /// The same kind of error, with what was being done in front: callers act on the kind (a refused
 /// credential stops the pass), people on the text.
 fn with_context(e: AdoError, context: &str) -> AdoError {
-    match e {
-        AdoError::Unauthorized(m) => AdoError::Unauthorized(format!("{context}: {m}")),
-        AdoError::Forbidden(m) => AdoError::Forbidden(format!("{context}: {m}")),
-        AdoError::NotAvailable(m) => AdoError::NotAvailable(format!("{context}: {m}")),
-        AdoError::NotFound(m) => AdoError::NotFound(format!("{context}: {m}")),
-        AdoError::Invalid(m) => AdoError::Invalid(format!("{context}: {m}")),
-        AdoError::Transient(m) => AdoError::Transient(format!("{context}: {m}")),
-        AdoError::Permanent(m) => AdoError::Permanent(format!("{context}: {m}")),
-        AdoError::Cancelled => AdoError::Cancelled,
-    }
+    e.context(context)
 }
 
 /// A repository as its own GET reads it: the parent of every per-repository listing.

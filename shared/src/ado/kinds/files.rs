@@ -101,7 +101,7 @@ fn items_path(repo: &Value) -> String {
 fn path_or_branch_missing(e: &AdoError) -> bool {
     match e {
         AdoError::NotFound(m) | AdoError::Invalid(m) => {
-            m.contains("TF401174") || m.contains("TF401175")
+            m.mentions("TF401174") || m.mentions("TF401175")
         }
         _ => false,
     }

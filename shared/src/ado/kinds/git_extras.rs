@@ -444,14 +444,14 @@ fn enrich_alert(alert: &mut Value, repo_id: &str, project_id: &str) {
 /// - A refused api-version: this server does not serve the version the alerts API exists in.
 async fn unavailable(ctx: &FetchContext, e: AdoError, repo: &Value) -> Result<(), AdoError> {
     match e {
-        AdoError::Invalid(m) if m.to_ascii_lowercase().contains("version") => {
+        AdoError::Invalid(m) if m.mentions("version") => {
             if ctx.on_server().await {
-                Err(not_on_this_server(&m))
+                Err(not_on_this_server(&m.to_string()))
             } else {
                 Err(AdoError::Invalid(m))
             }
         }
-        AdoError::Invalid(m) if !m.to_ascii_lowercase().contains("version") => {
+        AdoError::Invalid(m) if !m.mentions("version") => {
             tracing::debug!(repository = %str_field(repo, "id"), reason = %m, "Advanced Security is not enabled on this repository");
             Ok(())
         }
@@ -469,7 +469,7 @@ async fn unavailable(ctx: &FetchContext, e: AdoError, repo: &Value) -> Result<()
 }
 
 fn not_on_this_server(detail: &str) -> AdoError {
-    AdoError::NotAvailable(format!(
+    AdoError::not_available(format!(
         "advanced-security-alert: this server does not serve the Advanced Security alerts API (api-version \
          {ADVSEC_VERSION}); it exists only on Azure DevOps Services with Advanced Security, not on Azure \
          DevOps Server. Remove the kind from the mapping for this organisation ({detail})"

@@ -457,7 +457,7 @@ pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// A selector option error, reported as an invalid request before any call is made.
 pub(crate) fn option_error(kind: &str, e: impl std::fmt::Display) -> AdoError {
-    AdoError::Invalid(format!("{kind} selector: {e}"))
+    AdoError::invalid(format!("{kind} selector: {e}"))
 }
 
 /// "Healthy" repositories are the ones whose project is live and which are not disabled: the per-repo APIs

@@ -183,7 +183,7 @@ impl FetchContext {
     ) -> Result<T, AdoError> {
         match result {
             Err(AdoError::NotFound(detail)) if self.on_server().await => {
-                Err(AdoError::NotAvailable(format!(
+                Err(AdoError::not_available(format!(
                     "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
                      Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
                      this organisation ({detail})"

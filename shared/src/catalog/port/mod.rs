@@ -20,8 +20,8 @@ use url::Url;
 
 use self::retry::{RetryPolicy, server_wait};
 use super::{
-    Catalog, CatalogError, Entity, EntityKey, OwnedPage, UpsertOutcome, WriteOptions, datasource,
-    ownership_filter, user_agent,
+    Catalog, CatalogError, Entity, EntityKey, Failure, OwnedPage, Route, UpsertOutcome,
+    WriteOptions, datasource, ownership_filter, user_agent,
 };
 
 /// Port's EU API (the default).
@@ -118,14 +118,26 @@ enum Agent {
 
 /// A finished HTTP exchange with a status the caller has to interpret.
 struct Answer {
+    route: Route,
     status: StatusCode,
     body: Bytes,
 }
 
 impl Answer {
+    /// The failure of this exchange, named once: what we were doing, the request and the status.
+    fn failure(&self, what: &str) -> Failure {
+        Failure::request(self.route.clone())
+            .with_context(what)
+            .with_status(self.status.as_u16())
+    }
+
     fn json<T: for<'de> Deserialize<'de>>(&self, what: &str) -> Result<T, CatalogError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            CatalogError::Permanent(format!("{what}: unreadable answer ({}): {e}", self.status))
+            CatalogError::Permanent(
+                self.failure(what)
+                    .with_detail("unreadable answer")
+                    .with_source(e),
+            )
         })
     }
 
@@ -161,11 +173,11 @@ impl Answer {
     /// The error a non-write call returns for an answer it cannot use.
     fn into_error(self, what: &str) -> CatalogError {
         let (error, message) = self.error();
-        let text = format!("{what}: {} {error}: {message}", self.status.as_u16());
+        let failure = self.failure(what).with_detail(error).with_body(message);
         match self.status.as_u16() {
-            401 | 403 => CatalogError::Unauthorized(text),
-            400..=499 => CatalogError::Invalid(text),
-            _ => CatalogError::Permanent(text),
+            401 | 403 => CatalogError::Unauthorized(failure),
+            400..=499 => CatalogError::Invalid(failure),
+            _ => CatalogError::Permanent(failure),
         }
     }
 }
@@ -194,7 +206,7 @@ impl fmt::Debug for PortClient {
 impl PortClient {
     pub fn new(cfg: PortConfig) -> Result<Self, CatalogError> {
         if cfg.base_url.cannot_be_a_base() || !matches!(cfg.base_url.scheme(), "http" | "https") {
-            return Err(CatalogError::Invalid(format!(
+            return Err(CatalogError::invalid(format!(
                 "catalog base URL {} is not an http(s) URL",
                 cfg.base_url
             )));
@@ -209,7 +221,9 @@ impl PortClient {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| CatalogError::Permanent(format!("building the HTTP client: {e}")))?;
+            .map_err(|e| {
+                CatalogError::Permanent(Failure::new("building the HTTP client").with_source(e))
+            })?;
         let datasource = datasource(
             &cfg.integration_type,
             &cfg.version,
@@ -499,11 +513,12 @@ impl PortClient {
                 let header = SecretString::from(format!("{kind} {}", t.access_token));
                 Ok((header, lifetime))
             }
-            401 | 403 => Err(CatalogError::Unauthorized(format!(
-                "the catalog refused client id {:?} ({})",
-                self.cfg.client_id,
-                answer.status.as_u16()
-            ))),
+            401 | 403 => Err(CatalogError::Unauthorized(
+                answer.failure("fetching a token").with_detail(format!(
+                    "the catalog refused client id {:?}",
+                    self.cfg.client_id
+                )),
+            )),
             _ => Err(answer.into_error("fetching a token")),
         }
     }
@@ -539,6 +554,7 @@ impl PortClient {
         retryable: bool,
         what: &str,
     ) -> Result<Answer, CatalogError> {
+        let mut refused = None;
         for refreshed in [false, true] {
             let (auth, generation) = self.token().await?;
             let answer = self
@@ -557,10 +573,15 @@ impl PortClient {
             if !refreshed {
                 self.invalidate(generation).await;
             }
+            refused = Some(answer);
         }
-        Err(CatalogError::Unauthorized(format!(
-            "{what}: the catalog refused a freshly issued token"
-        )))
+        let failure = match refused {
+            Some(answer) => answer.failure(what),
+            None => Failure::default().with_context(what),
+        };
+        Err(CatalogError::Unauthorized(
+            failure.with_detail("the catalog refused a freshly issued token"),
+        ))
     }
 
     /// Sends a request under the retry policy. Every POST this client makes is idempotent (upserts,
@@ -574,34 +595,55 @@ impl PortClient {
     ) -> Result<Answer, CatalogError> {
         let mut attempt = 0u32;
         loop {
-            let (failure, wait) = match build().send().await {
+            let (client, request) = build().build_split();
+            let request = request.map_err(|e| {
+                CatalogError::Invalid(
+                    Failure::new("building the request")
+                        .with_context(what)
+                        .with_source(e.without_url()),
+                )
+            })?;
+            // Named by method and path only: the query may hold search filters or cursors.
+            let route = Route::new(request.method(), request.url().path());
+            let failure = Failure::request(route.clone()).with_context(what);
+            let failure = match client.execute(request).await {
                 Ok(resp) => {
                     let status = resp.status();
                     if retryable && RetryPolicy::retries_status(status.as_u16()) {
-                        (
-                            format!("status {}", status.as_u16()),
-                            server_wait(resp.headers(), Utc::now()),
-                        )
+                        let wait = server_wait(resp.headers(), Utc::now());
+                        let body = resp.bytes().await.unwrap_or_default();
+                        failure
+                            .with_status(status.as_u16())
+                            .with_retry_after(wait)
+                            .with_body(String::from_utf8_lossy(&body))
                     } else {
                         match resp.bytes().await {
-                            Ok(body) => return Ok(Answer { status, body }),
-                            Err(e) => (format!("reading the answer: {e}"), None),
+                            Ok(body) => {
+                                return Ok(Answer {
+                                    route,
+                                    status,
+                                    body,
+                                });
+                            }
+                            Err(e) => failure
+                                .with_status(status.as_u16())
+                                .with_detail("reading the answer")
+                                .with_source(e.without_url()),
                         }
                     }
                 }
-                Err(e) => (format!("{e}"), None),
+                Err(e) => failure.with_source(e.without_url()),
             };
             if !retryable || attempt >= self.retry.max_retries {
-                return Err(CatalogError::Transient(format!(
-                    "{what}: {failure} (after {} attempt(s))",
-                    attempt + 1
-                )));
+                return Err(CatalogError::Transient(
+                    failure.with_detail(format!("after {} attempt(s)", attempt + 1)),
+                ));
             }
-            let delay = self.retry.delay(attempt, wait);
+            let delay = self.retry.delay(attempt, failure.retry_after());
             tracing::warn!(
                 attempt = attempt + 1,
                 delay_ms = delay.as_millis() as u64,
-                failure,
+                failure = %failure,
                 "catalog call retried"
             );
             tokio::time::sleep(delay).await;
@@ -730,7 +772,11 @@ impl PortClient {
                     .entity
                     .map(|e| super::identifier_string(&e.identifier))
                     .ok_or_else(|| {
-                        CatalogError::Permanent("upsert: the answer has no entity".into())
+                        CatalogError::Permanent(
+                            answer
+                                .failure("upsert")
+                                .with_detail("the answer has no entity"),
+                        )
                     })?;
                 Ok(UpsertOutcome::Upserted {
                     identifier,
@@ -788,10 +834,9 @@ fn chunk_entities(entities: &[Entity]) -> Result<(Vec<Chunk>, Vec<Placed>), Cata
     let mut too_big = Vec::new();
     let mut current = Chunk::default();
     for (index, entity) in entities.iter().enumerate() {
-        let body = Bytes::from(
-            serde_json::to_vec(entity)
-                .map_err(|e| CatalogError::Permanent(format!("serializing an entity: {e}")))?,
-        );
+        let body = Bytes::from(serde_json::to_vec(entity).map_err(|e| {
+            CatalogError::Permanent(Failure::new("serializing an entity").with_source(e))
+        })?);
         if BULK_ENVELOPE_BYTES + body.len() > MAX_BODY_BYTES {
             too_big.push((
                 index,
