@@ -33,6 +33,7 @@ use crate::ado::{AdoClient, AdoError};
 use crate::catalog::{
     Catalog, CatalogError, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason,
 };
+use crate::mapping::source::MappingSource;
 use crate::mapping::{CompiledConfig, CompiledResource, FieldWarning, ItemOutcome};
 use plan::{BlockFeed, DeletionPlan, SeenKeys};
 
@@ -55,6 +56,43 @@ pub trait Observer: Send + Sync {
 /// Observes nothing.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// What a pass depends on, and nothing more: the runtime supplies these; a test builds them by hand.
+pub struct ResyncPorts<'a> {
+    pub ado: &'a AdoClient,
+    pub catalog: &'a dyn Catalog,
+    /// Read once at the start of the pass, under the mapping's lifetime rule.
+    pub mapping: &'a MappingSource,
+    /// Projects carrying any of these tags are skipped by every kind.
+    pub excluded_tags: &'a [String],
+}
+
+/// One pass with the mapping of the moment. A mapping that cannot be read (or no longer compiles)
+/// fails the pass before anything is listed, written or deleted. At `deadline` the pass stops, reports
+/// itself incomplete and deletes nothing.
+pub async fn run(
+    ports: ResyncPorts<'_>,
+    observer: &dyn Observer,
+    deadline: Option<Instant>,
+) -> RunReport {
+    let mapping = match ports.mapping.current().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "the mapping could not be read: nothing synced, nothing deleted");
+            return RunReport::not_started(e.to_string());
+        }
+    };
+    Resync {
+        ado: ports.ado,
+        catalog: ports.catalog,
+        mapping: &mapping,
+        excluded_tags: ports.excluded_tags.to_vec(),
+        observer,
+        deadline,
+    }
+    .run()
+    .await
+}
 
 /// One pass over every resource block of the mapping.
 pub struct Resync<'a> {

@@ -10,7 +10,7 @@ use crate::ado::kinds::{
     FileOptions, FolderOptions, enrich_repositories, included_option, repo_files, repo_folders,
 };
 use crate::ado::resources;
-use crate::mapping::CompiledResource;
+use crate::mapping::{CompiledConfig, CompiledResource};
 use crate::queue::message::{Change, ChangeMessage};
 use crate::runtime::SyncRuntime;
 
@@ -20,6 +20,7 @@ const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 /// The file and folder entities a push implies; nothing for any other change.
 pub(super) async fn apply_push(
     runtime: &SyncRuntime,
+    mapping: &CompiledConfig,
     message: &ChangeMessage,
 ) -> Result<Applied, SyncError> {
     let Change::Push {
@@ -29,8 +30,8 @@ pub(super) async fn apply_push(
     else {
         return Ok(Applied::default());
     };
-    let files: Vec<&CompiledResource> = runtime.mapping.resources_of("file").collect();
-    let folders: Vec<&CompiledResource> = runtime.mapping.resources_of("folder").collect();
+    let files: Vec<&CompiledResource> = mapping.resources_of("file").collect();
+    let folders: Vec<&CompiledResource> = mapping.resources_of("folder").collect();
     // Branches that still exist after the push; a deleted branch's entities go with the next resync.
     let pushed: Vec<&str> = ref_updates
         .iter()
@@ -91,7 +92,7 @@ pub(super) async fn apply_push(
         return Ok(Applied::default());
     }
     kinds.dedup();
-    let mut applied = write(runtime, plan::plan(items)).await?;
+    let mut applied = write(runtime, mapping, plan::plan(items)).await?;
     applied.kinds = kinds;
     tracing::info!(repository = %repository_id, upserted = applied.upserted, "content refreshed after a push");
     Ok(applied)

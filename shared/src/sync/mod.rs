@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::ado::resources;
 use crate::ado::{AdoClient, AdoError, Guid};
 use crate::catalog::{CatalogError, UpsertOutcome, WriteOptions, WriteReason};
-use crate::mapping::CompiledResource;
+use crate::mapping::{CompiledConfig, CompiledResource};
 use crate::queue::message::{Change, ChangeMessage, MESSAGE_VERSION};
 use crate::runtime::SyncRuntime;
 use plan::{LivePlan, RawItem};
@@ -152,15 +152,18 @@ pub fn target_kind(change: &Change) -> Option<&'static str> {
 }
 
 /// Applies one change. Safe to repeat: every write is derived from Azure DevOps' current state.
+/// The mapping is read once per change, under its lifetime rule ([`SyncRuntime::mapping`]).
 pub async fn apply(runtime: &SyncRuntime, message: &ChangeMessage) -> Result<Applied, SyncError> {
-    let mut applied = apply_target(runtime, message).await?;
-    applied.absorb(content::apply_push(runtime, message).await?);
+    let mapping = runtime.mapping().await;
+    let mut applied = apply_target(runtime, &mapping, message).await?;
+    applied.absorb(content::apply_push(runtime, &mapping, message).await?);
     Ok(applied)
 }
 
 /// The change's own kind (see [`target_kind`]).
 async fn apply_target(
     runtime: &SyncRuntime,
+    mapping: &CompiledConfig,
     message: &ChangeMessage,
 ) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
@@ -178,19 +181,19 @@ async fn apply_target(
     };
     let mut applied = Applied::nothing();
     if let Some(kind) = target_kind(&message.change) {
-        let blocks: Vec<&CompiledResource> = runtime.mapping.resources_of(kind).collect();
+        let blocks: Vec<&CompiledResource> = mapping.resources_of(kind).collect();
         if blocks.is_empty() {
             tracing::info!(
                 kind,
                 "the mapping has no resource of this kind; nothing to do"
             );
         } else if let Some(items) = reader.read(message, &blocks).await? {
-            applied.add(kind, write(runtime, plan::plan(items)).await?);
+            applied.add(kind, write(runtime, mapping, plan::plan(items)).await?);
         }
     }
     // The kinds the same change also moves (a build's runs, stages and tests; a push's branches; ...).
-    for (kind, items) in cicd::read(&reader, &runtime.mapping, message).await? {
-        applied.add(kind, write(runtime, plan::plan(items)).await?);
+    for (kind, items) in cicd::read(&reader, mapping, message).await? {
+        applied.add(kind, write(runtime, mapping, plan::plan(items)).await?);
     }
     if applied.kinds.is_empty() {
         tracing::info!(event_type = %message.event_type, "no kind of the mapping follows this change; nothing to do");
@@ -535,8 +538,12 @@ fn each<'b>(blocks: &[&'b CompiledResource], raw: RawItem) -> BlockItems<'b> {
 
 /// Upserts, then deletes what this integration owns. Live writes are few, so there is no diff: an
 /// unchanged entity is simply written again with the same content.
-async fn write(runtime: &SyncRuntime, plan: LivePlan) -> Result<Applied, SyncError> {
-    let cfg = runtime.mapping.config();
+async fn write(
+    runtime: &SyncRuntime,
+    mapping: &CompiledConfig,
+    plan: LivePlan,
+) -> Result<Applied, SyncError> {
+    let cfg = mapping.config();
     let opts = WriteOptions {
         merge: cfg.enable_merge_entity,
         create_missing_related_entities: cfg.create_missing_related_entities,

@@ -9,6 +9,7 @@ use super::*;
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::{Catalog, Entity, datasource};
 use crate::config::Settings;
+use crate::mapping::source::MappingSource;
 use crate::runtime::compile_mapping;
 
 const REPOS_ONLY: &str = r#"
@@ -38,14 +39,14 @@ fn runtime(mapping: &str, catalog: Arc<dyn Catalog>) -> SyncRuntime {
         _ => None,
     })
     .unwrap();
-    SyncRuntime {
-        ado: AdoClient::new(settings.ado.clone()).unwrap(),
+    let ado = AdoClient::from_settings(&settings.ado).unwrap();
+    SyncRuntime::from_parts(
         settings,
+        ado,
         catalog,
-        admin: None,
-        mapping: compile_mapping(mapping, "unit", false).unwrap(),
-        refresh_mapping: false,
-    }
+        None,
+        MappingSource::fixed(compile_mapping(mapping, "unit", false).unwrap()),
+    )
 }
 
 fn guid(s: &str) -> Guid {
@@ -161,7 +162,7 @@ async fn writes_upsert_then_delete_only_what_this_integration_owns() {
             .into_iter()
             .collect(),
     );
-    let applied = write(&rt, plan).await.unwrap();
+    let applied = write(&rt, rt.mapping().await.as_ref(), plan).await.unwrap();
 
     assert_eq!(applied.upserted, 1);
     assert_eq!(applied.deleted, 1);
@@ -189,7 +190,9 @@ async fn an_entity_the_catalog_refuses_makes_the_message_permanent() {
             e
         }],
     );
-    let err = write(&rt, plan).await.unwrap_err();
+    let err = write(&rt, rt.mapping().await.as_ref(), plan)
+        .await
+        .unwrap_err();
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("422"), "{err}");
 }

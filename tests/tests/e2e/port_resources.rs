@@ -83,7 +83,7 @@ async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_seco
         .expect("runtime");
     let default = default_integration_record().unwrap();
     assert_eq!(
-        runtime.mapping.resources().len(),
+        runtime.mapping_source.last().resources().len(),
         default["config"]["resources"].as_array().unwrap().len()
     );
 }
@@ -108,7 +108,11 @@ async fn a_users_blueprint_and_mapping_are_left_alone_and_the_mapping_is_used() 
     let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
-    assert_eq!(runtime.mapping.resources().len(), 1, "the record's mapping");
+    assert_eq!(
+        runtime.mapping_source.last().resources().len(),
+        1,
+        "the record's mapping"
+    );
     let report = runtime
         .initialize()
         .await
