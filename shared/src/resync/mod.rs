@@ -827,10 +827,99 @@ fn order_constraints(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
     use serde_json::json;
 
     use super::*;
+    use crate::catalog::embedded::EmbeddedCatalog;
+    use crate::config::AdoSettings;
+    use crate::mapping::source::{MAPPING_TTL, ManualClock, MappingUnavailable, ResolveMapping};
     use crate::runtime::compile_mapping;
+
+    /// Nothing listens on port 9: a pass that reached Azure DevOps fails, and counts the request.
+    fn unreachable_ado() -> AdoClient {
+        AdoClient::from_settings(
+            &AdoSettings::from_lookup(|k| match k {
+                "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
+                "ADO_PAT" => Some("pat".into()),
+                "ADO_MAX_RETRIES" => Some("0".into()),
+                _ => None,
+            })
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    const PROJECTS: &str = r#"{"resources": [{"kind": "project", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"p\""}}}}]}"#;
+
+    /// The mapping's sources: the project block, or a failure.
+    struct Sources(bool);
+
+    #[async_trait]
+    impl ResolveMapping for Sources {
+        async fn resolve(&self) -> Result<CompiledConfig, MappingUnavailable> {
+            if self.0 {
+                Ok(compile_mapping(PROJECTS, "unit", false).unwrap())
+            } else {
+                Err(MappingUnavailable {
+                    source: "the catalog answered 503".into(),
+                })
+            }
+        }
+    }
+
+    /// A mapping without blocks when read at start; `sources` once a minute has passed.
+    fn mapping_a_minute_later(sources: Sources) -> MappingSource {
+        let clock = Arc::new(ManualClock::default());
+        let source = MappingSource::resolving(
+            compile_mapping("resources: []", "unit", false).unwrap(),
+            Box::new(sources),
+            clock.clone(),
+        );
+        clock.advance(MAPPING_TTL + Duration::from_secs(1));
+        source
+    }
+
+    #[tokio::test]
+    async fn a_pass_whose_mapping_cannot_be_read_again_lists_writes_and_deletes_nothing() {
+        let ado = unreachable_ado();
+        let catalog = EmbeddedCatalog::in_memory("unit".into()).unwrap();
+        let mapping = mapping_a_minute_later(Sources(false));
+        let ports = ResyncPorts {
+            ado: &ado,
+            catalog: &catalog,
+            mapping: &mapping,
+            excluded_tags: &[],
+        };
+        let report = run(ports, &Quiet, None).await;
+        assert!(!report.succeeded());
+        assert!(report.kinds.is_empty());
+        let said = report.render();
+        assert!(said.contains("reading the mapping failed"), "{said}");
+        assert!(said.contains("503"), "{said}");
+        assert_eq!(ado.requests_made(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pass_runs_the_mapping_of_the_moment() {
+        let ado = unreachable_ado();
+        let catalog = EmbeddedCatalog::in_memory("unit".into()).unwrap();
+        let mapping = mapping_a_minute_later(Sources(true));
+        let ports = ResyncPorts {
+            ado: &ado,
+            catalog: &catalog,
+            mapping: &mapping,
+            excluded_tags: &[],
+        };
+        let report = run(ports, &Quiet, None).await;
+        let kinds: Vec<&str> = report.kinds.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["project"], "{}", report.render());
+        assert!(!report.succeeded(), "Azure DevOps is unreachable");
+        assert!(ado.requests_made() > 0);
+    }
 
     #[test]
     fn blocks_wait_only_for_earlier_blocks_that_may_write_the_same_blueprint() {

@@ -219,4 +219,113 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("ado") && debug.contains("x-hook"), "{debug}");
     }
+
+    /// Azure DevOps' delivery of a subscription's `consumerInputs`: the Basic header from the user name
+    /// and password, and each `Name:value` line of `httpHeaders` as a header.
+    fn delivery_headers(body: &serde_json::Value) -> reqwest::header::HeaderMap {
+        use base64::Engine;
+        use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+        let inputs = &body["consumerInputs"];
+        let mut headers = HeaderMap::new();
+        if let (Some(user), Some(password)) = (
+            inputs["basicAuthUsername"].as_str(),
+            inputs["basicAuthPassword"].as_str(),
+        ) {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            headers.insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+            );
+        }
+        if let Some(lines) = inputs["httpHeaders"].as_str() {
+            for line in lines.lines() {
+                let (name, value) = line.split_once(':').unwrap();
+                headers.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn the_webhook_and_the_subscriptions_read_the_credentials_with_one_rule() {
+        use crate::ado::hooks::{CATALOGUE, DesiredSubscription, SubscriptionSettings};
+        use crate::webhook::authenticate;
+
+        let cases: &[&[(&str, &str)]] = &[
+            // A secret alone: both default the user name.
+            &[("WEBHOOK_SECRET", "pw")],
+            &[("WEBHOOK_USERNAME", "ado"), ("WEBHOOK_SECRET", "pw")],
+            &[
+                ("WEBHOOK_HEADER_NAME", "X-Hook-Key"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            &[
+                ("WEBHOOK_SECRET", "pw"),
+                ("WEBHOOK_HEADER_NAME", "X-Hook-Key"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            // Refused by both, naming the same setting.
+            &[("WEBHOOK_USERNAME", "ado")],
+            &[("WEBHOOK_HEADER_NAME", "X-Hook-Key")],
+            &[("WEBHOOK_HEADER_SECRET", "v")],
+            &[
+                ("WEBHOOK_HEADER_NAME", "Bad Name"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            &[
+                ("WEBHOOK_HEADER_NAME", "X-K"),
+                ("WEBHOOK_HEADER_SECRET", "a\r\nb"),
+            ],
+            &[("WEBHOOK_USERNAME", "a:b"), ("WEBHOOK_SECRET", "pw")],
+            &[
+                ("WEBHOOK_SECRET", "pw"),
+                ("WEBHOOK_HEADER_NAME", "Authorization"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+        ];
+        for vars in cases {
+            let webhook = settings(vars);
+            let mut with_url = vars.to_vec();
+            with_url.push(("WEBHOOK_URL", "https://hooks.example.com/webhook"));
+            let map: HashMap<&str, &str> = with_url.iter().copied().collect();
+            let subscriptions =
+                SubscriptionSettings::from_lookup(|k| map.get(k).map(|v| v.to_string()));
+            match (webhook, subscriptions) {
+                (Ok(webhook), Ok(subscriptions)) => {
+                    // What the subscriptions register is what the webhook accepts.
+                    let body = DesiredSubscription {
+                        event: &CATALOGUE[0],
+                        project_id: None,
+                    }
+                    .body(&subscriptions);
+                    let headers = delivery_headers(&body);
+                    assert_eq!(authenticate(&webhook, &headers), Ok(()), "{vars:?}");
+                }
+                (Err(a), Err(b)) => {
+                    let named = |e: ConfigError| {
+                        let mut names: Vec<&str> = e
+                            .into_list()
+                            .into_iter()
+                            .map(|p| match p {
+                                ConfigError::Missing { name, .. }
+                                | ConfigError::Invalid { name, .. }
+                                | ConfigError::Secret { name, .. } => name,
+                                ConfigError::Several(_) => unreachable!("flattened"),
+                            })
+                            .collect();
+                        names.sort_unstable();
+                        names
+                    };
+                    let (a, b) = (named(a), named(b));
+                    assert!(!a.is_empty(), "{vars:?}");
+                    assert_eq!(a, b, "{vars:?}");
+                }
+                (a, b) => panic!("{vars:?}: the webhook says {a:?}, the subscriptions {b:?}"),
+            }
+        }
+    }
 }
