@@ -58,9 +58,14 @@ impl ConfigError {
 
     /// `Ok` when there is no problem; one problem as itself; several together.
     pub fn check(problems: Vec<ConfigError>) -> Result<(), ConfigError> {
-        // Nested lists flatten so the message stays one list.
-        let mut problems: Vec<ConfigError> =
-            problems.into_iter().flat_map(Self::into_list).collect();
+        // Nested lists flatten so the message stays one list; a setting two sections read (e.g.
+        // INTEGRATION_IDENTIFIER) is named once.
+        let mut seen = std::collections::HashSet::new();
+        let mut problems: Vec<ConfigError> = problems
+            .into_iter()
+            .flat_map(Self::into_list)
+            .filter(|p| seen.insert(p.to_string()))
+            .collect();
         match problems.len() {
             0 => Ok(()),
             1 => Err(problems.remove(0)),
@@ -452,6 +457,26 @@ mod tests {
         vars.push(("MAPPING_FILE", "m.yaml"));
         let e = settings(&vars).unwrap_err().to_string();
         assert!(e.contains("MAPPING"), "{e}");
+    }
+
+    #[test]
+    fn a_problem_two_sections_report_is_listed_once() {
+        let vars = [
+            ("INTEGRATION_IDENTIFIER", "a/b"),
+            ("MAPPING_ALLOW_ENV", "maybe"),
+        ];
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let get = |k: &str| map.get(k).map(|v| v.to_string());
+        // As the resync function reads them: the resync's settings and the subscriptions'.
+        let e = ConfigError::check(vec![
+            IntegrationIdentifier::from_lookup(get).unwrap_err(),
+            MappingSettings::from_lookup(get).unwrap_err(),
+            IntegrationIdentifier::from_lookup(get).unwrap_err(),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("2 configuration problems"), "{e}");
+        assert_eq!(e.matches("INTEGRATION_IDENTIFIER").count(), 1, "{e}");
     }
 
     #[test]
