@@ -98,7 +98,8 @@ async fn sample_items() -> anyhow::Result<Vec<(std::sync::Arc<CompiledResource>,
     let runtime = SyncRuntime::new(settings)?;
     let ctx = FetchContext::new(runtime.ado.clone(), Vec::new());
     let mut samples = Vec::new();
-    for resource in runtime.mapping.resources() {
+    let mapping = runtime.mapping().await;
+    for resource in mapping.resources() {
         let Some(kind) = kinds::find(resource.kind()) else {
             continue;
         };

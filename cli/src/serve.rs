@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use shared::config::{ConfigError, Env, Settings};
+use serde_json::json;
+use shared::config::{ConfigError, Env, QueueSettings, ResyncSchedule, Settings};
 use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch, apply_change};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
@@ -83,18 +84,18 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let setup = Env::load_and(|env| {
         let interval = match explicit_interval {
             Some(secs) => Ok(secs),
-            None => env.get("RESYNC_INTERVAL_SECS").map_or(Ok(3600), |v| {
-                v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                    name: "RESYNC_INTERVAL_SECS",
-                    reason: format!("{v:?} is not a whole number of seconds"),
-                })
-            }),
+            None => ResyncSchedule::from_env(env).map(|s| s.secs()),
         };
         let (webhook, (settings, interval)) = ConfigError::both(
             WebhookSettings::from_env(env),
             ConfigError::both(Settings::from_env(env), interval),
         )?;
-        Ok((webhook, settings, interval, env.get("QUEUE_URL")))
+        Ok((
+            webhook,
+            settings,
+            interval,
+            QueueSettings::from_env(env).queue_url,
+        ))
     })
     .await;
     let (webhook, settings, resync_interval_secs, queue_url) = match setup {

@@ -20,7 +20,7 @@ pub(crate) async fn sync(dry_run: bool, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match AdoClient::new(settings.ado.clone()) {
+    let client = match AdoClient::from_settings(&settings.ado) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

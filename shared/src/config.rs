@@ -2,19 +2,30 @@
 //! peer's names as aliases, secrets from Secrets Manager or SSM); secrets never print. Every setting has
 //! one canonical name ([`names::SETTINGS`], documented in the README); missing or malformed ones fail at
 //! start, all together, each with its name.
+//!
+//! One section per concern ([`AdoSettings`], [`CatalogTarget`], [`MappingSettings`],
+//! [`WebhookCredentials`], [`QueueSettings`], [`ResyncSchedule`]), each parsed by its own function that
+//! reports all of its problems. Sections hold plain typed values: this module imports no adapter, the
+//! adapters build themselves from their section (the webhook's and the subscriptions' settings both
+//! take their credentials from the one [`WebhookCredentials`] parse).
 
+mod ado;
+mod catalog;
 mod env;
+mod mapping;
 pub mod names;
+mod queue;
 pub mod secrets;
-
-use std::path::PathBuf;
-use std::time::Duration;
+mod webhook;
 
 use secrecy::SecretString;
 
-use crate::ado::{AdoClientConfig, OrgUrl};
-
+pub use ado::AdoSettings;
+pub use catalog::{CatalogTarget, PORT_EU_BASE_URL, PORT_US_BASE_URL};
 pub use env::Env;
+pub use mapping::{MappingSetting, MappingSettings};
+pub use queue::{QueueSettings, ResyncSchedule};
+pub use webhook::{DEFAULT_WEBHOOK_USERNAME, WebhookCredentials};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,9 +58,14 @@ impl ConfigError {
 
     /// `Ok` when there is no problem; one problem as itself; several together.
     pub fn check(problems: Vec<ConfigError>) -> Result<(), ConfigError> {
-        // Nested lists flatten so the message stays one list.
-        let mut problems: Vec<ConfigError> =
-            problems.into_iter().flat_map(Self::into_list).collect();
+        // Nested lists flatten so the message stays one list; a setting two sections read (e.g.
+        // INTEGRATION_IDENTIFIER) is named once.
+        let mut seen = std::collections::HashSet::new();
+        let mut problems: Vec<ConfigError> = problems
+            .into_iter()
+            .flat_map(Self::into_list)
+            .filter(|p| seen.insert(p.to_string()))
+            .collect();
         match problems.len() {
             0 => Ok(()),
             1 => Err(problems.remove(0)),
@@ -70,46 +86,66 @@ impl ConfigError {
     }
 }
 
-/// Where entities go.
-#[derive(Debug, Clone)]
-pub enum CatalogTarget {
-    /// The Port API (or a compatible server).
-    Port {
-        base_url: url::Url,
-        client_id: String,
-        client_secret: SecretString,
-        /// Per request, reading the answer included (`CATALOG_TIMEOUT_SECS`, default 60 s as Ocean).
-        timeout: Duration,
-        /// Retries of a throttled, timed-out or dropped call (`CATALOG_MAX_RETRIES`, default 5).
-        max_retries: u32,
-    },
-    /// The embedded SQLite catalog at this path.
-    Embedded { path: PathBuf },
+/// Reads a setting by canonical name; blank values count as unset.
+#[derive(Clone, Copy)]
+pub(crate) struct Lookup<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl<'a> Lookup<'a> {
+    pub(crate) fn new(get: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self(get)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A whole number in `min..=max`, `None` when unset.
+    pub(crate) fn num(
+        &self,
+        name: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
+        self.get(name)
+            .map(|v| parse_num(name, &v, min, max))
+            .transpose()
+    }
+
+    /// A boolean, `default` when unset.
+    pub(crate) fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        parse_bool(name, self.get(name), default)
+    }
 }
 
-/// Where the mapping comes from when the catalog's integration record has none.
-#[derive(Debug, Clone)]
-pub enum MappingSetting {
-    /// `MAPPING_FILE`.
-    File(PathBuf),
-    /// `MAPPING`: the port-app-config itself (YAML or JSON).
-    Inline(String),
-    /// The shipped default.
-    Default,
+/// The problems of one parse, gathered so that every one is reported at once.
+#[derive(Default)]
+pub(crate) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, problem: ConfigError) {
+        self.0.push(problem);
+    }
+
+    /// The value, or `None` with its problems kept.
+    pub(crate) fn take<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.push(e)).ok()
+    }
+
+    /// `Ok` when nothing was wrong; otherwise every problem together.
+    pub(crate) fn check(self) -> Result<(), ConfigError> {
+        ConfigError::check(self.0)
+    }
 }
 
 /// Everything a resync needs. Built once at cold start.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ado: AdoClientConfig,
+    pub ado: AdoSettings,
     pub catalog: CatalogTarget,
     /// Ties this integration's entities together (`$datasource` suffix); use the peer's identifier to take
     /// over the entities it created.
     pub integration_identifier: String,
-    pub mapping: MappingSetting,
-    /// Lets jq mappings read the process environment (`env`, `$ENV`). Off: a mapping must not be able to
-    /// read the PAT or the catalog secret out of the function's environment.
-    pub mapping_allow_env: bool,
+    pub mapping: MappingSettings,
     /// Projects carrying any of these tags are skipped by every kind.
     pub excluded_tags: Vec<String>,
     /// Create the shipped blueprints and the integration record when they are missing (never
@@ -125,207 +161,71 @@ impl Settings {
         Self::from_lookup(|k| env.get(k))
     }
 
-    /// Reads settings through `get` (canonical names; a map in tests). Every problem is reported at once.
+    /// Reads settings through `get` (canonical names; a map in tests), section by section. Every problem
+    /// of every section is reported at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let mut problems = Vec::new();
-        let mut ok = |r: Result<(), ConfigError>| {
-            if let Err(e) = r {
-                problems.push(e);
-            }
-        };
-
-        let org_url = match get("ADO_ORG_URL") {
-            None => {
-                ok(Err(ConfigError::Missing {
-                    name: "ADO_ORG_URL",
-                    hint: "the organisation URL, e.g. https://dev.azure.com/contoso",
-                }));
-                None
-            }
-            Some(org) => match OrgUrl::parse(&org) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    ok(Err(ConfigError::Invalid {
-                        name: "ADO_ORG_URL",
-                        reason: e.to_string(),
-                    }));
-                    None
-                }
-            },
-        };
-        let pat = get("ADO_PAT");
-        if pat.is_none() {
-            ok(Err(ConfigError::Missing {
-                name: "ADO_PAT",
-                hint: "a personal access token with read scopes (or ADO_PAT_SECRET_ARN / ADO_PAT_SSM_PARAMETER)",
-            }));
-        }
-        let api_version = get("ADO_API_VERSION");
-        if let Some(v) = &api_version
-            && !v.chars().next().is_some_and(|c| c.is_ascii_digit())
-        {
-            ok(Err(ConfigError::Invalid {
-                name: "ADO_API_VERSION",
-                reason: format!("{v:?} is not a version like 7.1"),
-            }));
-        }
-        let num = |name: &'static str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
-            get(name).map(|v| parse_num(name, &v, min, max)).transpose()
-        };
-        let max_concurrency = num("ADO_MAX_CONCURRENCY", 1, 200).unwrap_or_else(|e| {
-            ok(Err(e));
-            None
-        });
-        let timeout = num("ADO_TIMEOUT_SECS", 1, 900).unwrap_or_else(|e| {
-            ok(Err(e));
-            None
-        });
-        let max_retries = num("ADO_MAX_RETRIES", 0, 20).unwrap_or_else(|e| {
-            ok(Err(e));
-            None
-        });
-        let catalog_timeout = num("CATALOG_TIMEOUT_SECS", 1, 900).unwrap_or_else(|e| {
-            ok(Err(e));
-            None
-        });
-        let catalog_retries = num("CATALOG_MAX_RETRIES", 0, 20).unwrap_or_else(|e| {
-            ok(Err(e));
-            None
-        });
-        let extra_headers = match get("ADO_EXTRA_HEADERS").map(|h| parse_headers(&h)) {
-            Some(Ok(h)) => h,
-            Some(Err(e)) => {
-                ok(Err(e));
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-
-        let catalog = match (get("CATALOG_BASE_URL"), get("CATALOG_DB")) {
-            (Some(base), _) => {
-                let base = match base.trim().to_ascii_lowercase().as_str() {
-                    "eu" => crate::catalog::port::PORT_EU_BASE_URL.to_owned(),
-                    "us" => crate::catalog::port::PORT_US_BASE_URL.to_owned(),
-                    _ => base,
-                };
-                let base_url = url::Url::parse(&base)
-                    .map_err(|e| ConfigError::Invalid {
-                        name: "CATALOG_BASE_URL",
-                        reason: format!("{base:?} is not a URL: {e}"),
-                    })
-                    .map_err(|e| ok(Err(e)))
-                    .ok();
-                let client_id = get("CATALOG_CLIENT_ID");
-                if client_id.is_none() {
-                    ok(Err(ConfigError::Missing {
-                        name: "CATALOG_CLIENT_ID",
-                        hint: "the catalog API client id",
-                    }));
-                }
-                let client_secret = get("CATALOG_CLIENT_SECRET");
-                if client_secret.is_none() {
-                    ok(Err(ConfigError::Missing {
-                        name: "CATALOG_CLIENT_SECRET",
-                        hint: "the catalog API client secret",
-                    }));
-                }
-                match (base_url, client_id, client_secret) {
-                    (Some(base_url), Some(client_id), Some(client_secret)) => {
-                        Some(CatalogTarget::Port {
-                            base_url,
-                            client_id,
-                            client_secret: SecretString::from(client_secret),
-                            timeout: Duration::from_secs(catalog_timeout.unwrap_or(60)),
-                            max_retries: catalog_retries.unwrap_or(5) as u32,
-                        })
-                    }
-                    _ => None,
-                }
-            }
-            (None, Some(path)) => Some(CatalogTarget::Embedded {
-                path: PathBuf::from(path),
-            }),
-            (None, None) => {
-                ok(Err(ConfigError::Missing {
-                    name: "CATALOG_BASE_URL",
-                    hint: "the catalog API URL (eu, us, or a URL) with CATALOG_CLIENT_ID and CATALOG_CLIENT_SECRET; or CATALOG_DB for the embedded catalog",
-                }));
-                None
-            }
-        };
-
-        let integration_identifier = get("INTEGRATION_IDENTIFIER")
-            .unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
-        if integration_identifier.contains('/') {
-            ok(Err(ConfigError::Invalid {
-                name: "INTEGRATION_IDENTIFIER",
-                reason: "must not contain '/'".into(),
-            }));
-        }
-        let mapping = match (get("MAPPING_FILE"), get("MAPPING")) {
-            (Some(_), Some(_)) => {
-                ok(Err(ConfigError::Invalid {
-                    name: "MAPPING",
-                    reason: "set MAPPING_FILE or MAPPING, not both".into(),
-                }));
-                MappingSetting::Default
-            }
-            (Some(path), None) => MappingSetting::File(PathBuf::from(path)),
-            (None, Some(text)) => MappingSetting::Inline(text),
-            (None, None) => MappingSetting::Default,
-        };
-        let mapping_allow_env = parse_bool("MAPPING_ALLOW_ENV", get("MAPPING_ALLOW_ENV"), false)
-            .unwrap_or_else(|e| {
-                ok(Err(e));
-                false
-            });
-        let initialize_port_resources = parse_bool(
-            "INITIALIZE_PORT_RESOURCES",
-            get("INITIALIZE_PORT_RESOURCES"),
-            true,
-        )
-        .unwrap_or_else(|e| {
-            ok(Err(e));
-            true
-        });
-        let excluded_tags = get("ADO_EXCLUDED_TAGS")
+        let get = Lookup::new(&get);
+        let mut problems = Problems::default();
+        let ado = problems.take(AdoSettings::parse(get));
+        let catalog = problems.take(CatalogTarget::parse(get));
+        let mapping = problems.take(MappingSettings::parse(get));
+        let integration_identifier = problems.take(IntegrationIdentifier::parse(get));
+        let initialize_port_resources = problems.take(get.bool("INITIALIZE_PORT_RESOURCES", true));
+        let excluded_tags = get
+            .get("ADO_EXCLUDED_TAGS")
             .map(|t| parse_list(&t))
             .unwrap_or_default();
-
-        ConfigError::check(problems)?;
-        let (Some(org_url), Some(pat), Some(catalog)) = (org_url, pat, catalog) else {
-            unreachable!("a missing required setting is a problem reported above")
+        problems.check()?;
+        let (
+            Some(ado),
+            Some(catalog),
+            Some(mapping),
+            Some(IntegrationIdentifier(integration_identifier)),
+            Some(initialize_port_resources),
+        ) = (
+            ado,
+            catalog,
+            mapping,
+            integration_identifier,
+            initialize_port_resources,
+        )
+        else {
+            unreachable!("a section without a value reported a problem above")
         };
-        let mut ado = AdoClientConfig::new(org_url, SecretString::from(pat));
-        // Azure DevOps Server 2022 serves 7.0 at most; Services serves 7.1.
-        ado.api_version = match api_version {
-            Some(v) => v,
-            None if ado.org_url.is_cloud() => "7.1".into(),
-            None => "7.0".into(),
-        };
-        if let Some(n) = max_concurrency {
-            ado.max_concurrency = n as usize;
-        }
-        if let Some(n) = timeout {
-            ado.timeout = Duration::from_secs(n);
-        }
-        if let Some(n) = max_retries {
-            ado.max_retries = n as u32;
-        }
-        ado.extra_headers = extra_headers;
         Ok(Self {
             ado,
             catalog,
             integration_identifier,
             mapping,
-            mapping_allow_env,
             excluded_tags,
             initialize_port_resources,
         })
     }
 }
 
+/// `INTEGRATION_IDENTIFIER` ([`DEFAULT_INTEGRATION_IDENTIFIER`] when unset), read by the resync and the
+/// subscriptions with the same rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationIdentifier(pub String);
+
+impl IntegrationIdentifier {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::parse(Lookup::new(&get))
+    }
+
+    pub(crate) fn parse(get: Lookup<'_>) -> Result<Self, ConfigError> {
+        let id = get
+            .get("INTEGRATION_IDENTIFIER")
+            .unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
+        if id.contains('/') {
+            return Err(ConfigError::Invalid {
+                name: "INTEGRATION_IDENTIFIER",
+                reason: "must not contain '/'".into(),
+            });
+        }
+        Ok(Self(id))
+    }
+}
 /// `true`/`false` (also `1`/`0`, `yes`/`no`), `default` when unset.
 pub fn parse_bool(
     name: &'static str,
@@ -343,7 +243,12 @@ pub fn parse_bool(
     }
 }
 
-fn parse_num(name: &'static str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(crate) fn parse_num(
+    name: &'static str,
+    v: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match v.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::Invalid {
@@ -366,7 +271,7 @@ fn parse_list(v: &str) -> Vec<String> {
 }
 
 /// `Name: value` per line, as Azure DevOps' own service-hook header input takes them.
-fn parse_headers(v: &str) -> Result<Vec<(String, SecretString)>, ConfigError> {
+pub(crate) fn parse_headers(v: &str) -> Result<Vec<(String, SecretString)>, ConfigError> {
     v.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -386,6 +291,7 @@ fn parse_headers(v: &str) -> Result<Vec<(String, SecretString)>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use super::*;
 
@@ -433,30 +339,30 @@ mod tests {
     #[test]
     fn defaults_apply_and_secrets_do_not_print() {
         let s = settings(BASE).unwrap();
-        assert_eq!(s.ado.api_version, "7.1");
+        assert_eq!(s.ado.api_version, None, "the client picks it by product");
         assert_eq!(s.integration_identifier, "ado-sync");
-        assert!(!s.mapping_allow_env);
+        assert!(!s.mapping.allow_env);
         assert!(matches!(s.catalog, CatalogTarget::Embedded { .. }));
         assert!(!format!("{s:?}").contains("pat-value"));
     }
 
     #[test]
-    fn server_urls_default_to_api_version_7_0() {
-        let s = settings(&[
-            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
-            ("ADO_PAT", "p"),
-            ("CATALOG_DB", "x"),
-        ])
-        .unwrap();
-        assert_eq!(s.ado.api_version, "7.0");
-        let s = settings(&[
-            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
-            ("ADO_PAT", "p"),
-            ("CATALOG_DB", "x"),
-            ("ADO_API_VERSION", "6.0"),
-        ])
-        .unwrap();
-        assert_eq!(s.ado.api_version, "6.0");
+    fn the_api_version_is_kept_as_set_and_the_org_url_must_be_http_with_a_host() {
+        let mut vars = BASE.to_vec();
+        vars.push(("ADO_API_VERSION", "6.0"));
+        assert_eq!(
+            settings(&vars).unwrap().ado.api_version.as_deref(),
+            Some("6.0")
+        );
+        vars.push(("ADO_API_VERSION", "latest"));
+        let e = settings(&vars).unwrap_err().to_string();
+        assert!(e.contains("ADO_API_VERSION"), "{e}");
+        for bad in ["dev.azure.com/contoso", "ftp://dev.azure.com/contoso"] {
+            let e = settings(&[("ADO_ORG_URL", bad), ("ADO_PAT", "p"), ("CATALOG_DB", "x")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("ADO_ORG_URL"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -538,7 +444,7 @@ mod tests {
     #[test]
     fn mapping_sources_and_initialization_parse() {
         let s = settings(BASE).unwrap();
-        assert!(matches!(s.mapping, MappingSetting::Default));
+        assert!(matches!(s.mapping.source, MappingSetting::Default));
         assert!(s.initialize_port_resources);
         let mut vars = BASE.to_vec();
         vars.extend([
@@ -546,11 +452,31 @@ mod tests {
             ("INITIALIZE_PORT_RESOURCES", "false"),
         ]);
         let s = settings(&vars).unwrap();
-        assert!(matches!(s.mapping, MappingSetting::Inline(_)));
+        assert!(matches!(s.mapping.source, MappingSetting::Inline(_)));
         assert!(!s.initialize_port_resources);
         vars.push(("MAPPING_FILE", "m.yaml"));
         let e = settings(&vars).unwrap_err().to_string();
         assert!(e.contains("MAPPING"), "{e}");
+    }
+
+    #[test]
+    fn a_problem_two_sections_report_is_listed_once() {
+        let vars = [
+            ("INTEGRATION_IDENTIFIER", "a/b"),
+            ("MAPPING_ALLOW_ENV", "maybe"),
+        ];
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let get = |k: &str| map.get(k).map(|v| v.to_string());
+        // As the resync function reads them: the resync's settings and the subscriptions'.
+        let e = ConfigError::check(vec![
+            IntegrationIdentifier::from_lookup(get).unwrap_err(),
+            MappingSettings::from_lookup(get).unwrap_err(),
+            IntegrationIdentifier::from_lookup(get).unwrap_err(),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("2 configuration problems"), "{e}");
+        assert_eq!(e.matches("INTEGRATION_IDENTIFIER").count(), 1, "{e}");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! fails here, before any Azure DevOps call.
 //!
 //! The mapping comes from, in order: the catalog's integration record (`integration.config`, where the
-//! peer keeps it and users edit it), else `MAPPING_FILE` or `MAPPING`, else the shipped default.
+//! peer keeps it and users edit it), else `MAPPING_FILE` or `MAPPING`, else the shipped default. It is
+//! read again at most once a minute ([`MappingSource`]), for the resync and the live path alike.
 
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use crate::ado::kinds::{self, Deployment};
 use crate::ado::{AdoClient, AdoError};
@@ -13,9 +16,12 @@ use crate::catalog::defaults::{self, InitReport};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::port::{PortClient, PortConfig};
 use crate::catalog::{Catalog, CatalogAdmin, CatalogError, Failure};
-use crate::config::{CatalogTarget, MappingSetting, Settings};
+use crate::config::{CatalogTarget, MappingSetting, MappingSettings, Settings};
+use crate::mapping::source::{
+    Clock, MappingSource, MappingUnavailable, ResolveMapping, SystemClock,
+};
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
-use crate::resync::{Observer, Resync, RunReport};
+use crate::resync::{self, Observer, ResyncPorts, RunReport};
 
 /// The integration type in the catalog's ownership tag: the same as the Python peer's, so entities it
 /// created are ours when the integration identifier matches.
@@ -58,8 +64,8 @@ pub fn default_mapping(deployment: Deployment) -> &'static str {
 
 /// The shipped default for this organisation: the Server one on Azure DevOps Server (one
 /// `connectionData` call for a server URL, none for a cloud one).
-async fn detected_default(settings: &Settings) -> Result<(String, &'static str), SetupError> {
-    let deployment = Deployment::detect(&AdoClient::new(settings.ado.clone())?).await?;
+async fn detected_default(ado: &AdoClient) -> Result<(String, &'static str), SetupError> {
+    let deployment = Deployment::detect(ado).await?;
     Ok(match deployment {
         Deployment::Services => ("the default mapping".to_owned(), DEFAULT_MAPPING),
         Deployment::Server => (
@@ -71,13 +77,13 @@ async fn detected_default(settings: &Settings) -> Result<(String, &'static str),
 
 /// Loads and compiles the local mapping: `MAPPING_FILE` or `MAPPING` if set, else the shipped default
 /// (the Services one: this makes no request; [`resolve_mapping`] picks the Server default on Server).
-pub fn load_mapping(settings: &Settings) -> Result<CompiledConfig, SetupError> {
+pub fn load_mapping(settings: &MappingSettings) -> Result<CompiledConfig, SetupError> {
     let (origin, text) = local_mapping(settings)?;
-    compile_mapping(&text, &origin, settings.mapping_allow_env)
+    compile_mapping(&text, &origin, settings.allow_env)
 }
 
-fn local_mapping(settings: &Settings) -> Result<(String, String), SetupError> {
-    Ok(match &settings.mapping {
+fn local_mapping(settings: &MappingSettings) -> Result<(String, String), SetupError> {
+    Ok(match &settings.source {
         MappingSetting::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| SetupError::MappingFile {
                 path: path.display().to_string(),
@@ -98,15 +104,18 @@ fn record_mapping(record: &serde_json::Value) -> Option<String> {
         .map(ToString::to_string)
 }
 
-/// Resolves and compiles the mapping in source order, logging the source used.
+/// Resolves and compiles the mapping in source order, logging the source used: the catalog's
+/// integration record (when there is an admin side), else `MAPPING_FILE`/`MAPPING`, else the shipped
+/// default for the product behind `ado`.
 pub async fn resolve_mapping(
-    settings: &Settings,
+    settings: &MappingSettings,
+    ado: &AdoClient,
     admin: Option<&dyn CatalogAdmin>,
 ) -> Result<CompiledConfig, SetupError> {
     if let Some(admin) = admin {
         match admin.integration().await?.as_ref().map(record_mapping) {
             Some(Some(text)) => {
-                if !matches!(settings.mapping, MappingSetting::Default) {
+                if !matches!(settings.source, MappingSetting::Default) {
                     tracing::warn!(
                         "the catalog's integration record has a mapping, which wins over MAPPING_FILE / MAPPING; edit the mapping in the catalog, or empty its config to use the setting"
                     );
@@ -115,22 +124,41 @@ pub async fn resolve_mapping(
                 return compile_mapping(
                     &text,
                     "the catalog's integration record",
-                    settings.mapping_allow_env,
+                    settings.allow_env,
                 );
             }
             Some(None) => tracing::info!("the catalog's integration record has no mapping"),
             None => tracing::info!("the catalog has no integration record"),
         }
     }
-    let (origin, text) = match settings.mapping {
+    let (origin, text) = match settings.source {
         MappingSetting::Default => {
-            let (origin, text) = detected_default(settings).await?;
+            let (origin, text) = detected_default(ado).await?;
             (origin, text.to_owned())
         }
         _ => local_mapping(settings)?,
     };
     tracing::info!(source = %origin, "mapping loaded");
-    compile_mapping(&text, &origin, settings.mapping_allow_env)
+    compile_mapping(&text, &origin, settings.allow_env)
+}
+
+/// The source order as a [`ResolveMapping`], for the [`MappingSource`] of a runtime that reads the
+/// catalog's integration record.
+struct SourceOrder {
+    settings: MappingSettings,
+    ado: AdoClient,
+    admin: Arc<dyn CatalogAdmin>,
+}
+
+#[async_trait]
+impl ResolveMapping for SourceOrder {
+    async fn resolve(&self) -> Result<CompiledConfig, MappingUnavailable> {
+        resolve_mapping(&self.settings, &self.ado, Some(self.admin.as_ref()))
+            .await
+            .map_err(|e| MappingUnavailable {
+                source: Box::new(e),
+            })
+    }
 }
 
 /// The integration record `INITIALIZE_PORT_RESOURCES` creates: the peer's create body, with the
@@ -213,55 +241,105 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
     })
 }
 
-/// Everything a resync needs, built once.
+/// Everything a resync needs, built once: it assembles the ports and supplies them to the use cases.
 pub struct SyncRuntime {
     pub settings: Settings,
     pub ado: AdoClient,
     pub catalog: Arc<dyn Catalog>,
     /// The integration record and blueprints (the Port API only).
     pub admin: Option<Arc<dyn CatalogAdmin>>,
-    pub mapping: CompiledConfig,
-    /// Whether the mapping came from the source order (see [`SyncRuntime::start`]): then every pass reads
-    /// it again, so a warm function follows a mapping edited in the catalog without a cold start.
-    pub refresh_mapping: bool,
+    /// The mapping under its one lifetime rule ([`MappingSource`]): read again at most once a minute
+    /// when it came from the source order ([`SyncRuntime::start`]), fixed otherwise.
+    pub mapping_source: Arc<MappingSource>,
 }
 
 impl SyncRuntime {
     /// The cold start of a function or a CLI run: the mapping in source order (the catalog's
     /// integration record first), which reads the catalog once.
     pub async fn start(settings: Settings) -> Result<Self, SetupError> {
+        Self::start_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`SyncRuntime::start`] with the clock the mapping's lifetime is measured on.
+    pub async fn start_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SetupError> {
         let (catalog, admin) = open(&settings)?;
-        let mapping = resolve_mapping(&settings, admin.as_deref()).await?;
-        let mut runtime = Self::assemble(settings, catalog, admin, mapping)?;
-        runtime.refresh_mapping = true;
-        Ok(runtime)
+        let ado = AdoClient::from_settings(&settings.ado)?;
+        let mapping = resolve_mapping(&settings.mapping, &ado, admin.as_deref()).await?;
+        // Only the integration record changes while a process runs; local settings do not.
+        let source = match &admin {
+            Some(admin) => MappingSource::resolving(
+                mapping,
+                Box::new(SourceOrder {
+                    settings: settings.mapping.clone(),
+                    ado: ado.clone(),
+                    admin: admin.clone(),
+                }),
+                clock,
+            ),
+            None => MappingSource::fixed(mapping),
+        };
+        Ok(Self::from_parts(settings, ado, catalog, admin, source))
     }
 
     /// Without reading the catalog: the local mapping (`MAPPING_FILE`, `MAPPING` or the default).
     pub fn new(settings: Settings) -> Result<Self, SetupError> {
-        let mapping = load_mapping(&settings)?;
+        let mapping = load_mapping(&settings.mapping)?;
         Self::with_mapping(settings, mapping)
     }
 
+    /// The configured adapters with this mapping, fixed.
     pub fn with_mapping(settings: Settings, mapping: CompiledConfig) -> Result<Self, SetupError> {
         let (catalog, admin) = open(&settings)?;
-        Self::assemble(settings, catalog, admin, mapping)
-    }
-
-    fn assemble(
-        settings: Settings,
-        catalog: Arc<dyn Catalog>,
-        admin: Option<Arc<dyn CatalogAdmin>>,
-        mapping: CompiledConfig,
-    ) -> Result<Self, SetupError> {
-        Ok(Self {
-            ado: AdoClient::new(settings.ado.clone())?,
+        let ado = AdoClient::from_settings(&settings.ado)?;
+        Ok(Self::from_parts(
             settings,
+            ado,
             catalog,
             admin,
-            mapping,
-            refresh_mapping: false,
-        })
+            MappingSource::fixed(mapping),
+        ))
+    }
+
+    /// Assembles given parts (tests put fakes in place of the adapters).
+    pub fn from_parts(
+        settings: Settings,
+        ado: AdoClient,
+        catalog: Arc<dyn Catalog>,
+        admin: Option<Arc<dyn CatalogAdmin>>,
+        mapping: MappingSource,
+    ) -> Self {
+        Self {
+            settings,
+            ado,
+            catalog,
+            admin,
+            mapping_source: Arc::new(mapping),
+        }
+    }
+
+    /// The mapping to use now, for the live path: read again when a minute old; when that read fails
+    /// the last good mapping is used (logged), as a live change cannot wait for the catalog.
+    pub async fn mapping(&self) -> Arc<CompiledConfig> {
+        match self.mapping_source.current().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "the mapping could not be read again: using the last one");
+                self.mapping_source.last()
+            }
+        }
+    }
+
+    /// The ports a resync pass takes.
+    pub fn resync_ports(&self) -> ResyncPorts<'_> {
+        ResyncPorts {
+            ado: &self.ado,
+            catalog: self.catalog.as_ref(),
+            mapping: &self.mapping_source,
+            excluded_tags: &self.settings.excluded_tags,
+        }
     }
 
     /// `INITIALIZE_PORT_RESOURCES`: creates the missing default blueprints and, when the mapping is the
@@ -278,7 +356,7 @@ impl SyncRuntime {
                 .map_err(|e| {
                     CatalogError::Invalid(Failure::new("the default blueprints").with_source(e))
                 })?;
-            let record = match self.settings.mapping {
+            let record = match self.settings.mapping.source {
                 MappingSetting::Default => Some(integration_record_for(
                     Deployment::detect(&self.ado).await?,
                 )?),
@@ -300,8 +378,8 @@ impl SyncRuntime {
     }
 
     /// One pass, after [`SyncRuntime::initialize`]. A failed initialization is logged and the pass goes
-    /// on: entities of a blueprint that could not be created fail on their own and are reported. At
-    /// `deadline` the pass stops, reports itself incomplete and deletes nothing.
+    /// on: entities of a blueprint that could not be created fail on their own and are reported. The
+    /// pass itself is [`resync::run`] on this runtime's ports.
     pub async fn resync_until(
         &self,
         observer: &dyn Observer,
@@ -317,34 +395,6 @@ impl SyncRuntime {
             Some(Err(e)) => tracing::error!(error = %e, "port resources could not be initialized"),
             None => {}
         }
-        // Read again at every pass (one GET, a few milliseconds of compiling): the mapping a user edits
-        // in the catalog applies from the next pass, even in a warm function. A mapping that no longer
-        // compiles fails the pass before anything is listed, written or deleted.
-        let refreshed;
-        let mapping = match self.admin.as_deref() {
-            Some(admin) if self.refresh_mapping => {
-                match resolve_mapping(&self.settings, Some(admin)).await {
-                    Ok(m) => {
-                        refreshed = m;
-                        &refreshed
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the mapping could not be read: nothing synced, nothing deleted");
-                        return RunReport::not_started(format!("reading the mapping failed: {e}"));
-                    }
-                }
-            }
-            _ => &self.mapping,
-        };
-        Resync {
-            ado: &self.ado,
-            catalog: self.catalog.as_ref(),
-            mapping,
-            excluded_tags: self.settings.excluded_tags.clone(),
-            observer,
-            deadline,
-        }
-        .run()
-        .await
+        resync::run(self.resync_ports(), observer, deadline).await
     }
 }

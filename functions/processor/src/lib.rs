@@ -71,6 +71,7 @@ mod tests {
     use shared::ado::AdoClient;
     use shared::catalog::embedded::EmbeddedCatalog;
     use shared::config::Settings;
+    use shared::mapping::source::MappingSource;
     use shared::runtime::{SyncRuntime, compile_mapping};
 
     use super::handle;
@@ -84,14 +85,14 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        SyncRuntime {
-            ado: AdoClient::new(settings.ado.clone()).unwrap(),
-            catalog: Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),
-            admin: None,
-            mapping: compile_mapping("resources: []", "unit", false).unwrap(),
-            refresh_mapping: false,
+        let ado = AdoClient::from_settings(&settings.ado).unwrap();
+        SyncRuntime::from_parts(
             settings,
-        }
+            ado,
+            Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),
+            None,
+            MappingSource::fixed(compile_mapping("resources: []", "unit", false).unwrap()),
+        )
     }
 
     /// A release change: this build does not follow releases, so it succeeds without any call.

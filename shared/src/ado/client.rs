@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
 use super::{AdoError, Failure, OrgUrl, Route, Service};
+use crate::config::AdoSettings;
 
 tokio::task_local! {
     static REQUEST_COUNTER: Arc<AtomicU64>;
@@ -53,6 +54,32 @@ impl AdoClientConfig {
             extra_headers: Vec::new(),
             deadline: None,
         }
+    }
+}
+
+impl AdoClientConfig {
+    /// The client of the `ADO_*` settings: the organisation URL in its Azure DevOps form, unset limits
+    /// at their defaults, and the API version the product serves when none is set (Azure DevOps Server
+    /// 2022 serves 7.0 at most; Services serves 7.1).
+    pub fn from_settings(settings: &AdoSettings) -> Result<Self, AdoError> {
+        let org_url = OrgUrl::parse(settings.org_url.as_str())?;
+        let mut cfg = Self::new(org_url, settings.pat.clone());
+        cfg.api_version = match &settings.api_version {
+            Some(v) => v.clone(),
+            None if cfg.org_url.is_cloud() => "7.1".into(),
+            None => "7.0".into(),
+        };
+        if let Some(n) = settings.max_concurrency {
+            cfg.max_concurrency = n;
+        }
+        if let Some(t) = settings.timeout {
+            cfg.timeout = t;
+        }
+        if let Some(n) = settings.max_retries {
+            cfg.max_retries = n;
+        }
+        cfg.extra_headers = settings.extra_headers.clone();
+        Ok(cfg)
     }
 }
 
@@ -201,6 +228,11 @@ enum Attempt {
 }
 
 impl AdoClient {
+    /// The client of the `ADO_*` settings ([`AdoClientConfig::from_settings`]).
+    pub fn from_settings(settings: &AdoSettings) -> Result<Self, AdoError> {
+        Self::new(AdoClientConfig::from_settings(settings)?)
+    }
+
     pub fn new(cfg: AdoClientConfig) -> Result<Self, AdoError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -539,6 +571,46 @@ fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_settings(vars: &[(&str, &str)]) -> Result<AdoClientConfig, AdoError> {
+        let map: std::collections::HashMap<&str, &str> = vars.iter().copied().collect();
+        let settings = AdoSettings::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap();
+        AdoClientConfig::from_settings(&settings)
+    }
+
+    #[test]
+    fn the_settings_api_version_defaults_by_product_and_limits_apply() {
+        let cloud = from_settings(&[
+            ("ADO_ORG_URL", "https://dev.azure.com/contoso"),
+            ("ADO_PAT", "p"),
+            ("ADO_MAX_CONCURRENCY", "3"),
+        ])
+        .unwrap();
+        assert_eq!(cloud.api_version, "7.1");
+        assert_eq!(cloud.max_concurrency, 3);
+        assert_eq!(cloud.timeout, Duration::from_secs(30), "the default");
+        let server = from_settings(&[
+            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
+            ("ADO_PAT", "p"),
+        ])
+        .unwrap();
+        assert_eq!(server.api_version, "7.0");
+        let pinned = from_settings(&[
+            ("ADO_ORG_URL", "https://tfs.local/tfs/Col"),
+            ("ADO_PAT", "p"),
+            ("ADO_API_VERSION", "6.0"),
+        ])
+        .unwrap();
+        assert_eq!(pinned.api_version, "6.0");
+    }
+
+    #[test]
+    fn an_org_url_without_organisation_or_collection_is_refused_when_the_client_is_built() {
+        for url in ["https://dev.azure.com/", "https://tfs.local/"] {
+            let e = from_settings(&[("ADO_ORG_URL", url), ("ADO_PAT", "p")]).unwrap_err();
+            assert!(e.to_string().contains("organisation URL"), "{url}: {e}");
+        }
+    }
 
     #[test]
     fn retry_after_seconds_epoch_and_reset_headers_are_understood() {

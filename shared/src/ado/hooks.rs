@@ -16,7 +16,8 @@ use url::Url;
 
 use super::kinds::FetchContext;
 use super::{AdoClient, AdoError, ApiVersion, Request, Service};
-use crate::config::{ConfigError, DEFAULT_INTEGRATION_IDENTIFIER, Env};
+pub use crate::config::DEFAULT_WEBHOOK_USERNAME;
+use crate::config::{ConfigError, Env, WebhookCredentials};
 
 /// One event we subscribe to, with where its subscriptions live and the payload version we pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +157,6 @@ impl std::fmt::Debug for SubscriptionSettings {
     }
 }
 
-/// The Basic-auth user name sent when only a secret is configured (ADO needs both to send the header).
-pub const DEFAULT_WEBHOOK_USERNAME: &str = "ado-sync";
 /// The query parameter that marks a registered URL as ours.
 pub const MARKER_PARAM: &str = "integration";
 
@@ -182,69 +181,42 @@ impl SubscriptionSettings {
         Self::from_lookup(get).map(Some)
     }
 
+    /// The subscriptions' settings; the credentials follow the one rule of [`WebhookCredentials`], which
+    /// the webhook checks deliveries against. Every problem is reported at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw = get("WEBHOOK_URL").ok_or(ConfigError::Missing {
-            name: "WEBHOOK_URL",
-            hint: "the public URL of the webhook function, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/webhook",
-        })?;
-        let webhook_url = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
-            name: "WEBHOOK_URL",
-            reason: format!("not a URL: {e}"),
-        })?;
-        if !matches!(webhook_url.scheme(), "https" | "http") || webhook_url.host_str().is_none() {
-            return Err(ConfigError::Invalid {
-                name: "WEBHOOK_URL",
-                reason: "must be an https:// URL with a host".into(),
-            });
-        }
-        let secret = get("WEBHOOK_SECRET").map(SecretString::from);
-        let username = get("WEBHOOK_USERNAME").or_else(|| {
-            secret
-                .is_some()
-                .then(|| DEFAULT_WEBHOOK_USERNAME.to_owned())
-        });
-        if username.as_deref().is_some_and(|u| u.contains(':')) {
-            return Err(ConfigError::Invalid {
-                name: "WEBHOOK_USERNAME",
-                reason: "must not contain ':' (Basic auth splits on it)".into(),
-            });
-        }
-        let header = match (get("WEBHOOK_HEADER_NAME"), get("WEBHOOK_HEADER_SECRET")) {
-            (None, None) => None,
-            (Some(name), Some(value)) => {
-                let name = name.trim().to_owned();
-                // ADO takes headers as `Name:value` lines, so neither part may break that format.
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
+        let webhook_url = match get("WEBHOOK_URL") {
+            None => {
+                problems.push(ConfigError::Missing {
+                    name: "WEBHOOK_URL",
+                    hint: "the public URL of the webhook function, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/webhook",
+                });
+                None
+            }
+            Some(raw) => match Url::parse(raw.trim()) {
+                Err(e) => {
+                    problems.push(ConfigError::Invalid {
+                        name: "WEBHOOK_URL",
+                        reason: format!("not a URL: {e}"),
+                    });
+                    None
+                }
+                Ok(url)
+                    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() =>
                 {
-                    return Err(ConfigError::Invalid {
-                        name: "WEBHOOK_HEADER_NAME",
-                        reason: format!("{name:?} is not a valid HTTP header name"),
+                    problems.push(ConfigError::Invalid {
+                        name: "WEBHOOK_URL",
+                        reason: "must be an https:// URL with a host".into(),
                     });
+                    None
                 }
-                if value.contains(['\r', '\n']) {
-                    return Err(ConfigError::Invalid {
-                        name: "WEBHOOK_HEADER_SECRET",
-                        reason: "must be a single line".into(),
-                    });
-                }
-                Some((name, SecretString::from(value)))
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_HEADER_SECRET",
-                    hint: "the header value, required with WEBHOOK_HEADER_NAME",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_HEADER_NAME",
-                    hint: "the header name, required with WEBHOOK_HEADER_SECRET",
-                });
-            }
+                Ok(url) => Some(url),
+            },
         };
+        let credentials = WebhookCredentials::from_lookup(get)
+            .map_err(|e| problems.push(e))
+            .ok();
         let scope = match get("SUBSCRIPTIONS_SCOPE")
             .map(|s| s.trim().to_ascii_lowercase())
             .as_deref()
@@ -252,19 +224,31 @@ impl SubscriptionSettings {
             None | Some("org") => SubscriptionScope::Org,
             Some("project") => SubscriptionScope::PerProject,
             Some(other) => {
-                return Err(ConfigError::Invalid {
+                problems.push(ConfigError::Invalid {
                     name: "SUBSCRIPTIONS_SCOPE",
                     reason: format!("{other:?} is not org or project"),
                 });
+                SubscriptionScope::Org
             }
         };
-        let integration_identifier = get("INTEGRATION_IDENTIFIER")
-            .unwrap_or_else(|| DEFAULT_INTEGRATION_IDENTIFIER.to_owned());
-        if webhook_url.scheme() == "http" && (secret.is_some() || header.is_some()) {
+        let integration_identifier = crate::config::IntegrationIdentifier::from_lookup(get)
+            .map_err(|e| problems.push(e))
+            .ok();
+        ConfigError::check(problems)?;
+        let (
+            Some(webhook_url),
+            Some(WebhookCredentials { basic, header }),
+            Some(crate::config::IntegrationIdentifier(integration_identifier)),
+        ) = (webhook_url, credentials, integration_identifier)
+        else {
+            unreachable!("a missing part is a problem reported above")
+        };
+        if webhook_url.scheme() == "http" && (basic.is_some() || header.is_some()) {
             tracing::warn!(
                 "WEBHOOK_URL is http://: Azure DevOps would send the webhook credentials in clear text"
             );
         }
+        let (username, secret) = basic.map_or((None, None), |(u, s)| (Some(u), Some(s)));
         Ok(Self {
             webhook_url,
             username,

@@ -13,6 +13,7 @@ mod jq;
 mod prelude;
 mod quotes;
 mod regex_cache;
+pub mod source;
 
 pub use config::{
     EntityMappingConfig, MappingNode, PortAppConfig, PortResourceConfig, ResourceConfig,

@@ -35,6 +35,7 @@ use crate::ado::{AdoClient, AdoError};
 use crate::catalog::{
     Catalog, CatalogError, Entity, EntityKey, UpsertOutcome, WriteOptions, WriteReason,
 };
+use crate::mapping::source::MappingSource;
 use crate::mapping::{CompiledConfig, CompiledResource, FieldWarning, ItemOutcome};
 use plan::{BlockFeed, DeletionPlan, SeenKeys};
 
@@ -57,6 +58,43 @@ pub trait Observer: Send + Sync {
 /// Observes nothing.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// What a pass depends on, and nothing more: the runtime supplies these; a test builds them by hand.
+pub struct ResyncPorts<'a> {
+    pub ado: &'a AdoClient,
+    pub catalog: &'a dyn Catalog,
+    /// Read once at the start of the pass, under the mapping's lifetime rule.
+    pub mapping: &'a MappingSource,
+    /// Projects carrying any of these tags are skipped by every kind.
+    pub excluded_tags: &'a [String],
+}
+
+/// One pass with the mapping of the moment. A mapping that cannot be read (or no longer compiles)
+/// fails the pass before anything is listed, written or deleted. At `deadline` the pass stops, reports
+/// itself incomplete and deletes nothing.
+pub async fn run(
+    ports: ResyncPorts<'_>,
+    observer: &dyn Observer,
+    deadline: Option<Instant>,
+) -> RunReport {
+    let mapping = match ports.mapping.current().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "the mapping could not be read: nothing synced, nothing deleted");
+            return RunReport::not_started(e.to_string());
+        }
+    };
+    Resync {
+        ado: ports.ado,
+        catalog: ports.catalog,
+        mapping: &mapping,
+        excluded_tags: ports.excluded_tags.to_vec(),
+        observer,
+        deadline,
+    }
+    .run()
+    .await
+}
 
 /// One pass over every resource block of the mapping.
 pub struct Resync<'a> {
@@ -783,10 +821,99 @@ fn order_constraints(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
     use serde_json::json;
 
     use super::*;
+    use crate::catalog::embedded::EmbeddedCatalog;
+    use crate::config::AdoSettings;
+    use crate::mapping::source::{MAPPING_TTL, ManualClock, MappingUnavailable, ResolveMapping};
     use crate::runtime::compile_mapping;
+
+    /// Nothing listens on port 9: a pass that reached Azure DevOps fails, and counts the request.
+    fn unreachable_ado() -> AdoClient {
+        AdoClient::from_settings(
+            &AdoSettings::from_lookup(|k| match k {
+                "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
+                "ADO_PAT" => Some("pat".into()),
+                "ADO_MAX_RETRIES" => Some("0".into()),
+                _ => None,
+            })
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    const PROJECTS: &str = r#"{"resources": [{"kind": "project", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"p\""}}}}]}"#;
+
+    /// The mapping's sources: the project block, or a failure.
+    struct Sources(bool);
+
+    #[async_trait]
+    impl ResolveMapping for Sources {
+        async fn resolve(&self) -> Result<CompiledConfig, MappingUnavailable> {
+            if self.0 {
+                Ok(compile_mapping(PROJECTS, "unit", false).unwrap())
+            } else {
+                Err(MappingUnavailable {
+                    source: "the catalog answered 503".into(),
+                })
+            }
+        }
+    }
+
+    /// A mapping without blocks when read at start; `sources` once a minute has passed.
+    fn mapping_a_minute_later(sources: Sources) -> MappingSource {
+        let clock = Arc::new(ManualClock::default());
+        let source = MappingSource::resolving(
+            compile_mapping("resources: []", "unit", false).unwrap(),
+            Box::new(sources),
+            clock.clone(),
+        );
+        clock.advance(MAPPING_TTL + Duration::from_secs(1));
+        source
+    }
+
+    #[tokio::test]
+    async fn a_pass_whose_mapping_cannot_be_read_again_lists_writes_and_deletes_nothing() {
+        let ado = unreachable_ado();
+        let catalog = EmbeddedCatalog::in_memory("unit".into()).unwrap();
+        let mapping = mapping_a_minute_later(Sources(false));
+        let ports = ResyncPorts {
+            ado: &ado,
+            catalog: &catalog,
+            mapping: &mapping,
+            excluded_tags: &[],
+        };
+        let report = run(ports, &Quiet, None).await;
+        assert!(!report.succeeded());
+        assert!(report.kinds.is_empty());
+        let said = report.render();
+        assert!(said.contains("reading the mapping failed"), "{said}");
+        assert!(said.contains("503"), "{said}");
+        assert_eq!(ado.requests_made(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pass_runs_the_mapping_of_the_moment() {
+        let ado = unreachable_ado();
+        let catalog = EmbeddedCatalog::in_memory("unit".into()).unwrap();
+        let mapping = mapping_a_minute_later(Sources(true));
+        let ports = ResyncPorts {
+            ado: &ado,
+            catalog: &catalog,
+            mapping: &mapping,
+            excluded_tags: &[],
+        };
+        let report = run(ports, &Quiet, None).await;
+        let kinds: Vec<&str> = report.kinds.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["project"], "{}", report.render());
+        assert!(!report.succeeded(), "Azure DevOps is unreachable");
+        assert!(ado.requests_made() > 0);
+    }
 
     #[test]
     fn blocks_wait_only_for_earlier_blocks_that_may_write_the_same_blueprint() {

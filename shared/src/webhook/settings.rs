@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, WebhookCredentials};
 
 /// Lambda's own cap on a synchronous request payload (Function URL and API Gateway alike).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -45,58 +45,14 @@ impl WebhookSettings {
     }
 
     /// Reads settings through `get` (the environment, or a map in tests). Blank values count as unset.
+    /// The credentials follow the one rule of [`WebhookCredentials`], shared with the subscriptions;
+    /// every problem is reported at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-
-        let basic = match (get("WEBHOOK_USERNAME"), get("WEBHOOK_SECRET")) {
-            (Some(user), Some(secret)) => Some((user, SecretString::from(secret))),
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_USERNAME",
-                    hint: "the Basic username the service-hook subscriptions send with WEBHOOK_SECRET",
-                });
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_SECRET",
-                    hint: "the Basic password the service-hook subscriptions send with WEBHOOK_USERNAME",
-                });
-            }
-            (None, None) => None,
-        };
-
-        let header = match (get("WEBHOOK_HEADER_NAME"), get("WEBHOOK_HEADER_SECRET")) {
-            (Some(name), Some(secret)) => {
-                let name = name.trim().to_ascii_lowercase();
-                if !name.bytes().all(is_header_name_byte) {
-                    return Err(ConfigError::Invalid {
-                        name: "WEBHOOK_HEADER_NAME",
-                        reason: format!("{name:?} is not an HTTP header name"),
-                    });
-                }
-                // Both checks would read the one Authorization header, and no value passes both.
-                if name == "authorization" && basic.is_some() {
-                    return Err(ConfigError::Invalid {
-                        name: "WEBHOOK_HEADER_NAME",
-                        reason: "authorization is taken by WEBHOOK_USERNAME/WEBHOOK_SECRET".into(),
-                    });
-                }
-                Some((name, SecretString::from(secret)))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_HEADER_NAME",
-                    hint: "the header that carries WEBHOOK_HEADER_SECRET",
-                });
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "WEBHOOK_HEADER_SECRET",
-                    hint: "the value the WEBHOOK_HEADER_NAME header must carry",
-                });
-            }
-            (None, None) => None,
-        };
+        let mut problems = Vec::new();
+        let credentials = WebhookCredentials::from_lookup(get)
+            .map_err(|e| problems.push(e))
+            .ok();
 
         let allow_unauthenticated = match get("WEBHOOK_ALLOW_UNAUTHENTICATED")
             .map(|v| v.trim().to_ascii_lowercase())
@@ -105,16 +61,21 @@ impl WebhookSettings {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
             Some(other) => {
-                return Err(ConfigError::Invalid {
+                problems.push(ConfigError::Invalid {
                     name: "WEBHOOK_ALLOW_UNAUTHENTICATED",
                     reason: format!("{other:?} is not true or false"),
                 });
+                false
             }
         };
-        if basic.is_none() && header.is_none() && !allow_unauthenticated {
-            return Err(ConfigError::Missing {
+        if credentials
+            .as_ref()
+            .is_some_and(WebhookCredentials::is_empty)
+            && !allow_unauthenticated
+        {
+            problems.push(ConfigError::Missing {
                 name: "WEBHOOK_SECRET",
-                hint: "with WEBHOOK_USERNAME (Basic), or WEBHOOK_HEADER_NAME with WEBHOOK_HEADER_SECRET; \
+                hint: "(with WEBHOOK_USERNAME, default ado-sync) for Basic, or WEBHOOK_HEADER_NAME with WEBHOOK_HEADER_SECRET; \
                        set WEBHOOK_ALLOW_UNAUTHENTICATED=true only to run open on purpose",
             });
         }
@@ -124,17 +85,21 @@ impl WebhookSettings {
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
                 _ => {
-                    return Err(ConfigError::Invalid {
+                    problems.push(ConfigError::Invalid {
                         name: "WEBHOOK_MAX_BODY_BYTES",
                         reason: format!("{v:?} is not a whole number from 1024 to 67108864"),
                     });
+                    DEFAULT_MAX_BODY_BYTES
                 }
             },
         };
-
+        ConfigError::check(problems)?;
+        let WebhookCredentials { basic, header } =
+            credentials.expect("unreadable credentials are a problem reported above");
         Ok(Self {
             basic,
-            header,
+            // Header names are case-insensitive; the check looks the lowercase name up.
+            header: header.map(|(name, value)| (name.to_ascii_lowercase(), value)),
             allow_unauthenticated,
             max_body_bytes,
         })
@@ -144,11 +109,6 @@ impl WebhookSettings {
     pub fn is_open(&self) -> bool {
         self.basic.is_none() && self.header.is_none()
     }
-}
-
-/// RFC 9110 `tchar`, lowercase only (the name was lowercased already).
-fn is_header_name_byte(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -183,7 +143,6 @@ mod tests {
 
     #[test]
     fn half_a_credential_names_the_missing_half() {
-        assert!(error(&[("WEBHOOK_SECRET", "s")]).contains("WEBHOOK_USERNAME"));
         assert!(error(&[("WEBHOOK_USERNAME", "u")]).contains("WEBHOOK_SECRET"));
         assert!(error(&[("WEBHOOK_HEADER_SECRET", "s")]).contains("WEBHOOK_HEADER_NAME"));
         assert!(error(&[("WEBHOOK_HEADER_NAME", "x-hook")]).contains("WEBHOOK_HEADER_SECRET"));
@@ -259,5 +218,114 @@ mod tests {
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("ado") && debug.contains("x-hook"), "{debug}");
+    }
+
+    /// Azure DevOps' delivery of a subscription's `consumerInputs`: the Basic header from the user name
+    /// and password, and each `Name:value` line of `httpHeaders` as a header.
+    fn delivery_headers(body: &serde_json::Value) -> reqwest::header::HeaderMap {
+        use base64::Engine;
+        use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+        let inputs = &body["consumerInputs"];
+        let mut headers = HeaderMap::new();
+        if let (Some(user), Some(password)) = (
+            inputs["basicAuthUsername"].as_str(),
+            inputs["basicAuthPassword"].as_str(),
+        ) {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            headers.insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+            );
+        }
+        if let Some(lines) = inputs["httpHeaders"].as_str() {
+            for line in lines.lines() {
+                let (name, value) = line.split_once(':').unwrap();
+                headers.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn the_webhook_and_the_subscriptions_read_the_credentials_with_one_rule() {
+        use crate::ado::hooks::{CATALOGUE, DesiredSubscription, SubscriptionSettings};
+        use crate::webhook::authenticate;
+
+        let cases: &[&[(&str, &str)]] = &[
+            // A secret alone: both default the user name.
+            &[("WEBHOOK_SECRET", "pw")],
+            &[("WEBHOOK_USERNAME", "ado"), ("WEBHOOK_SECRET", "pw")],
+            &[
+                ("WEBHOOK_HEADER_NAME", "X-Hook-Key"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            &[
+                ("WEBHOOK_SECRET", "pw"),
+                ("WEBHOOK_HEADER_NAME", "X-Hook-Key"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            // Refused by both, naming the same setting.
+            &[("WEBHOOK_USERNAME", "ado")],
+            &[("WEBHOOK_HEADER_NAME", "X-Hook-Key")],
+            &[("WEBHOOK_HEADER_SECRET", "v")],
+            &[
+                ("WEBHOOK_HEADER_NAME", "Bad Name"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+            &[
+                ("WEBHOOK_HEADER_NAME", "X-K"),
+                ("WEBHOOK_HEADER_SECRET", "a\r\nb"),
+            ],
+            &[("WEBHOOK_USERNAME", "a:b"), ("WEBHOOK_SECRET", "pw")],
+            &[
+                ("WEBHOOK_SECRET", "pw"),
+                ("WEBHOOK_HEADER_NAME", "Authorization"),
+                ("WEBHOOK_HEADER_SECRET", "v"),
+            ],
+        ];
+        for vars in cases {
+            let webhook = settings(vars);
+            let mut with_url = vars.to_vec();
+            with_url.push(("WEBHOOK_URL", "https://hooks.example.com/webhook"));
+            let map: HashMap<&str, &str> = with_url.iter().copied().collect();
+            let subscriptions =
+                SubscriptionSettings::from_lookup(|k| map.get(k).map(|v| v.to_string()));
+            match (webhook, subscriptions) {
+                (Ok(webhook), Ok(subscriptions)) => {
+                    // What the subscriptions register is what the webhook accepts.
+                    let body = DesiredSubscription {
+                        event: &CATALOGUE[0],
+                        project_id: None,
+                    }
+                    .body(&subscriptions);
+                    let headers = delivery_headers(&body);
+                    assert_eq!(authenticate(&webhook, &headers), Ok(()), "{vars:?}");
+                }
+                (Err(a), Err(b)) => {
+                    let named = |e: ConfigError| {
+                        let mut names: Vec<&str> = e
+                            .into_list()
+                            .into_iter()
+                            .map(|p| match p {
+                                ConfigError::Missing { name, .. }
+                                | ConfigError::Invalid { name, .. }
+                                | ConfigError::Secret { name, .. } => name,
+                                ConfigError::Several(_) => unreachable!("flattened"),
+                            })
+                            .collect();
+                        names.sort_unstable();
+                        names
+                    };
+                    let (a, b) = (named(a), named(b));
+                    assert!(!a.is_empty(), "{vars:?}");
+                    assert_eq!(a, b, "{vars:?}");
+                }
+                (a, b) => panic!("{vars:?}: the webhook says {a:?}, the subscriptions {b:?}"),
+            }
+        }
     }
 }

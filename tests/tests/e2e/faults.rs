@@ -246,7 +246,8 @@ async fn prepare() -> Result<Prepared, String> {
     let mut faulty = runtime_for(&org.sim, DEFAULT_MAPPING, &faulty_env());
     faulty.catalog = catalog;
     let blueprints = faulty
-        .mapping
+        .mapping_source
+        .last()
         .config()
         .resources
         .iter()

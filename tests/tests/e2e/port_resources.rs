@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
+use shared::mapping::source::{MAPPING_TTL, ManualClock};
 use shared::runtime::{DEFAULT_BLUEPRINTS, SyncRuntime, default_integration_record};
 use sim::RunningSim;
 
@@ -83,7 +86,7 @@ async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_seco
         .expect("runtime");
     let default = default_integration_record().unwrap();
     assert_eq!(
-        runtime.mapping.resources().len(),
+        runtime.mapping_source.last().resources().len(),
         default["config"]["resources"].as_array().unwrap().len()
     );
 }
@@ -108,7 +111,11 @@ async fn a_users_blueprint_and_mapping_are_left_alone_and_the_mapping_is_used() 
     let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
-    assert_eq!(runtime.mapping.resources().len(), 1, "the record's mapping");
+    assert_eq!(
+        runtime.mapping_source.last().resources().len(),
+        1,
+        "the record's mapping"
+    );
     let report = runtime
         .initialize()
         .await
@@ -157,7 +164,7 @@ fn project_block() -> Value {
 }
 
 #[tokio::test]
-async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass() {
+async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_once_it_is_a_minute_old() {
     let sim = start_sim().await;
     let store = sim.catalog.store();
     let record =
@@ -165,7 +172,8 @@ async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass()
     store
         .put_integration("e2e", &record(json!([project_block()])))
         .unwrap();
-    let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
+    let clock = Arc::new(ManualClock::default());
+    let runtime = SyncRuntime::start_with_clock(settings_for(&sim, &init_on()), clock.clone())
         .await
         .expect("runtime");
     let quiet = shared::resync::Quiet;
@@ -177,7 +185,8 @@ async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass()
     assert!(projects > 0);
     assert_eq!(count("azureDevopsRepository"), 0);
 
-    // Edited in the catalog: the same warm runtime uses it at its next pass.
+    // Edited in the catalog: the same warm runtime uses it once its mapping is a minute old, for the
+    // resync and the live path alike; not before.
     let repositories = json!({
         "kind": "repository",
         "selector": {"query": "true"},
@@ -188,6 +197,34 @@ async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass()
     store
         .put_integration("e2e", &record(json!([project_block(), repositories])))
         .unwrap();
+    let reads = || {
+        sim.catalog
+            .request_counts()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("GET ") && k.contains("integration"))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let early = runtime.resync(&quiet).await;
+    assert_eq!(
+        early.kinds.len(),
+        1,
+        "within the minute: the mapping read at start"
+    );
+    let before = reads();
+    for _ in 0..3 {
+        assert_eq!(runtime.mapping().await.resources().len(), 1);
+    }
+    assert_eq!(reads(), before, "no read of the record within the minute");
+    clock.advance(MAPPING_TTL);
+    for _ in 0..3 {
+        assert_eq!(
+            runtime.mapping().await.resources().len(),
+            2,
+            "the live path"
+        );
+    }
+    assert_eq!(reads(), before + 1, "one read at the minute");
     let second = runtime.resync(&quiet).await;
     assert!(second.succeeded(), "{}", second.render());
     assert_eq!(second.kinds.len(), 2);
@@ -201,6 +238,7 @@ async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_at_its_next_pass()
     }]);
     store.put_integration("e2e", &record(broken)).unwrap();
     let before = writes(&sim);
+    clock.advance(MAPPING_TTL);
     let third = runtime.resync(&quiet).await;
     assert!(!third.succeeded());
     assert!(third.kinds.is_empty());

@@ -110,7 +110,8 @@ async fn on_azure_devops_services_the_same_kinds_list() {
 
 fn kinds_of(runtime: &SyncRuntime) -> Vec<String> {
     runtime
-        .mapping
+        .mapping_source
+        .last()
         .resources()
         .iter()
         .map(|r| r.kind().to_owned())

@@ -24,10 +24,7 @@ use super::{
     WriteOptions, datasource, ownership_filter, user_agent,
 };
 
-/// Port's EU API (the default).
-pub const PORT_EU_BASE_URL: &str = "https://api.getport.io";
-/// Port's US API.
-pub const PORT_US_BASE_URL: &str = "https://api.us.getport.io";
+pub use crate::config::{PORT_EU_BASE_URL, PORT_US_BASE_URL};
 
 /// Port's documented bulk limits.
 const MAX_BULK_ENTITIES: usize = 20;
