@@ -195,7 +195,7 @@ async fn live_change(
     let mut applied = 0;
     for received in queue.receive(10, Duration::from_secs(5)).await? {
         let message: shared::queue::ChangeMessage = serde_json::from_str(&received.body)?;
-        shared::sync::apply(runtime, &message).await?;
+        runtime.apply(&message).await?;
         queue.ack(&received.receipt).await?;
         applied += 1;
     }

@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
 use shared::config::{ConfigError, Env, QueueSettings, ResyncSchedule, Settings};
 use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch, apply_change};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};

@@ -21,7 +21,9 @@ use crate::mapping::source::{
     Clock, MappingSource, MappingUnavailable, ResolveMapping, SystemClock,
 };
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
+use crate::queue::ChangeMessage;
 use crate::resync::{self, Observer, ResyncPorts, RunReport};
+use crate::sync::{self, Applied, LivePorts, SyncError};
 
 /// The integration type in the catalog's ownership tag: the same as the Python peer's, so entities it
 /// created are ours when the integration identifier matches.
@@ -340,6 +342,18 @@ impl SyncRuntime {
             mapping: &self.mapping_source,
             excluded_tags: &self.settings.excluded_tags,
         }
+    }
+
+    /// Applies one live change ([`sync::apply`]) with this runtime's ports and the mapping as it is now.
+    pub async fn apply(&self, message: &ChangeMessage) -> Result<Applied, SyncError> {
+        let mapping = self.mapping().await;
+        let ports = LivePorts {
+            ado: &self.ado,
+            catalog: self.catalog.as_ref(),
+            mapping: &mapping,
+            excluded_tags: &self.settings.excluded_tags,
+        };
+        sync::apply(ports, message).await
     }
 
     /// `INITIALIZE_PORT_RESOURCES`: creates the missing default blueprints and, when the mapping is the

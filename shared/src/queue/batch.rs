@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::ChangeMessage;
 use crate::runtime::SyncRuntime;
-use crate::sync::{self, Applied, SyncError};
+use crate::sync::{Applied, SyncError};
 
 /// One received record, as the batch flow needs it.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +158,7 @@ pub async fn apply_change(
     runtime: &SyncRuntime,
     message: &ChangeMessage,
 ) -> Result<Applied, SyncError> {
-    let applied = sync::apply(runtime, message).await?;
+    let applied = runtime.apply(message).await?;
     tracing::info!(
         kinds = ?applied.kinds,
         upserted = applied.upserted,

@@ -14,7 +14,6 @@ use crate::ado::{AdoClient, AdoError};
 use crate::catalog::{Catalog, CatalogError, UpsertOutcome, WriteOptions, WriteReason};
 use crate::mapping::{CompiledConfig, CompiledResource};
 use crate::queue::message::{ChangeMessage, MESSAGE_VERSION};
-use crate::runtime::SyncRuntime;
 use plan::LivePlan;
 
 /// What applying one change did.
@@ -153,17 +152,6 @@ pub struct LivePorts<'a> {
     pub excluded_tags: &'a [String],
 }
 
-impl<'a> From<&'a SyncRuntime> for LivePorts<'a> {
-    fn from(runtime: &'a SyncRuntime) -> Self {
-        Self {
-            ado: &runtime.ado,
-            catalog: runtime.catalog.as_ref(),
-            mapping: &runtime.mapping,
-            excluded_tags: &runtime.settings.excluded_tags,
-        }
-    }
-}
-
 /// The kinds a change refreshes, in registry order: those that declare its event type.
 pub fn refreshed_kinds(message: &ChangeMessage) -> Vec<&'static str> {
     kinds::refreshed_by(&message.event_type)
@@ -173,12 +161,8 @@ pub fn refreshed_kinds(message: &ChangeMessage) -> Vec<&'static str> {
 
 /// Applies one change: every kind that follows its event type and has resource blocks in the mapping
 /// reads back what the change names and writes it. Safe to repeat: every write is derived from Azure
-/// DevOps' current state. Takes the [`LivePorts`] (a `&SyncRuntime` supplies them).
-pub async fn apply<'a>(
-    ports: impl Into<LivePorts<'a>>,
-    message: &ChangeMessage,
-) -> Result<Applied, SyncError> {
-    let ports = ports.into();
+/// DevOps' current state. Takes the [`LivePorts`] ([`crate::runtime::SyncRuntime::apply`] supplies them).
+pub async fn apply(ports: LivePorts<'_>, message: &ChangeMessage) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
         return Err(SyncError::permanent(
             format!("message {}", message.event_id),

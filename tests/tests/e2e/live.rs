@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 use shared::queue::memory::MemoryQueue;
 use shared::queue::message::{Change, ChangeMessage};
-use shared::sync::{self, Applied};
+use shared::sync::Applied;
 use shared::webhook::{WebhookSettings, accept};
 
 use crate::helpers::{Setup, TestOrg, failed_ids, kind, message_of, set_message, sqs_event};
@@ -109,9 +109,9 @@ async fn the_same_message_applied_twice_changes_the_catalog_once() {
         .update_work_item(7, fields(&[("System.Title", "Once")]));
     let message = message_of(&sqs_event(UPDATED).records[0]);
 
-    let first = sync::apply(&org.runtime, &message).await.unwrap();
+    let first = org.runtime.apply(&message).await.unwrap();
     let after_first = org.catalog_entity("workItem", &work_item_key(7));
-    let second = sync::apply(&org.runtime, &message).await.unwrap();
+    let second = org.runtime.apply(&message).await.unwrap();
     let after_second = org.catalog_entity("workItem", &work_item_key(7));
 
     assert_eq!(
@@ -145,8 +145,8 @@ async fn updates_applied_out_of_order_leave_the_catalog_equal_to_the_simulator()
     let mut rev3 = update_of(7);
     rev3.event_id = "rev-3".into();
 
-    sync::apply(&org.runtime, &rev3).await.unwrap();
-    sync::apply(&org.runtime, &rev2).await.unwrap();
+    org.runtime.apply(&rev3).await.unwrap();
+    org.runtime.apply(&rev2).await.unwrap();
 
     assert_eq!(title(&org, 7), Some(json!("rev 3")));
     // The live write is exactly what a resync writes: the next pass finds nothing to change.
@@ -187,7 +187,7 @@ async fn a_delete_without_a_snapshot_still_finds_the_entity() {
         snapshot: None,
     };
 
-    let applied = sync::apply(&org.runtime, &message).await.unwrap();
+    let applied = org.runtime.apply(&message).await.unwrap();
 
     assert_eq!(applied.deleted, 1, "{applied:?}");
     assert!(org.catalog_entity("workItem", &work_item_key(13)).is_none());
@@ -226,7 +226,7 @@ async fn an_update_that_no_longer_passes_the_selector_deletes_the_entity() {
         .ado
         .update_work_item(7, fields(&[("System.State", "Closed")]));
 
-    let applied = sync::apply(&org.runtime, &update_of(7)).await.unwrap();
+    let applied = org.runtime.apply(&update_of(7)).await.unwrap();
 
     assert_eq!(applied.upserted, 0);
     assert_eq!(applied.deleted, 1);
@@ -320,7 +320,7 @@ async fn a_change_in_a_project_with_an_excluded_tag_does_nothing() {
     let mut message = update_of(70);
     message.project_id = Some(ARCHIVED_PROJECT.parse().unwrap());
 
-    let applied = sync::apply(&org.runtime, &message).await.unwrap();
+    let applied = org.runtime.apply(&message).await.unwrap();
 
     assert_eq!(applied, Applied::default());
     assert!(org.catalog_ids("workItem").is_empty());
@@ -341,14 +341,14 @@ async fn a_removed_repository_is_deleted_and_a_push_refreshes_a_live_one() {
         deleted: true,
     };
     assert!(org.sim.ado.remove_repository(&repos[0]));
-    let gone = sync::apply(&org.runtime, &message).await.unwrap();
+    let gone = org.runtime.apply(&message).await.unwrap();
 
     message.event_type = "git.push".into();
     message.change = Change::Push {
         repository_id: repos[1].parse().unwrap(),
         ref_updates: vec![],
     };
-    let pushed = sync::apply(&org.runtime, &message).await.unwrap();
+    let pushed = org.runtime.apply(&message).await.unwrap();
 
     assert_eq!(gone.deleted, 1, "{gone:?}");
     assert!(!org.catalog_ids("repository").contains(&repos[0]));
@@ -376,7 +376,7 @@ async fn a_completed_build_refreshes_its_pipeline() {
         definition_id: Some(pipeline_id),
     };
 
-    let applied = sync::apply(&org.runtime, &message).await.unwrap();
+    let applied = org.runtime.apply(&message).await.unwrap();
 
     assert_eq!(applied.kinds, ["pipeline"]);
     assert_eq!(applied.upserted, 1);
@@ -468,7 +468,7 @@ async fn a_deleted_work_item_without_a_project_is_removed_through_its_snapshot_s
         })),
     };
 
-    let applied = sync::apply(&org.runtime, &message).await.unwrap();
+    let applied = org.runtime.apply(&message).await.unwrap();
 
     assert_eq!(applied.deleted, 1, "{applied:?}");
     assert!(!org.catalog_ids("workItem").contains(&key));
@@ -485,7 +485,9 @@ async fn a_vanished_work_item_that_names_no_project_is_left_to_the_resync() {
     let before = org.catalog_ids("workItem");
 
     // A message queued before the webhook required a project, for an item deleted since.
-    let applied = sync::apply(&org.runtime, &without_project(update_of(id)))
+    let applied = org
+        .runtime
+        .apply(&without_project(update_of(id)))
         .await
         .unwrap();
 

@@ -3,7 +3,6 @@
 
 use serde_json::Value;
 use shared::queue::message::{Change, ChangeMessage, MESSAGE_VERSION, RefUpdate};
-use shared::sync;
 
 use crate::helpers::{Setup, TestOrg, kind};
 
@@ -95,7 +94,7 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
         },
     );
     let before = org.sim.ado.request_counts();
-    let applied = sync::apply(&org.runtime, &msg).await.unwrap();
+    let applied = org.runtime.apply(&msg).await.unwrap();
     for k in [
         "pipeline",
         "build",
@@ -147,7 +146,7 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
             stage_id: Some(stage_id.parse().unwrap()),
         },
     );
-    let applied = sync::apply(&org.runtime, &msg).await.unwrap();
+    let applied = org.runtime.apply(&msg).await.unwrap();
     // pipeline, pipeline-run, one stage, build, the deployment record.
     assert_eq!(applied.upserted, 5, "{applied:?}");
 }
@@ -164,7 +163,7 @@ async fn release_events_refresh_the_release_its_definition_and_its_deployment() 
             definition_id: None,
         },
     );
-    let applied = sync::apply(&org.runtime, &created).await.unwrap();
+    let applied = org.runtime.apply(&created).await.unwrap();
     assert_eq!(applied.kinds, ["release", "release-definition"]);
     let release = org
         .catalog_entity("azureDevopsRelease", &format!("{project}/3"))
@@ -187,7 +186,7 @@ async fn release_events_refresh_the_release_its_definition_and_its_deployment() 
             deployment_id: None,
         },
     );
-    let applied = sync::apply(&org.runtime, &deployed).await.unwrap();
+    let applied = org.runtime.apply(&deployed).await.unwrap();
     assert_eq!(applied.kinds, ["release", "release-deployment"]);
     // Release 3's deployment to Prod (definition 1, environment 2).
     let d = org
@@ -223,7 +222,7 @@ async fn an_alert_event_upserts_the_alert_and_one_outside_the_criteria_is_remove
         .into_iter()
         .find(|p| org.sim.ado.repository_ids(p).iter().any(|r| r == repo));
     msg.project_id = owner.map(|p| p.parse().unwrap());
-    let applied = sync::apply(&org.runtime, &msg).await.unwrap();
+    let applied = org.runtime.apply(&msg).await.unwrap();
     assert_eq!(applied.kinds, ["advanced-security-alert"]);
     assert_eq!(applied.upserted, 1, "{applied:?}");
 
@@ -233,7 +232,7 @@ async fn an_alert_event_upserts_the_alert_and_one_outside_the_criteria_is_remove
         "states: [autoDismissed]",
     );
     let runtime = crate::helpers::runtime_for(&org.sim, &narrow, &[]);
-    let applied = sync::apply(&runtime, &msg).await.unwrap();
+    let applied = runtime.apply(&msg).await.unwrap();
     assert_eq!(applied.deleted, 1, "{applied:?}");
     assert!(!org.catalog_ids("azureDevopsSecurityAlert").contains(&some));
 }
@@ -263,7 +262,7 @@ async fn a_push_creates_moves_and_deletes_branches_and_still_refreshes_the_repos
             ],
         },
     );
-    let applied = sync::apply(&org.runtime, &msg).await.unwrap();
+    let applied = org.runtime.apply(&msg).await.unwrap();
     assert_eq!(applied.kinds, ["repository", "branch"]);
     assert_eq!(
         applied.upserted, 2,
@@ -283,7 +282,7 @@ async fn a_push_creates_moves_and_deletes_branches_and_still_refreshes_the_repos
             new_object_id: sha('0'),
         }],
     };
-    let applied = sync::apply(&org.runtime, &gone).await.unwrap();
+    let applied = org.runtime.apply(&gone).await.unwrap();
     assert_eq!(applied.deleted, 1, "{applied:?}");
     assert!(org.catalog_entity("azureDevopsBranch", &key).is_none());
 }

@@ -3,7 +3,6 @@
 
 use serde_json::json;
 use shared::queue::message::{Change, RefUpdate};
-use shared::sync;
 
 use crate::helpers::{Setup, TestOrg, message_of, sqs_event};
 
@@ -91,7 +90,9 @@ async fn a_push_to_the_default_branch_refreshes_files_and_one_to_a_folder_branch
         "{\"version\": \"9.9.9\"}",
     );
 
-    let applied = sync::apply(&org.runtime, &push(&org, platform, default))
+    let applied = org
+        .runtime
+        .apply(&push(&org, platform, default))
         .await
         .unwrap();
     assert_eq!(applied.kinds, ["repository", "file"]);
@@ -108,12 +109,16 @@ async fn a_push_to_the_default_branch_refreshes_files_and_one_to_a_folder_branch
     );
 
     // A branch no file or folder block reads: only the repository is refreshed.
-    let other = sync::apply(&org.runtime, &push(&org, platform, "develop"))
+    let other = org
+        .runtime
+        .apply(&push(&org, platform, "develop"))
         .await
         .unwrap();
     assert_eq!(other.kinds, ["repository"]);
 
-    let folders = sync::apply(&org.runtime, &push(&org, gateway, "develop"))
+    let folders = org
+        .runtime
+        .apply(&push(&org, gateway, "develop"))
         .await
         .unwrap();
     assert_eq!(folders.kinds, ["repository", "folder"]);

@@ -332,7 +332,7 @@ impl<'a> LiveContext<'a> {
 /// The id of a project as Azure DevOps answered it, checked before it goes into a path.
 pub(crate) fn project_id_of(project: &Value) -> Result<Guid, AdoError> {
     Guid::parse(str_field(project, "id"))
-        .map_err(|e| AdoError::Permanent(format!("the project's id: {e}")))
+        .map_err(|e| AdoError::permanent(format!("the project's id: {e}")))
 }
 
 /// A GUID from an Azure DevOps answer; one that is not a GUID counts as absent.
