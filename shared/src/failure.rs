@@ -44,6 +44,12 @@ pub type Cause = Arc<dyn StdError + Send + Sync + 'static>;
 /// `context: METHOD /path: HTTP status: detail: body excerpt: cause`, each part only when known.
 #[derive(Clone, Default)]
 pub struct Failure {
+    // Boxed: errors travel in every `Result` of the clients, and the detail is rarely needed.
+    d: Box<Detail>,
+}
+
+#[derive(Clone, Default)]
+struct Detail {
     /// What the caller was doing, outermost first.
     context: Vec<String>,
     route: Option<Route>,
@@ -59,10 +65,9 @@ pub struct Failure {
 impl Failure {
     /// A failure described in words only (a bad setting, an answer missing a field).
     pub fn new(detail: impl Into<String>) -> Self {
-        Self {
-            detail: Some(detail.into()),
-            ..Self::default()
-        }
+        let mut f = Self::default();
+        f.d.detail = Some(detail.into());
+        f
     }
 
     /// A failure whose underlying error says it all (a local store, a parse error).
@@ -72,19 +77,18 @@ impl Failure {
 
     /// A failure of one request; add the status, body and cause with the builder methods.
     pub fn request(route: Route) -> Self {
-        Self {
-            route: Some(route),
-            ..Self::default()
-        }
+        let mut f = Self::default();
+        f.d.route = Some(route);
+        f
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = Some(status);
+        self.d.status = Some(status);
         self
     }
 
     pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
-        self.retry_after = wait;
+        self.d.retry_after = wait;
         self
     }
 
@@ -92,7 +96,7 @@ impl Failure {
     pub fn with_body(mut self, body: impl AsRef<str>) -> Self {
         let body = body.as_ref().trim();
         if !body.is_empty() {
-            self.body = Some(excerpt(body));
+            self.d.body = Some(excerpt(body));
         }
         self
     }
@@ -100,7 +104,7 @@ impl Failure {
     /// Adds our words for what went wrong; a second call appends to the first.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         let detail = detail.into();
-        self.detail = Some(match self.detail.take() {
+        self.d.detail = Some(match self.d.detail.take() {
             Some(first) => format!("{first}; {detail}"),
             None => detail,
         });
@@ -108,50 +112,50 @@ impl Failure {
     }
 
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.d.source = Some(Arc::new(source));
         self
     }
 
     /// Puts what the caller was doing in front. A request already named stays named once.
     pub fn with_context(mut self, context: impl Into<String>) -> Self {
-        self.context.insert(0, context.into());
+        self.d.context.insert(0, context.into());
         self
     }
 
     pub fn route(&self) -> Option<&Route> {
-        self.route.as_ref()
+        self.d.route.as_ref()
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.status
+        self.d.status
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.d.retry_after
     }
 
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.d.detail.as_deref()
     }
 
     pub fn body(&self) -> Option<&str> {
-        self.body.as_deref()
+        self.d.body.as_deref()
     }
 
     pub fn context(&self) -> &[String] {
-        &self.context
+        &self.d.context
     }
 
     /// The underlying error, if there is one.
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.d.source.as_deref()
     }
 
     /// True when the detail or the answer mentions `needle` (case-insensitive): for the few callers
     /// that tell apart answers sharing one status by what the server said.
     pub fn mentions(&self, needle: &str) -> bool {
         let needle = needle.to_ascii_lowercase();
-        [self.detail.as_deref(), self.body.as_deref()]
+        [self.d.detail.as_deref(), self.d.body.as_deref()]
             .into_iter()
             .flatten()
             .any(|s| s.to_ascii_lowercase().contains(&needle))
@@ -178,24 +182,24 @@ impl fmt::Display for Failure {
             first = false;
             write!(f, "{sep}{p}")
         };
-        for c in &self.context {
+        for c in &self.d.context {
             part(f, c)?;
         }
-        if let Some(route) = &self.route {
+        if let Some(route) = &self.d.route {
             part(f, route)?;
         }
-        if let Some(status) = self.status {
+        if let Some(status) = self.d.status {
             part(f, &format_args!("HTTP {status}"))?;
         }
-        if let Some(detail) = &self.detail {
+        if let Some(detail) = &self.d.detail {
             part(f, detail)?;
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = &self.d.body {
             part(f, body)?;
         }
         // The whole chain of the cause: reqwest keeps the useful part ("operation timed out") in its
         // sources, not in its own message. A source its parent already quotes is not repeated.
-        let mut cause: Option<&(dyn StdError + 'static)> = self.source.as_deref().map(|e| e as _);
+        let mut cause: Option<&(dyn StdError + 'static)> = self.d.source.as_deref().map(|e| e as _);
         let mut last = String::new();
         while let Some(e) = cause {
             let text = e.to_string();
@@ -215,25 +219,25 @@ impl fmt::Display for Failure {
 impl fmt::Debug for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Failure");
-        if !self.context.is_empty() {
-            d.field("context", &self.context);
+        if !self.d.context.is_empty() {
+            d.field("context", &self.d.context);
         }
-        if let Some(route) = &self.route {
+        if let Some(route) = &self.d.route {
             d.field("route", &format_args!("{route}"));
         }
-        if let Some(status) = self.status {
+        if let Some(status) = self.d.status {
             d.field("status", &status);
         }
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = self.d.retry_after {
             d.field("retry_after", &wait);
         }
-        if let Some(detail) = &self.detail {
+        if let Some(detail) = &self.d.detail {
             d.field("detail", detail);
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = &self.d.body {
             d.field("body", body);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.d.source {
             d.field("source", &format_args!("{source}"));
         }
         d.finish()
@@ -244,8 +248,8 @@ impl PartialEq for Failure {
     /// Equal when they read the same: the cause is compared by its text.
     fn eq(&self, other: &Self) -> bool {
         self.to_string() == other.to_string()
-            && self.status == other.status
-            && self.route == other.route
+            && self.d.status == other.d.status
+            && self.d.route == other.d.route
     }
 }
 

@@ -433,3 +433,87 @@ impl BlueprintDeletion {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Failure, Route};
+
+    fn throttled() -> CatalogError {
+        CatalogError::Transient(
+            Failure::request(Route::new("POST", "/v1/blueprints/service/entities/bulk"))
+                .with_context("bulk upsert")
+                .with_status(503)
+                .with_detail("after 6 attempt(s)"),
+        )
+    }
+
+    fn report() -> RunReport {
+        let mut kind = KindReport {
+            kind: "repository".into(),
+            ..Default::default()
+        };
+        let listing = AdoError::Transient(
+            Failure::request(Route::new("GET", "/p/_apis/git/repositories"))
+                .with_status(429)
+                .with_retry_after(Some(Duration::from_secs(30))),
+        );
+        kind.error(RunError::Listing(listing));
+        let write = RunError::WriteFailed {
+            count: 3,
+            blueprint: "service".into(),
+            source: throttled(),
+        };
+        kind.error(write.clone());
+        RunReport {
+            resync_id: "r".into(),
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            kinds: vec![kind],
+            stopped: Some(StopReason::CatalogUnavailable { error: write }),
+            deletion: DeletionOutcome::SkippedIncomplete,
+            ado_requests: 1,
+        }
+    }
+
+    #[test]
+    fn the_report_keeps_typed_errors_and_their_causes() {
+        let report = report();
+        let errors = &report.kinds[0].messages;
+        assert_eq!(errors[0].ado().and_then(AdoError::status), Some(429));
+        assert_eq!(
+            errors[0].ado().and_then(AdoError::retry_after),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            errors[1].catalog().and_then(CatalogError::status),
+            Some(503)
+        );
+        assert!(errors[1].catalog().is_some_and(CatalogError::is_transient));
+    }
+
+    #[test]
+    fn json_and_text_render_each_error_as_one_line_naming_its_request_once() {
+        let report = report();
+        let json = serde_json::to_value(&report).unwrap();
+        let messages = json["kinds"][0]["messages"].as_array().unwrap();
+        assert_eq!(
+            messages[0],
+            "listing failed: Azure DevOps is unavailable: GET /p/_apis/git/repositories: HTTP 429"
+        );
+        assert_eq!(
+            messages[1],
+            "writing 3 service entities failed: catalog is unavailable: bulk upsert: \
+             POST /v1/blueprints/service/entities/bulk: HTTP 503: after 6 attempt(s)"
+        );
+        assert_eq!(json["stopped"]["reason"], "catalog_unavailable");
+        assert_eq!(json["stopped"]["message"], messages[1]);
+        let text = report.render();
+        assert_eq!(text.matches("POST /v1/blueprints").count(), 2, "{text}");
+        assert!(text.contains("  repository[0]: listing failed: "), "{text}");
+        assert!(
+            text.contains("stopped: the catalog is unavailable (writing 3"),
+            "{text}"
+        );
+    }
+}
