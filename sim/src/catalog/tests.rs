@@ -354,6 +354,8 @@ async fn owned_lists_only_this_identifiers_entities_before_the_cutoff_across_ver
         .upsert("repo", &[repo("theirs")], &opts())
         .await
         .unwrap();
+    // The cutoff is sent in milliseconds, truncated: an entity of its own millisecond counts as after it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let cutoff = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
     ours.upsert("repo", &[repo("late")], &opts()).await.unwrap();
