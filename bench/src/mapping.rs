@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use shared::ado::kinds::{self, FetchContext, PageSink};
 use shared::config::Settings;
 use shared::mapping::{CompiledResource, ItemOutcome};
-use shared::runtime::{SyncRuntime, compile_mapping};
+use shared::tenant::{Tenant, compile_mapping};
 use sim::ado::{AdoSimOptions, OrgSpec};
 use sim::catalog::CatalogSimOptions;
 
@@ -95,7 +95,7 @@ async fn sample_items() -> anyhow::Result<Vec<(std::sync::Arc<CompiledResource>,
             .find(|(name, _)| *name == k)
             .map(|(_, v)| v.clone())
     })?;
-    let runtime = SyncRuntime::new(settings)?;
+    let runtime = Tenant::new(settings)?;
     let ctx = FetchContext::new(runtime.ado.clone(), Vec::new());
     let mut samples = Vec::new();
     let mapping = runtime.mapping().await;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use shared::catalog::store::CatalogStore;
 use shared::config::Settings;
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 
 use crate::{Progress, Size};
 
@@ -57,7 +57,7 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
         }
     }
     let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
-    let runtime = SyncRuntime::new(settings)?;
+    let runtime = Tenant::new(settings)?;
     let report = runtime.resync(&Progress::new()).await;
     let live = live_change(&server, &runtime, db).await;
     drop(runtime);
@@ -98,7 +98,7 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
 /// writes it to the embedded catalog.
 async fn live_change(
     server: &sim::RunningSim,
-    runtime: &SyncRuntime,
+    runtime: &Tenant,
     db: &Path,
 ) -> anyhow::Result<String> {
     use std::sync::Arc;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use shared::config::{Env, Settings};
 use shared::resync::{KindReport, Observer};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 
 /// Where `serve` keeps its local queue, and where the `dlq` commands look for it.
 const DEFAULT_QUEUE_DB: &str = ".ado-sync/queue.db";
@@ -262,12 +262,10 @@ fn main() -> ExitCode {
 }
 
 /// Settings (secrets included) and the mapping, resolved before any Azure DevOps call.
-async fn start() -> Result<SyncRuntime, String> {
+async fn start() -> Result<Tenant, String> {
     let env = Env::load().await.map_err(|e| e.to_string())?;
     let settings = Settings::from_env(&env).map_err(|e| e.to_string())?;
-    SyncRuntime::start(settings)
-        .await
-        .map_err(|e| e.to_string())
+    Tenant::start(settings).await.map_err(|e| e.to_string())
 }
 
 /// The exit code of a pass that stopped at its deadline with nothing failed.

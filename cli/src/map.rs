@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 use shared::mapping::ItemOutcome;
-use shared::runtime::compile_mapping;
+use shared::tenant::compile_mapping;
 
 pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: bool) -> ExitCode {
     let text = match std::fs::read_to_string(mapping) {

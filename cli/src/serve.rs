@@ -26,7 +26,7 @@ use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{ChangeMessage, Queue, QueueConsumer, Received};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 use shared::webhook::{
     Rejection, RetryLater, WebhookOutcome, WebhookSettings, accept_admitted, admit, respond,
     too_large,
@@ -101,7 +101,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
-    let runtime = match SyncRuntime::start(settings).await {
+    let runtime = match Tenant::start(settings).await {
         Ok(r) => Arc::new(r),
         Err(e) => return setup_error(e),
     };
@@ -379,7 +379,7 @@ fn backoff(receive_count: u32) -> Duration {
 /// A full resync every `interval`, the first one interval after the start (a fresh start should not
 /// hit Azure DevOps with a full pass; run `ado-sync resync` for that). Passes run one after another in
 /// this one task, so two never overlap; a pass that overruns delays the next.
-async fn resync_loop(runtime: &SyncRuntime, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn resync_loop(runtime: &Tenant, interval: Duration, mut stop: watch::Receiver<bool>) {
     if interval.is_zero() {
         return;
     }

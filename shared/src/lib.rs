@@ -17,6 +17,6 @@ pub mod mapping;
 pub mod metrics;
 pub mod queue;
 pub mod resync;
-pub mod runtime;
 pub mod sync;
+pub mod tenant;
 pub mod webhook;

@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use fastrand::Rng;
 use serde_json::Value;
 use shared::queue::ChangeMessage;
-use shared::runtime::compile_mapping;
+use shared::tenant::compile_mapping;
 use shared::webhook::{EVENT_TYPES, classify, parse_delivery};
 
 use std::sync::LazyLock;

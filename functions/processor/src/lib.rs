@@ -6,13 +6,13 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::LambdaEvent;
 use shared::metrics::{self, Metrics};
 use shared::queue::batch::{QueuedRecord, RecordOutcome, apply_queued};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 
 /// Applies every record of a batch, in order, and lists the ones that must be received again: a
 /// failed record, and the records of its message group behind it (the shared FIFO rule). They come
 /// back after the visibility timeout; the redrive policy moves a record to the dead-letter queue once
 /// its receive count reaches the queue's `maxReceiveCount`.
-pub async fn handle(runtime: &SyncRuntime, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+pub async fn handle(runtime: &Tenant, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
     let records = event.payload.records;
     tracing::info!(request_id = %event.context.request_id, records = records.len(), "batch received");
     let queued: Vec<QueuedRecord<'_>> = records.iter().map(queued).collect();
@@ -72,12 +72,12 @@ mod tests {
     use shared::catalog::embedded::EmbeddedCatalog;
     use shared::config::Settings;
     use shared::mapping::source::MappingSource;
-    use shared::runtime::{SyncRuntime, compile_mapping};
+    use shared::tenant::{Tenant, compile_mapping};
 
     use super::handle;
 
     /// A runtime that can reach nothing: these tests only use records decided before any call.
-    fn offline_runtime() -> SyncRuntime {
+    fn offline_runtime() -> Tenant {
         let settings = Settings::from_lookup(|k| match k {
             "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
             "ADO_PAT" => Some("pat".into()),
@@ -86,7 +86,7 @@ mod tests {
         })
         .unwrap();
         let ado = AdoClient::from_settings(&settings.ado).unwrap();
-        SyncRuntime::from_parts(
+        Tenant::from_parts(
             settings,
             ado,
             Arc::new(EmbeddedCatalog::in_memory("unit".into()).unwrap()),

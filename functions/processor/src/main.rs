@@ -1,7 +1,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{Env, Settings};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn start() -> Result<SyncRuntime, Error> {
+async fn start() -> Result<Tenant, Error> {
     let settings = Env::load_and(Settings::from_env).await?;
-    Ok(SyncRuntime::start(settings).await?)
+    Ok(Tenant::start(settings).await?)
 }

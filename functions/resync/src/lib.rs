@@ -9,7 +9,7 @@ use shared::ado::hooks::{SubscriptionSettings, sync_subscriptions};
 use shared::ado::kinds::FetchContext;
 use shared::metrics::{self, Metrics};
 use shared::resync::{Quiet, RunReport};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 use tokio::time::Instant;
 
 /// A pass that ran but had errors. Reported as a function error so the schedule's retry policy and
@@ -39,10 +39,7 @@ impl From<ResyncFailed> for Diagnostic {
 }
 
 /// Runs one pass and returns its report.
-pub async fn handle(
-    runtime: &SyncRuntime,
-    event: LambdaEvent<Value>,
-) -> Result<Value, ResyncFailed> {
+pub async fn handle(runtime: &Tenant, event: LambdaEvent<Value>) -> Result<Value, ResyncFailed> {
     handle_with(runtime, None, event).await
 }
 
@@ -50,7 +47,7 @@ pub async fn handle(
 /// configured (`WEBHOOK_URL`): the schedule then also repairs subscriptions ADO disabled, rotated
 /// secrets and vanished projects. A subscription failure is logged; it does not fail the resync.
 pub async fn handle_with(
-    runtime: &SyncRuntime,
+    runtime: &Tenant,
     subscriptions: Option<&SubscriptionSettings>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, ResyncFailed> {

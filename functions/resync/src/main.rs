@@ -2,7 +2,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::ado::hooks::SubscriptionSettings;
 use shared::config::{ConfigError, Env, Settings};
-use shared::runtime::SyncRuntime;
+use shared::tenant::Tenant;
 
 // One invocation at a time, one task per pass: a single thread is enough and keeps memory down.
 #[tokio::main(flavor = "current_thread")]
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn start() -> Result<(SyncRuntime, Option<SubscriptionSettings>), Error> {
+async fn start() -> Result<(Tenant, Option<SubscriptionSettings>), Error> {
     // Live events are optional: without WEBHOOK_URL the schedule only resyncs.
     let (settings, subscriptions) = Env::load_and(|env| {
         ConfigError::both(
@@ -38,5 +38,5 @@ async fn start() -> Result<(SyncRuntime, Option<SubscriptionSettings>), Error> {
         )
     })
     .await?;
-    Ok((SyncRuntime::start(settings).await?, subscriptions))
+    Ok((Tenant::start(settings).await?, subscriptions))
 }

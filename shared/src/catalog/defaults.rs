@@ -227,7 +227,7 @@ mod tests {
     }
 
     fn defaults() -> Vec<Value> {
-        serde_json::from_str(crate::runtime::DEFAULT_BLUEPRINTS).unwrap()
+        serde_json::from_str(crate::tenant::DEFAULT_BLUEPRINTS).unwrap()
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use tracing::Instrument;
 
 use super::ChangeMessage;
-use crate::runtime::SyncRuntime;
 use crate::sync::{Applied, SyncError};
+use crate::tenant::Tenant;
 
 /// One received record, as the batch flow needs it.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,7 @@ async fn apply_one<T, E: RecordError>(
 
 /// [`apply_batch`] with [`sync::apply`] as the per-message call: what the processor and `serve` run.
 pub async fn apply_queued(
-    runtime: &SyncRuntime,
+    runtime: &Tenant,
     records: &[QueuedRecord<'_>],
     keep_going: impl FnMut() -> bool,
 ) -> Vec<RecordOutcome<Applied, SyncError>> {
@@ -154,10 +154,7 @@ pub async fn apply_queued(
 }
 
 /// One change through [`sync::apply`], logged in the record's span.
-pub async fn apply_change(
-    runtime: &SyncRuntime,
-    message: &ChangeMessage,
-) -> Result<Applied, SyncError> {
+pub async fn apply_change(runtime: &Tenant, message: &ChangeMessage) -> Result<Applied, SyncError> {
     let applied = runtime.apply(message).await?;
     tracing::info!(
         kinds = ?applied.kinds,

@@ -830,7 +830,7 @@ mod tests {
     use crate::catalog::embedded::EmbeddedCatalog;
     use crate::config::AdoSettings;
     use crate::mapping::source::{MAPPING_TTL, ManualClock, MappingUnavailable, ResolveMapping};
-    use crate::runtime::compile_mapping;
+    use crate::tenant::compile_mapping;
 
     /// Nothing listens on port 9: a pass that reached Azure DevOps fails, and counts the request.
     fn unreachable_ado() -> AdoClient {

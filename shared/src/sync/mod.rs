@@ -161,7 +161,7 @@ pub fn refreshed_kinds(message: &ChangeMessage) -> Vec<&'static str> {
 
 /// Applies one change: every kind that follows its event type and has resource blocks in the mapping
 /// reads back what the change names and writes it. Safe to repeat: every write is derived from Azure
-/// DevOps' current state. Takes the [`LivePorts`] ([`crate::runtime::SyncRuntime::apply`] supplies them).
+/// DevOps' current state. Takes the [`LivePorts`] ([`crate::tenant::Tenant::apply`] supplies them).
 pub async fn apply(ports: LivePorts<'_>, message: &ChangeMessage) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
         return Err(SyncError::permanent(

@@ -87,7 +87,7 @@ pub fn plan<'a>(items: impl IntoIterator<Item = (&'a CompiledResource, RawItem)>
 mod tests {
     use super::*;
     use crate::mapping::CompiledConfig;
-    use crate::runtime::compile_mapping;
+    use crate::tenant::compile_mapping;
     use serde_json::{Value, json};
 
     const TWO_BLOCKS: &str = r#"

@@ -10,7 +10,7 @@ use crate::ado::{AdoClientConfig, Guid, OrgUrl};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::{Catalog, Entity, datasource};
 use crate::queue::Change;
-use crate::runtime::compile_mapping;
+use crate::tenant::compile_mapping;
 
 const REPOS_ONLY: &str = r#"
 resources:

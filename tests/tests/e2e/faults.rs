@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use shared::resync::{Quiet, RunReport};
-use shared::runtime::{DEFAULT_MAPPING, SyncRuntime};
+use shared::tenant::{DEFAULT_MAPPING, Tenant};
 use sim::ado::{Fault, FaultAction};
 use sim::catalog::FaultAction as CatalogFault;
 
@@ -213,7 +213,7 @@ async fn guarded<T>(pass: impl Future<Output = T>) -> Result<T, String> {
 struct Prepared {
     org: TestOrg,
     /// The faulty pass's runtime: short Azure DevOps timeouts.
-    faulty: SyncRuntime,
+    faulty: Tenant,
     /// The blueprint each block writes, by block index.
     blueprints: Vec<String>,
     /// Catalog contents before the faulty pass, stale entities included.

@@ -7,7 +7,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use resync_function::ResyncFailed;
 use serde_json::Value;
 use shared::config::Settings;
-use shared::runtime::{SyncRuntime, compile_mapping};
+use shared::tenant::{Tenant, compile_mapping};
 use sim::RunningSim;
 use sim::ado::{AdoSimOptions, OrgSpec};
 
@@ -16,7 +16,7 @@ pub const SCHEDULED_EVENT: &str = include_str!("../../../events/resync/scheduled
 
 pub struct TestOrg {
     pub sim: RunningSim,
-    pub runtime: SyncRuntime,
+    pub runtime: Tenant,
 }
 
 pub struct Setup<'a> {
@@ -53,10 +53,10 @@ impl Setup<'_> {
 }
 
 /// A runtime configured exactly as a deployment would be: environment-style settings, the Port API client.
-pub fn runtime_for(sim: &RunningSim, mapping: &str, extra: &[(&str, String)]) -> SyncRuntime {
+pub fn runtime_for(sim: &RunningSim, mapping: &str, extra: &[(&str, String)]) -> Tenant {
     let settings = settings_for(sim, extra);
     let mapping = compile_mapping(mapping, "test mapping", false).expect("mapping compiles");
-    SyncRuntime::with_mapping(settings, mapping).expect("runtime")
+    Tenant::with_mapping(settings, mapping).expect("runtime")
 }
 
 /// Settings pointed at the simulator. Creating the default blueprints is off unless `extra` turns it
@@ -198,7 +198,7 @@ impl TestOrg {
 }
 
 /// A Port API client for the simulator's catalog with its own timeout and retries (the runtime's is
-/// fixed at 60 s and 5 retries): fault tests put it in place of [`SyncRuntime::catalog`].
+/// fixed at 60 s and 5 retries): fault tests put it in place of [`Tenant::catalog`].
 pub fn port_client(
     sim: &RunningSim,
     timeout: std::time::Duration,
@@ -208,10 +208,10 @@ pub fn port_client(
         "client",
         secrecy::SecretString::from("secret"),
         "e2e",
-        shared::runtime::VERSION,
+        shared::tenant::VERSION,
     );
     cfg.base_url = sim.catalog_base_url().parse().expect("the catalog URL");
-    cfg.integration_type = shared::runtime::INTEGRATION_TYPE.to_owned();
+    cfg.integration_type = shared::tenant::INTEGRATION_TYPE.to_owned();
     cfg.timeout = timeout;
     cfg.max_retries = max_retries;
     std::sync::Arc::new(shared::catalog::port::PortClient::new(cfg).expect("client"))

@@ -24,7 +24,7 @@ const FAMILY: &[(&str, &str)] = &[
 
 async fn default_org() -> TestOrg {
     Setup {
-        mapping: shared::runtime::DEFAULT_MAPPING,
+        mapping: shared::tenant::DEFAULT_MAPPING,
         ..Default::default()
     }
     .start()
@@ -227,7 +227,7 @@ async fn an_alert_event_upserts_the_alert_and_one_outside_the_criteria_is_remove
     assert_eq!(applied.upserted, 1, "{applied:?}");
 
     // A mapping whose criteria leave the alert out deletes it.
-    let narrow = shared::runtime::DEFAULT_MAPPING.replace(
+    let narrow = shared::tenant::DEFAULT_MAPPING.replace(
         "states: [active, dismissed, fixed]",
         "states: [autoDismissed]",
     );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use shared::mapping::source::{MAPPING_TTL, ManualClock};
-use shared::runtime::{DEFAULT_BLUEPRINTS, SyncRuntime, default_integration_record};
+use shared::tenant::{DEFAULT_BLUEPRINTS, Tenant, default_integration_record};
 use sim::RunningSim;
 
 use crate::helpers::settings_for;
@@ -43,7 +43,7 @@ fn writes(sim: &RunningSim) -> BTreeMap<String, u64> {
 async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_second_run_writes_nothing()
  {
     let sim = start_sim().await;
-    let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
+    let runtime = Tenant::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
     let report = runtime
@@ -81,7 +81,7 @@ async fn an_empty_catalog_gets_the_default_blueprints_and_integration_and_a_seco
     assert_eq!(writes(&sim), before, "the second run only reads");
 
     // The next cold start takes its mapping from the record.
-    let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
+    let runtime = Tenant::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
     let default = default_integration_record().unwrap();
@@ -108,7 +108,7 @@ async fn a_users_blueprint_and_mapping_are_left_alone_and_the_mapping_is_used() 
         .put_integration("e2e", &json!({"identifier": "e2e", "config": config}))
         .unwrap();
 
-    let runtime = SyncRuntime::start(settings_for(&sim, &init_on()))
+    let runtime = Tenant::start(settings_for(&sim, &init_on()))
         .await
         .expect("runtime");
     assert_eq!(
@@ -136,7 +136,7 @@ async fn with_a_mapping_file_or_initialization_off_no_record_is_created() {
     let sim = start_sim().await;
     let mut vars = init_on();
     vars.push(("MAPPING", "resources: []".into()));
-    let runtime = SyncRuntime::start(settings_for(&sim, &vars))
+    let runtime = Tenant::start(settings_for(&sim, &vars))
         .await
         .expect("runtime");
     let report = runtime
@@ -147,7 +147,7 @@ async fn with_a_mapping_file_or_initialization_off_no_record_is_created() {
     assert!(!report.integration_created);
     assert!(sim.catalog.store().integration("e2e").unwrap().is_none());
 
-    let off = SyncRuntime::start(settings_for(&sim, &[]))
+    let off = Tenant::start(settings_for(&sim, &[]))
         .await
         .expect("runtime");
     assert!(off.initialize().await.is_none());
@@ -173,7 +173,7 @@ async fn a_warm_runtime_takes_a_mapping_edited_in_the_catalog_once_it_is_a_minut
         .put_integration("e2e", &record(json!([project_block()])))
         .unwrap();
     let clock = Arc::new(ManualClock::default());
-    let runtime = SyncRuntime::start_with_clock(settings_for(&sim, &init_on()), clock.clone())
+    let runtime = Tenant::start_with_clock(settings_for(&sim, &init_on()), clock.clone())
         .await
         .expect("runtime");
     let quiet = shared::resync::Quiet;

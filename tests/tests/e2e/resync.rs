@@ -10,7 +10,7 @@ use crate::helpers::{Setup, TestOrg, kind};
 /// The simulated organisation with the shipped default mapping (all 29 kinds).
 async fn shipped_mapping_org() -> TestOrg {
     Setup {
-        mapping: shared::runtime::DEFAULT_MAPPING,
+        mapping: shared::tenant::DEFAULT_MAPPING,
         ..Default::default()
     }
     .start()
@@ -339,7 +339,7 @@ async fn the_shipped_default_mapping_syncs_all_29_kinds_into_every_shipped_bluep
         assert!(k["upserted"].as_u64().unwrap_or(0) > 0, "{k}");
     }
     let blueprints: Vec<Value> =
-        serde_json::from_str(shared::runtime::DEFAULT_BLUEPRINTS).expect("blueprints.json");
+        serde_json::from_str(shared::tenant::DEFAULT_BLUEPRINTS).expect("blueprints.json");
     assert_eq!(blueprints.len(), 29);
     for bp in &blueprints {
         let id = bp["identifier"].as_str().unwrap();

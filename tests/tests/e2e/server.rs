@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use shared::ado::AdoError;
 use shared::ado::kinds::Deployment;
-use shared::runtime::{SyncRuntime, integration_record_for};
+use shared::tenant::{Tenant, integration_record_for};
 use sim::ado::{AdoSimOptions, Flavour, OrgSpec};
 
 use crate::helpers::settings_for;
@@ -108,7 +108,7 @@ async fn on_azure_devops_services_the_same_kinds_list() {
     }
 }
 
-fn kinds_of(runtime: &SyncRuntime) -> Vec<String> {
+fn kinds_of(runtime: &Tenant) -> Vec<String> {
     runtime
         .mapping_source
         .last()
@@ -131,7 +131,7 @@ fn kinds_in(record: &serde_json::Value) -> Vec<String> {
 /// uses and the integration record it creates.
 async fn first_start(sim: &sim::RunningSim) -> (Vec<String>, serde_json::Value) {
     let settings = settings_for(sim, &[("INITIALIZE_PORT_RESOURCES", "true".into())]);
-    let runtime = SyncRuntime::start(settings).await.expect("runtime");
+    let runtime = Tenant::start(settings).await.expect("runtime");
     runtime
         .initialize()
         .await

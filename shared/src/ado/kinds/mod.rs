@@ -480,7 +480,7 @@ pub(crate) fn is_healthy_repo(repo: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::runtime::{self, SetupError, compile_mapping};
+    use crate::tenant::{self, SetupError, compile_mapping};
 
     fn block(kind: &str, options: &str) -> String {
         format!(
@@ -543,8 +543,8 @@ mod tests {
     #[test]
     fn every_mapping_we_ship_or_the_peer_documents_compiles() {
         for (name, text) in [
-            ("default", runtime::DEFAULT_MAPPING),
-            ("server default", runtime::DEFAULT_MAPPING_SERVER),
+            ("default", tenant::DEFAULT_MAPPING),
+            ("server default", tenant::DEFAULT_MAPPING_SERVER),
             (
                 "peer default",
                 include_str!("../../../testdata/mapping/port-app-config.yaml"),
@@ -628,8 +628,8 @@ mod tests {
     #[test]
     fn the_server_default_is_the_default_without_the_kinds_server_lacks() {
         let parse = |t: &str| serde_yaml::from_str::<serde_json::Value>(t).unwrap();
-        let mut full = parse(runtime::DEFAULT_MAPPING);
-        let server = parse(runtime::DEFAULT_MAPPING_SERVER);
+        let mut full = parse(tenant::DEFAULT_MAPPING);
+        let server = parse(tenant::DEFAULT_MAPPING_SERVER);
         let lacking = ["user", "group", "group-member", "advanced-security-alert"];
         let resources = full["resources"].as_array_mut().unwrap();
         let before = resources.len();

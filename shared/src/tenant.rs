@@ -1,5 +1,6 @@
-//! Builds what a pass needs from [`Settings`], once per process (a Lambda cold start, a CLI run): the ADO
-//! client, the catalog adapter and the compiled mapping. Everything that can be wrong in configuration
+//! One tenant's assembled dependencies ([`Tenant`]), built from its [`Settings`] once per process (a Lambda
+//! cold start, a CLI run): the ADO client, the catalog adapter and the mapping source. It only assembles:
+//! the use cases (`resync::run`, `sync::apply`) take the ports it supplies. Everything that can be wrong in configuration
 //! fails here, before any Azure DevOps call.
 //!
 //! The mapping comes from, in order: the catalog's integration record (`integration.config`, where the
@@ -243,26 +244,27 @@ fn open(settings: &Settings) -> Result<Adapters, SetupError> {
     })
 }
 
-/// Everything a resync needs, built once: it assembles the ports and supplies them to the use cases.
-pub struct SyncRuntime {
+/// One tenant's assembled dependencies (one organisation, one catalog, one mapping), built once: it
+/// supplies their ports to the use cases.
+pub struct Tenant {
     pub settings: Settings,
     pub ado: AdoClient,
     pub catalog: Arc<dyn Catalog>,
     /// The integration record and blueprints (the Port API only).
     pub admin: Option<Arc<dyn CatalogAdmin>>,
     /// The mapping under its one lifetime rule ([`MappingSource`]): read again at most once a minute
-    /// when it came from the source order ([`SyncRuntime::start`]), fixed otherwise.
+    /// when it came from the source order ([`Tenant::start`]), fixed otherwise.
     pub mapping_source: Arc<MappingSource>,
 }
 
-impl SyncRuntime {
+impl Tenant {
     /// The cold start of a function or a CLI run: the mapping in source order (the catalog's
     /// integration record first), which reads the catalog once.
     pub async fn start(settings: Settings) -> Result<Self, SetupError> {
         Self::start_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// [`SyncRuntime::start`] with the clock the mapping's lifetime is measured on.
+    /// [`Tenant::start`] with the clock the mapping's lifetime is measured on.
     pub async fn start_with_clock(
         settings: Settings,
         clock: Arc<dyn Clock>,
@@ -386,12 +388,12 @@ impl SyncRuntime {
         Some(run.await)
     }
 
-    /// One pass without a deadline; see [`SyncRuntime::resync_until`].
+    /// One pass without a deadline; see [`Tenant::resync_until`].
     pub async fn resync(&self, observer: &dyn Observer) -> RunReport {
         self.resync_until(observer, None).await
     }
 
-    /// One pass, after [`SyncRuntime::initialize`]. A failed initialization is logged and the pass goes
+    /// One pass, after [`Tenant::initialize`]. A failed initialization is logged and the pass goes
     /// on: entities of a blueprint that could not be created fail on their own and are reported. The
     /// pass itself is [`resync::run`] on this runtime's ports.
     pub async fn resync_until(
