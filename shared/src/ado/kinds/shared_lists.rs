@@ -2,18 +2,20 @@
 //! boards: board, column; groups: group, group-member), fetched once per pass on first use. They are
 //! small next to repositories or work items (a few per project), so holding them is cheaper than
 //! listing them again for each kind.
+//! The product serving the organisation is asked the same way, once and only when a kind needs to
+//! know ([`FetchContext::on_server`]), with the rule for the Services-only APIs that follows from it.
 
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::common::{team_request, unless_parent_gone};
+use super::parent::{team_request, unless_parent_gone};
 use super::{Deployment, FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
 use crate::ado::{AdoError, ApiVersion, Request, Service};
 
 #[derive(Default)]
-pub(crate) struct OrgLists {
+pub(crate) struct SharedLists {
     teams: Shared<Vec<Value>>,
     boards: Shared<Vec<Board>>,
     groups: Shared<Vec<Value>>,
