@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
-use super::common::{team_request, unless_parent_gone};
+use super::parent::{team_request, unless_parent_gone};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,
@@ -41,7 +41,7 @@ impl KindSource for Board {
     }
 }
 
-fn board_item(b: &super::org_lists::Board) -> Value {
+fn board_item(b: &super::shared_lists::Board) -> Value {
     let mut board = b.board.clone();
     board["__project"] = b.project.clone();
     // Boards are per team (every team has its own "Stories" board); the peer leaves the team out.

@@ -9,10 +9,9 @@ use chrono::DateTime;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::{
-    Recheck, build_request, pipeline_request, put, recheck_parent, unless_parent_gone, with_project,
-};
+use super::listing::{put, with_project};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
+use super::parent::{Recheck, build_request, pipeline_request, recheck_parent, unless_parent_gone};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,

@@ -1,9 +1,10 @@
 //! Which product serves the organisation: Azure DevOps Services or Azure DevOps Server. It decides the
 //! default mapping (Server has no Graph, entitlements or Advanced Security, so the kinds built on them
-//! are left out of it).
+//! are left out of it) and, once per pass, whether a 404 from those APIs means "not available here".
 
 use serde_json::Value;
 
+use super::FetchContext;
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
 
 /// The product behind an organisation URL.
@@ -42,6 +43,43 @@ impl Deployment {
                 tracing::warn!(deployment_type = ?other, "connectionData names no known deploymentType; a server URL is taken for Azure DevOps Server");
                 Self::Server
             }
+        }
+    }
+}
+
+impl FetchContext {
+    /// Whether the organisation is served by Azure DevOps Server, asked at most once per pass and only
+    /// when a kind needs to know (see [`Deployment::detect`]). When it cannot be told, not Server: a 404
+    /// then stays an error, which keeps the blueprint's entities.
+    pub(crate) async fn on_server(&self) -> bool {
+        matches!(
+            self.deployment
+                .get_or_fetch(|| Deployment::detect(&self.client))
+                .await
+                .as_deref(),
+            Ok(Deployment::Server)
+        )
+    }
+
+    /// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; Azure DevOps
+    /// Server answers 404 for their whole area, so there a 404 on one of their organisation-wide
+    /// collections means the kind is [`AdoError::NotAvailable`], with a reason, and the rest of the pass
+    /// carries on. On Services these APIs always exist: a 404 there is an error like any other.
+    pub(crate) async fn services_only<T>(
+        &self,
+        result: Result<T, AdoError>,
+        kind: &str,
+        api: &str,
+    ) -> Result<T, AdoError> {
+        match result {
+            Err(AdoError::NotFound(detail)) if self.on_server().await => {
+                Err(AdoError::not_available(format!(
+                    "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
+                     Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
+                     this organisation ({detail})"
+                )))
+            }
+            other => other,
         }
     }
 }

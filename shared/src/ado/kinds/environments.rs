@@ -6,8 +6,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::builds::{BUILD_AND_RUN_EVENTS, ChangedBuild};
-use super::common::{environment_request, put, unless_parent_gone};
+use super::listing::put;
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
+use super::parent::{environment_request, unless_parent_gone};
 use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
 use crate::ado::{AdoError, ApiVersion, Request};
 use crate::mapping::{CompiledResource, Selector};

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
-use super::common::{repository_request, unless_parent_gone};
 use super::glob::{Glob, is_glob};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
+use super::parent::{repository_request, unless_parent_gone};
 use super::{
     FetchContext, KindSource, OptionError, PageSink, REPO_CONCURRENCY, option_error, str_field,
 };

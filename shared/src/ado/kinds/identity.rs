@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::unless_parent_gone;
+use super::parent::unless_parent_gone;
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
 use crate::mapping::Selector;

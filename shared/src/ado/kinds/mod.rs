@@ -5,16 +5,19 @@
 //! ([`KindSource::read_changed`]); the webhook's event types, the subscription catalogue and the
 //! processor's dispatch are derived from [`ALL`]. Adding a kind = one file + one line in [`ALL`].
 
+mod advanced_security_alert;
+mod branch;
 mod builds;
-mod common;
 mod deployment;
 mod environments;
-mod git_extras;
+mod listing;
+mod parent;
 mod pipeline;
 mod project;
 mod pull_request;
 mod releases;
 mod repository;
+mod repository_policy;
 mod test_run;
 mod work_item;
 
@@ -23,7 +26,7 @@ mod files;
 mod glob;
 mod identity;
 pub mod live;
-mod org_lists;
+mod shared_lists;
 mod team;
 mod wiki;
 
@@ -105,7 +108,7 @@ pub struct FetchContext {
     repositories: Shared<Vec<Value>>,
     environments: Shared<Vec<Value>>,
     deployment: Shared<Deployment>,
-    lists: org_lists::OrgLists,
+    lists: shared_lists::SharedLists,
 }
 
 /// A list several kinds of one pass share, fetched once on first use. A failure is kept as well: every
@@ -308,8 +311,8 @@ pub static ALL: &[&dyn KindSource] = &[
     &pull_request::PullRequest,
     &pipeline::Pipeline,
     &work_item::WorkItem,
-    &git_extras::RepositoryPolicy,
-    &git_extras::Branch,
+    &repository_policy::RepositoryPolicy,
+    &branch::Branch,
     &builds::Build,
     &builds::PipelineRun,
     &builds::PipelineStage,
@@ -319,7 +322,7 @@ pub static ALL: &[&dyn KindSource] = &[
     &releases::ReleaseDefinition,
     &releases::ReleaseDeployment,
     &test_run::TestRun,
-    &git_extras::AdvancedSecurityAlert,
+    &advanced_security_alert::AdvancedSecurityAlert,
     &team::Team,
     &team::Member,
     &identity::User,

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::common::{pipeline_request, unless_parent_gone};
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
+use super::parent::{pipeline_request, unless_parent_gone};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,

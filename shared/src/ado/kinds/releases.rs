@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::common::{joined, project_pages, put};
+use super::listing::{joined, project_pages, put};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::hooks::EventSpec;

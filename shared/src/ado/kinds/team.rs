@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::common::{team_request, unless_parent_gone};
+use super::parent::{team_request, unless_parent_gone};
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;

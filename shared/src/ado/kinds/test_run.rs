@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::builds::{BUILD_COMPLETE, ChangedBuild};
-use super::common::put;
+use super::listing::put;
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,

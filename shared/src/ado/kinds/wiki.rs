@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::{project_request, unless_parent_gone};
+use super::parent::{project_request, unless_parent_gone};
 use super::{
     FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
     str_field,

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::common::{team_request, unless_parent_gone};
-use super::{Deployment, FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
+use super::parent::{team_request, unless_parent_gone};
+use super::{FetchContext, PAGE_SIZE, PROJECT_CONCURRENCY, Shared, str_field};
 use crate::ado::{AdoError, ApiVersion, Request, Service};
 
 #[derive(Default)]
-pub(crate) struct OrgLists {
+pub(crate) struct SharedLists {
     teams: Shared<Vec<Value>>,
     boards: Shared<Vec<Board>>,
     groups: Shared<Vec<Value>>,
@@ -155,41 +155,4 @@ fn merge(mut base: Value, detail: Value) -> Value {
         b.extend(d);
     }
     base
-}
-
-impl FetchContext {
-    /// Whether the organisation is served by Azure DevOps Server, asked at most once per pass and only
-    /// when a kind needs to know (see [`Deployment::detect`]). When it cannot be told, not Server: a 404
-    /// then stays an error, which keeps the blueprint's entities.
-    pub(crate) async fn on_server(&self) -> bool {
-        matches!(
-            self.deployment
-                .get_or_fetch(|| Deployment::detect(&self.client))
-                .await
-                .as_deref(),
-            Ok(Deployment::Server)
-        )
-    }
-
-    /// The Graph and Member Entitlement Management APIs exist only on Azure DevOps Services; Azure DevOps
-    /// Server answers 404 for their whole area, so there a 404 on one of their organisation-wide
-    /// collections means the kind is [`AdoError::NotAvailable`], with a reason, and the rest of the pass
-    /// carries on. On Services these APIs always exist: a 404 there is an error like any other.
-    pub(crate) async fn services_only<T>(
-        &self,
-        result: Result<T, AdoError>,
-        kind: &str,
-        api: &str,
-    ) -> Result<T, AdoError> {
-        match result {
-            Err(AdoError::NotFound(detail)) if self.on_server().await => {
-                Err(AdoError::not_available(format!(
-                    "{kind}: this server does not serve the {api} API (it exists only on Azure DevOps \
-                     Services, not on Azure DevOps Server); remove the {kind} kind from the mapping for \
-                     this organisation ({detail})"
-                )))
-            }
-            other => other,
-        }
-    }
 }

@@ -1,23 +1,18 @@
-//! Per-repository kinds over the healthy repositories: `repository-policy` (branch policies of the default
-//! branch), `branch` (every `refs/heads/*`) and `advanced-security-alert` (on the advsec host).
+//! `advanced-security-alert`: the alerts of each healthy repository, on the Advanced Security host,
+//! filtered by the selector's `criteria`; followed live through the alert events.
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::common::{
-    Recheck, healthy_repos, healthy_repos_first_alone, put, recheck_parent, repo_project,
-    repository_request, unless_parent_gone,
-};
+use super::listing::{healthy_repos_first_alone, put, repo_project};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
+use super::parent::{Recheck, recheck_parent, repository_request};
 use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, ApiVersion, Request, Service};
 use crate::mapping::{CompiledResource, Selector};
 use crate::queue::message::{Change, ChangeMessage};
-
-/// A push moves, creates and deletes branches.
-static BRANCH_EVENTS: [&LiveEvent; 1] = [&super::repository::PUSH];
 
 fn alert_changed(r: &Value) -> Result<Change, live::Unnamed> {
     Ok(Change::SecurityAlert {
@@ -50,163 +45,6 @@ static ALERT_UPDATED: LiveEvent = LiveEvent {
     name: alert_changed,
 };
 static ALERT_EVENTS: [&LiveEvent; 3] = [&ALERT_CREATED, &ALERT_STATE_CHANGED, &ALERT_UPDATED];
-
-pub struct RepositoryPolicy;
-
-#[async_trait]
-impl KindSource for RepositoryPolicy {
-    fn name(&self) -> &'static str {
-        "repository-policy"
-    }
-
-    async fn fetch(
-        &self,
-        ctx: &FetchContext,
-        _selector: &Selector,
-        sink: &PageSink,
-    ) -> Result<(), AdoError> {
-        healthy_repos(ctx, |repo| async move {
-            // Git policy configurations are a preview API (7.1-preview.1; 7.0-preview.1 on Server).
-            let mut req = Request::get(format!(
-                "/{}/_apis/git/policy/configurations",
-                repo_project(&repo)
-            ))
-            .version(ApiVersion::Preview(1))
-            .query("repositoryId", str_field(&repo, "id"));
-            if let Some(branch) = repo.get("defaultBranch").and_then(Value::as_str) {
-                req = req.query("refName", branch);
-            }
-            let mut pages = ctx
-                .client
-                .token_pages(req, Some(PAGE_SIZE), "value")
-                .boxed();
-            while let Some(mut page) = pages.try_next().await? {
-                for policy in &mut page {
-                    put(policy, "__repository", repo.clone());
-                }
-                sink.send(page).await?;
-            }
-            Ok(())
-        })
-        .await
-    }
-}
-
-pub struct Branch;
-
-#[async_trait]
-impl KindSource for Branch {
-    fn name(&self) -> &'static str {
-        "branch"
-    }
-
-    async fn fetch(
-        &self,
-        ctx: &FetchContext,
-        _selector: &Selector,
-        sink: &PageSink,
-    ) -> Result<(), AdoError> {
-        // An empty repository (no commit yet) answers this listing with no refs (200, `count: 0`): it
-        // needs no special case. Disabled ones refuse every git read and are not asked at all.
-        healthy_repos(ctx, |repo| async move {
-            let req = Request::get(format!(
-                "/{}/_apis/git/repositories/{}/refs",
-                repo_project(&repo),
-                str_field(&repo, "id")
-            ))
-            .query("filter", "heads/");
-            let mut pages = ctx
-                .client
-                .token_pages(req, Some(PAGE_SIZE), "value")
-                .boxed();
-            loop {
-                match pages.try_next().await {
-                    Ok(Some(page)) => {
-                        let branches = page
-                            .iter()
-                            .map(|r| {
-                                branch_item(
-                                    str_field(r, "name"),
-                                    r.get("objectId").cloned().unwrap_or(Value::Null),
-                                    &repo,
-                                )
-                            })
-                            .collect();
-                        sink.send(branches).await?;
-                    }
-                    Ok(None) => return Ok(()),
-                    Err(e) => {
-                        return unless_parent_gone(&ctx.client, e, &repository_request(&repo))
-                            .await;
-                    }
-                }
-            }
-        })
-        .await
-    }
-
-    fn events(&self) -> &'static [&'static LiveEvent] {
-        &BRANCH_EVENTS
-    }
-
-    /// The branches a push moved, created or deleted.
-    async fn read_changed<'b>(
-        &self,
-        cx: &LiveContext<'_>,
-        message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
-    ) -> Result<Option<Changed<'b>>, LiveError> {
-        let Change::Push {
-            repository_id,
-            ref_updates,
-        } = &message.change
-        else {
-            return Ok(None);
-        };
-        let Some(project) = cx.project_of(message).await? else {
-            return Ok(None);
-        };
-        let project_id = live::answered_guid(&project, "/id");
-        let repo = super::repository::read_one(cx, project_id.as_ref(), repository_id)
-            .await
-            .map_err(LiveError::ado(format_args!("repository {repository_id}")))?;
-        // A removed or disabled repository is the repository kind's business; the resync drops its
-        // branches.
-        let Some(repo) = repo.filter(super::is_healthy_repo) else {
-            return Ok(None);
-        };
-        let items: Vec<RawItem> = ref_updates
-            .iter()
-            .filter(|u| u.name.starts_with("refs/heads/"))
-            .map(|u| {
-                // Deliveries of one repository are applied in order (one FIFO group), so the pushed
-                // object id is the branch's current one.
-                if u.new_object_id.chars().all(|c| c == '0') {
-                    RawItem::Gone(branch_item(&u.name, json!(u.old_object_id), &repo))
-                } else {
-                    RawItem::Current(branch_item(&u.name, json!(u.new_object_id), &repo))
-                }
-            })
-            .collect();
-        Ok(Some(
-            blocks
-                .iter()
-                .flat_map(|&b| items.iter().map(move |raw| (b, raw.clone())))
-                .collect(),
-        ))
-    }
-}
-
-/// The item the peer synthesises from a ref: `{name, refName, objectId, __repository}`; shared with the
-/// live push path so both produce the same entity.
-fn branch_item(ref_name: &str, object_id: Value, repo: &Value) -> Value {
-    json!({
-        "name": ref_name.strip_prefix("refs/heads/").unwrap_or(ref_name),
-        "refName": ref_name,
-        "objectId": object_id,
-        "__repository": repo,
-    })
-}
 
 /// The only version the Advanced Security alerts API serves.
 pub(crate) const ADVSEC_VERSION: &str = "7.2-preview.1";
