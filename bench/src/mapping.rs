@@ -104,9 +104,9 @@ async fn sample_items() -> anyhow::Result<Vec<(std::sync::Arc<CompiledResource>,
             continue;
         };
         let (sink, mut rx) = PageSink::channel(1024);
-        let (ctx, selector) = (&ctx, resource.selector());
+        let ctx = &ctx;
         let listing = async move {
-            let listed = kind.fetch(ctx, selector, &sink).await;
+            let listed = kind.fetch(ctx, resource, &sink).await;
             drop(sink);
             listed
         };

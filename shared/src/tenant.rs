@@ -198,10 +198,10 @@ pub fn compile_mapping(
         source,
     };
     let config = PortAppConfig::parse(text).map_err(wrap)?;
-    // Kinds and their options are checked here, not at the pass: a misspelt option is refused before
-    // anything is listed, written or deleted.
-    kinds::check_mapping(&config).map_err(wrap)?;
-    CompiledConfig::compile(config, &MappingOptions { allow_env }).map_err(wrap)
+    // Kinds and their options are parsed here, not at the pass: a misspelt option is refused before
+    // anything is listed, written or deleted, and no pass reads the selector again.
+    CompiledConfig::compile(config, &MappingOptions { allow_env }, &kinds::parse_options)
+        .map_err(wrap)
 }
 
 /// Opens the configured catalog adapter.

@@ -1,5 +1,6 @@
 //! The compiled configuration and the per-item mapping (Ocean's entity processor semantics).
 
+use std::any::Any;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use jaq_json::{Map as ValMap, Val};
 use serde_json::{Map, Value};
 
 use super::config::{
-    EntityMappingConfig, MappingNode, PortAppConfig, SearchQuery, SearchRule, Selector,
+    EntityMappingConfig, MappingNode, PortAppConfig, ResourceConfig, SearchQuery, SearchRule,
+    Selector,
 };
 use super::items::ItemsToParse;
 use super::jq::{JqOutput, JqProgram, env_object, from_val, to_val, truthy};
@@ -29,6 +31,7 @@ pub struct CompiledResource {
     index: usize,
     kind: String,
     selector: Selector,
+    options: ParsedOptions,
     query: JqProgram,
     items: Option<ItemsToParse>,
     mappings: CompiledMappings,
@@ -70,16 +73,48 @@ enum CompiledRule {
     Query(CompiledSearch),
 }
 
+/// A resource's selector options in its kind's own type, parsed once when the mapping is compiled, so
+/// a bad option is refused before anything runs and nothing parses the selector again. The mapping
+/// does not know the kinds: [`CompiledConfig::compile`] is given their parser ([`ParseOptions`]).
+#[derive(Clone)]
+pub struct ParsedOptions(Arc<dyn Any + Send + Sync>);
+
+impl ParsedOptions {
+    pub fn new<T: Any + Send + Sync>(options: T) -> Self {
+        Self(Arc::new(options))
+    }
+
+    /// The options, if they are of type `T` (the kind that parsed them asks for its own type).
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ParsedOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParsedOptions(..)")
+    }
+}
+
+/// Parses the selector options of the resource at an index of the config (see [`ParsedOptions`]).
+pub type ParseOptions = dyn Fn(usize, &ResourceConfig) -> Result<ParsedOptions, MappingError>;
+
 impl CompiledConfig {
-    /// Compiles every jq expression once. A failure names the resource index, kind and field path,
-    /// e.g. `resources[1] (repository) properties.url: ...`.
-    pub fn compile(config: PortAppConfig, opts: &MappingOptions) -> Result<Self, MappingError> {
+    /// Compiles every jq expression once and parses each resource's selector options with `parse`. A
+    /// failure names the resource index, kind and field path, e.g.
+    /// `resources[1] (repository) properties.url: ...`.
+    pub fn compile(
+        config: PortAppConfig,
+        opts: &MappingOptions,
+        parse: &ParseOptions,
+    ) -> Result<Self, MappingError> {
         let env = Arc::new(Value::Object(env_object(opts.allow_env)));
         let resources = config
             .resources
             .iter()
             .enumerate()
             .map(|(index, r)| {
+                let options = parse(index, r)?;
                 let mut c = Compiler {
                     at: format!("resources[{index}] ({})", r.kind),
                     uses_env: false,
@@ -98,6 +133,7 @@ impl CompiledConfig {
                     index,
                     kind: r.kind.clone(),
                     selector: r.selector.clone(),
+                    options,
                     query,
                     items,
                     mappings,
@@ -219,6 +255,11 @@ impl CompiledResource {
 
     pub fn selector(&self) -> &Selector {
         &self.selector
+    }
+
+    /// The selector options as the resource's kind parsed them.
+    pub fn options(&self) -> &ParsedOptions {
+        &self.options
     }
 
     /// The entity fields one mapped item evaluates (identifier, blueprint, title, icon, team, each
@@ -509,6 +550,11 @@ mod tests {
     const PROJECT: &str = include_str!("../../testdata/mapping/raw/project-a.json");
     const REPOSITORY: &str = include_str!("../../testdata/mapping/raw/repository-b.json");
 
+    /// The kinds are not the engine's concern: its tests compile without options.
+    fn no_options(_: usize, _: &ResourceConfig) -> Result<ParsedOptions, MappingError> {
+        Ok(ParsedOptions::new(()))
+    }
+
     /// One resource of kind `thing` with the given selector and mappings (YAML fragments).
     fn resource(selector: &str, mappings: &str) -> CompiledConfig {
         resource_with_port(selector, mappings, "")
@@ -527,7 +573,7 @@ mod tests {
             indent(mappings, 10)
         );
         let config = PortAppConfig::parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        CompiledConfig::compile(config, &MappingOptions::default()).unwrap()
+        CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap()
     }
 
     fn map(cfg: &CompiledConfig, raw: Value) -> Vec<ItemOutcome> {
@@ -558,7 +604,7 @@ mod tests {
     #[test]
     fn the_peers_default_mapping_maps_real_project_and_repository_items() {
         let config = PortAppConfig::parse(PEER_DEFAULT).unwrap();
-        let cfg = CompiledConfig::compile(config, &MappingOptions::default()).unwrap();
+        let cfg = CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap();
 
         let project: Value = serde_json::from_str(PROJECT).unwrap();
         let res = cfg.resources_of("project").next().unwrap();
@@ -610,7 +656,7 @@ mod tests {
     #[test]
     fn repository_policies_split_by_selector_like_the_peer() {
         let config = PortAppConfig::parse(PEER_DEFAULT).unwrap();
-        let cfg = CompiledConfig::compile(config, &MappingOptions::default()).unwrap();
+        let cfg = CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap();
         let policy = json!({
             "type": {"displayName": "Work item linking"}, "isEnabled": true, "isBlocking": true,
             "__repository": {"id": "r1"}
@@ -983,7 +1029,7 @@ relations:
             "resources:\n  - kind: thing\n    selector:\n      query: 'true'\n    port:\n      entity:\n        mappings:\n          identifier: '\"x\"'\n          blueprint: '\"thing\"'\n          properties:\n            viaEnv: 'env[\"{var}\"]'\n            viaVar: '$ENV[\"{var}\"]'\n            whole: env | length"
         );
         let config = PortAppConfig::parse(&yaml).unwrap();
-        CompiledConfig::compile(config, &MappingOptions { allow_env }).unwrap()
+        CompiledConfig::compile(config, &MappingOptions { allow_env }, &no_options).unwrap()
     }
 
     #[test]
@@ -1014,7 +1060,8 @@ relations:
     fn a_compile_error_names_the_resource_and_field() {
         let yaml = "resources:\n  - kind: project\n    selector: {query: 'true'}\n    port: {entity: {mappings: {identifier: .id, blueprint: '\"p\"'}}}\n  - kind: repository\n    selector: {query: 'true'}\n    port: {entity: {mappings: {identifier: .id, blueprint: '\"r\"', properties: {url: '.remoteUrl |'}}}}";
         let config = PortAppConfig::parse(yaml).unwrap();
-        let err = CompiledConfig::compile(config, &MappingOptions::default()).unwrap_err();
+        let err =
+            CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap_err();
         let MappingError::Compile { path, .. } = &err else {
             panic!("{err}")
         };
@@ -1029,6 +1076,7 @@ relations:
         let err = CompiledConfig::compile(
             PortAppConfig::parse(bad_selector).unwrap(),
             &MappingOptions::default(),
+            &no_options,
         )
         .unwrap_err();
         assert!(
@@ -1041,7 +1089,7 @@ relations:
     #[test]
     fn resources_keep_config_order_index_and_selector() {
         let config = PortAppConfig::parse(PEER_DEFAULT).unwrap();
-        let cfg = CompiledConfig::compile(config, &MappingOptions::default()).unwrap();
+        let cfg = CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap();
         let kinds: Vec<_> = cfg
             .resources()
             .iter()

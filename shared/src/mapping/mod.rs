@@ -19,7 +19,7 @@ pub use config::{
     EntityMappingConfig, MappingNode, PortAppConfig, PortResourceConfig, ResourceConfig,
     SearchQuery, SearchRule, Selector,
 };
-pub use engine::{CompiledConfig, CompiledResource};
+pub use engine::{CompiledConfig, CompiledResource, ParseOptions, ParsedOptions};
 pub use quotes::rewrite_single_quotes;
 
 use crate::catalog::Entity;

@@ -171,7 +171,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::mapping::{MappingOptions, PortAppConfig};
 
     fn compiled(kinds: &[&str]) -> CompiledConfig {
         let resources: Vec<String> = kinds
@@ -183,11 +182,7 @@ mod tests {
             })
             .collect();
         let text = format!(r#"{{"resources": [{}]}}"#, resources.join(","));
-        CompiledConfig::compile(
-            PortAppConfig::parse(&text).unwrap(),
-            &MappingOptions { allow_env: false },
-        )
-        .unwrap()
+        crate::tenant::compile_mapping(&text, "test", false).unwrap()
     }
 
     /// Answers with the next scripted outcome (the last one repeats), counting the reads.

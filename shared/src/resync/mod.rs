@@ -356,10 +356,6 @@ impl Resync<'_> {
             });
             return block;
         };
-        if let Err(e) = kind.check(resource.selector()) {
-            block.report.error(RunError::InvalidSelector(e));
-            return block;
-        }
         let (tx, pages) = mpsc::channel(PAGES_AHEAD);
         let sink = PageSink::handler(Arc::new(MapOnArrival {
             resource: Arc::clone(resource),
@@ -369,7 +365,7 @@ impl Resync<'_> {
         // which block sent what.
         let requests = Arc::new(AtomicU64::new(0));
         let producer = AdoClient::counting(Arc::clone(&requests), async move {
-            let result = kind.fetch(ctx, resource.selector(), &sink).await;
+            let result = kind.fetch(ctx, resource, &sink).await;
             drop(sink);
             result
         });

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::ado::AdoError;
-use crate::ado::kinds::OptionError;
 use crate::catalog::CatalogError;
 
 /// Messages kept per kind; the count goes on.
@@ -20,9 +19,6 @@ pub enum RunError {
     /// The mapping names a kind this build does not know.
     #[error("kind {kind:?} is not supported by this version of ado-sync")]
     UnsupportedKind { kind: String },
-    /// The block's selector has an option its kind cannot use.
-    #[error("invalid selector: {0}")]
-    InvalidSelector(#[source] OptionError),
     /// Listing the kind in Azure DevOps failed part way.
     #[error("listing failed: {0}")]
     Listing(#[source] AdoError),

@@ -6,7 +6,6 @@ use futures::FutureExt;
 use secrecy::SecretString;
 use shared::ado::kinds::{self, FetchContext, PageSink};
 use shared::ado::{AdoClient, AdoClientConfig, OrgUrl};
-use shared::mapping::PortAppConfig;
 use sim::ado::OrgSpec;
 
 pub(crate) async fn list(
@@ -37,13 +36,13 @@ pub(crate) async fn try_list(
     let mapping = format!(
         "resources:\n  - kind: {kind}\n    selector:\n{selector_yaml}\n    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
     );
-    let config = PortAppConfig::parse(&mapping).unwrap();
-    let selector = config.resources[0].selector.clone();
+    let config = shared::tenant::compile_mapping(&mapping, "test", false).unwrap();
+    let resource = config.resources()[0].clone();
     let ctx = FetchContext::new(client.clone(), Vec::new());
     let (sink, mut rx) = PageSink::channel(4);
     let source = kinds::find(kind).unwrap();
     let fetch = async move {
-        let r = source.fetch(&ctx, &selector, &sink).await;
+        let r = source.fetch(&ctx, &resource, &sink).await;
         drop(sink);
         r
     };

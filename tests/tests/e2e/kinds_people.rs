@@ -3,13 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use futures::FutureExt;
-use secrecy::SecretString;
 use serde_json::Value;
-use shared::ado::kinds::{self, FetchContext, PageSink};
-use shared::ado::{AdoClient, AdoClientConfig, AdoError, OrgUrl};
-use shared::mapping::PortAppConfig;
+use shared::ado::AdoError;
 use sim::ado::OrgSpec;
+
+use crate::kinds_proof::{context, fetch};
 
 async fn start(spec: OrgSpec) -> sim::RunningSim {
     sim::start(
@@ -20,41 +18,6 @@ async fn start(spec: OrgSpec) -> sim::RunningSim {
     )
     .await
     .unwrap()
-}
-
-fn context(sim: &sim::RunningSim) -> FetchContext {
-    let mut cfg = AdoClientConfig::new(
-        OrgUrl::parse(&sim.ado_org_url()).unwrap(),
-        SecretString::from("pat".to_owned()),
-    );
-    cfg.max_retries = 0;
-    FetchContext::new(AdoClient::new(cfg).unwrap(), Vec::new())
-}
-
-/// Lists one kind with the given selector options (YAML lines under `selector:`).
-async fn fetch(ctx: &FetchContext, kind: &str, options: &str) -> Result<Vec<Value>, AdoError> {
-    let mapping = format!(
-        "resources:\n  - kind: {kind}\n    selector:\n      query: 'true'\n{options}    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
-    );
-    let config = PortAppConfig::parse(&mapping).unwrap();
-    let selector = config.resources[0].selector.clone();
-    let source = kinds::find(kind).unwrap();
-    source.check(&selector).expect("the selector is valid");
-    let (sink, mut rx) = PageSink::channel(4);
-    let run = async move {
-        let r = source.fetch(ctx, &selector, &sink).await;
-        drop(sink);
-        r
-    };
-    let collect = async {
-        let mut all = Vec::new();
-        while let Some(page) = rx.recv().await {
-            all.extend(page);
-        }
-        all
-    };
-    let (r, all) = tokio::join!(run.boxed(), collect);
-    r.map(|_| all)
 }
 
 async fn list(sim: &sim::RunningSim, kind: &str, options: &str) -> Vec<Value> {

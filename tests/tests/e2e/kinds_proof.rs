@@ -7,7 +7,6 @@ use secrecy::SecretString;
 use serde_json::Value;
 use shared::ado::kinds::{self, FetchContext, PageSink};
 use shared::ado::{AdoClient, AdoClientConfig, AdoError, OrgUrl};
-use shared::mapping::PortAppConfig;
 use sim::ado::OrgSpec;
 
 pub(crate) async fn start(spec: OrgSpec, opts: sim::ado::AdoSimOptions) -> sim::RunningSim {
@@ -43,12 +42,13 @@ pub(crate) async fn fetch(
     let mapping = format!(
         "resources:\n  - kind: {kind}\n    selector:\n      query: 'true'\n{options}    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
     );
-    let config = PortAppConfig::parse(&mapping).unwrap();
-    let selector = config.resources[0].selector.clone();
+    let config =
+        shared::tenant::compile_mapping(&mapping, "test", false).expect("the selector is valid");
+    let resource = config.resources()[0].clone();
     let source = kinds::find(kind).unwrap();
     let (sink, mut rx) = PageSink::channel(4);
     let run = async move {
-        let r = source.fetch(ctx, &selector, &sink).await;
+        let r = source.fetch(ctx, &resource, &sink).await;
         drop(sink);
         r
     };

@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 use super::listing::{healthy_repos_first_alone, put, repo_project};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::parent::{Recheck, recheck_parent, repository_request};
-use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PageSink, SelectorOptions, str_field,
+};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, ApiVersion, Request, Service};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 fn alert_changed(r: &Value) -> Result<Change, live::Unnamed> {
@@ -54,16 +56,24 @@ const SEVERITIES: &[&str] = &[
 ];
 const ALERT_TYPES: &[&str] = &["dependency", "code", "secret"];
 
-/// `criteria` {states, severity, alertType}, as ADO query keys.
+/// `criteria` {states, severity, alertType}, as ADO query keys: the kind's options.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Criteria {
+pub struct Criteria {
     pub states: Vec<String>,
     pub severities: Vec<String>,
     pub alert_type: Option<String>,
 }
 
+impl SelectorOptions for Criteria {
+    const NAMES: &'static [&'static str] = &["criteria"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        Self::read(selector).map_err(OptionError::on("criteria"))
+    }
+}
+
 impl Criteria {
-    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector) -> Result<Self, String> {
         let Some(raw) = selector.options.get("criteria").filter(|v| !v.is_null()) else {
             return Ok(Self::default());
         };
@@ -144,29 +154,19 @@ impl Criteria {
 pub struct AdvancedSecurityAlert;
 
 #[async_trait]
-impl KindSource for AdvancedSecurityAlert {
+impl Kind for AdvancedSecurityAlert {
+    type Options = Criteria;
+
     fn name(&self) -> &'static str {
         "advanced-security-alert"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["criteria"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        Criteria::read(selector).map_err(OptionError::on("criteria"))?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        criteria: &Criteria,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let criteria =
-            Criteria::read(selector).map_err(|e| option_error("advanced-security-alert", e))?;
-        let criteria = &criteria;
         // The first repository is asked alone: on a server without Advanced Security its answer is
         // enough to know, and the other repositories are not asked for nothing.
         healthy_repos_first_alone(ctx, |repo| async move {
@@ -207,7 +207,7 @@ impl KindSource for AdvancedSecurityAlert {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Criteria>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Change::SecurityAlert {
             repository_id,
@@ -246,12 +246,11 @@ impl KindSource for AdvancedSecurityAlert {
         Ok(Some(
             blocks
                 .iter()
-                .map(|&b| {
+                .map(|b| {
                     // The listing only returns alerts inside the block's criteria; live, an alert that
                     // left them (fixed, dismissed) must leave the catalog too.
-                    let criteria = Criteria::read(b.selector()).unwrap_or_default();
                     let raw = match &current {
-                        Some(a) if criteria.admits(a) => RawItem::Current(a.clone()),
+                        Some(a) if b.options.admits(a) => RawItem::Current(a.clone()),
                         _ => {
                             // What the listing would have produced for an alert that is gone.
                             let mut gone = json!({ "alertId": alert_id });
@@ -259,7 +258,7 @@ impl KindSource for AdvancedSecurityAlert {
                             RawItem::Gone(gone)
                         }
                     };
-                    (b, raw)
+                    (b.resource, raw)
                 })
                 .collect(),
         ))

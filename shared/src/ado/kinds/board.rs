@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::parent::{team_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, SelectorOptions,
     str_field,
 };
 use crate::ado::{AdoError, Request};
@@ -22,7 +22,9 @@ pub struct AreaPath;
 const TEAMS_AT_ONCE: usize = 5;
 
 #[async_trait]
-impl KindSource for Board {
+impl Kind for Board {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "board"
     }
@@ -30,7 +32,7 @@ impl KindSource for Board {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let boards = ctx.boards().await?;
@@ -50,7 +52,9 @@ fn board_item(b: &super::shared_lists::Board) -> Value {
 }
 
 #[async_trait]
-impl KindSource for Column {
+impl Kind for Column {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "column"
     }
@@ -58,7 +62,7 @@ impl KindSource for Column {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let boards = ctx.boards().await?;
@@ -119,7 +123,9 @@ async fn team_iterations(ctx: &FetchContext, team: &Value) -> Result<Vec<Value>,
 }
 
 #[async_trait]
-impl KindSource for Iteration {
+impl Kind for Iteration {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "iteration"
     }
@@ -127,7 +133,7 @@ impl KindSource for Iteration {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let teams = ctx.teams().await?;
@@ -148,27 +154,20 @@ impl KindSource for Iteration {
 }
 
 #[async_trait]
-impl KindSource for AreaPath {
+impl Kind for AreaPath {
+    type Options = AreaOptions;
+
     fn name(&self) -> &'static str {
         "area-path"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["depth"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        depth(selector)?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &AreaOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let depth = depth(selector).map_err(|e| option_error("area-path", e))?;
+        let depth = options.depth;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
@@ -193,13 +192,22 @@ impl KindSource for AreaPath {
     }
 }
 
-fn depth(selector: &Selector) -> Result<Option<i64>, OptionError> {
-    match selector.int_option("depth", None)? {
-        Some(d) if d < 0 => Err(OptionError::new(
-            "depth",
-            format!("must be 0 or more, got {d}"),
-        )),
-        d => Ok(d),
+/// `depth`: how deep the area tree is read (ADO's `$depth`; the root alone without it).
+pub struct AreaOptions {
+    depth: Option<i64>,
+}
+
+impl SelectorOptions for AreaOptions {
+    const NAMES: &'static [&'static str] = &["depth"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        match selector.int_option("depth", None)? {
+            Some(d) if d < 0 => Err(OptionError::new(
+                "depth",
+                format!("must be 0 or more, got {d}"),
+            )),
+            depth => Ok(Self { depth }),
+        }
     }
 }
 

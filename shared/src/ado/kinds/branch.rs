@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 use super::listing::{healthy_repos, repo_project};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::parent::{repository_request, unless_parent_gone};
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, str_field};
+use super::{Block, FetchContext, Kind, PAGE_SIZE, PageSink, str_field};
 use crate::ado::{AdoError, Request};
-use crate::mapping::{CompiledResource, Selector};
 use crate::queue::message::{Change, ChangeMessage};
 
 /// A push moves, creates and deletes branches.
@@ -19,7 +18,9 @@ static BRANCH_EVENTS: [&LiveEvent; 1] = [&super::repository::PUSH];
 pub struct Branch;
 
 #[async_trait]
-impl KindSource for Branch {
+impl Kind for Branch {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "branch"
     }
@@ -27,7 +28,7 @@ impl KindSource for Branch {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         // An empty repository (no commit yet) answers this listing with no refs (200, `count: 0`): it
@@ -78,7 +79,7 @@ impl KindSource for Branch {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, ()>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Change::Push {
             repository_id,
@@ -115,7 +116,7 @@ impl KindSource for Branch {
         Ok(Some(
             blocks
                 .iter()
-                .flat_map(|&b| items.iter().map(move |raw| (b, raw.clone())))
+                .flat_map(|b| items.iter().map(move |raw| (b.resource, raw.clone())))
                 .collect(),
         ))
     }

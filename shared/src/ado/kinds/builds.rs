@@ -13,12 +13,12 @@ use super::listing::{put, with_project};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
 use super::parent::{Recheck, build_request, pipeline_request, recheck_parent, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
-    str_field,
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink,
+    SelectorOptions, str_field,
 };
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoClient, AdoError, Guid, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 /// A classic or YAML build finished.
@@ -206,28 +206,36 @@ where
 
 pub struct Build;
 
+/// `enrichWithFirstCommit`: add `__firstCommit`, the first commit of the build's branch.
+pub struct BuildOptions {
+    first_commit: bool,
+}
+
+impl SelectorOptions for BuildOptions {
+    const NAMES: &'static [&'static str] = &["enrichWithFirstCommit"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        Ok(Self {
+            first_commit: selector.bool_option("enrichWithFirstCommit", false)?,
+        })
+    }
+}
+
 #[async_trait]
-impl KindSource for Build {
+impl Kind for Build {
+    type Options = BuildOptions;
+
     fn name(&self) -> &'static str {
         "build"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["enrichWithFirstCommit"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        selector.bool_option("enrichWithFirstCommit", false)?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &BuildOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let first_commit = first_commit_option(selector).map_err(|e| option_error("build", e))?;
+        let first_commit = options.first_commit;
         each_build_page(ctx, |project, page| async move {
             let page = enrich_builds(&ctx.client, &project, page, first_commit).await?;
             sink.send(page).await
@@ -243,17 +251,16 @@ impl KindSource for Build {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, BuildOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedBuild::read(cx, message).await? else {
             return Ok(None);
         };
         let mut items = Vec::with_capacity(blocks.len());
-        for &block in blocks {
+        for block in blocks {
             let raw = match &changed.build {
                 Some(build) => {
-                    let first = first_commit_option(block.selector())
-                        .map_err(LiveError::option(block, "enrichWithFirstCommit"))?;
+                    let first = block.options.first_commit;
                     let mut page =
                         enrich_builds(cx.ado, &changed.project, vec![build.clone()], first)
                             .await
@@ -267,16 +274,10 @@ impl KindSource for Build {
                     RawItem::Gone(gone)
                 }
             };
-            items.push((block, raw));
+            items.push((block.resource, raw));
         }
         Ok(Some(items))
     }
-}
-
-pub(crate) fn first_commit_option(selector: &Selector) -> Result<bool, String> {
-    selector
-        .bool_option("enrichWithFirstCommit", false)
-        .map_err(|e| e.to_string())
 }
 
 /// `__projectId`, `__project` and, when asked, `__firstCommit`; shared with the live read.
@@ -390,7 +391,9 @@ async fn first_commit_of(
 pub struct PipelineStage;
 
 #[async_trait]
-impl KindSource for PipelineStage {
+impl Kind for PipelineStage {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "pipeline-stage"
     }
@@ -398,7 +401,7 @@ impl KindSource for PipelineStage {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         each_build_page(ctx, |project, builds| async move {
@@ -426,7 +429,7 @@ impl KindSource for PipelineStage {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, ()>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedBuild::read(cx, message).await? else {
             return Ok(None);
@@ -441,7 +444,11 @@ impl KindSource for PipelineStage {
         Ok(Some(
             blocks
                 .iter()
-                .flat_map(|&b| stages.iter().map(move |s| (b, RawItem::Current(s.clone()))))
+                .flat_map(|b| {
+                    stages
+                        .iter()
+                        .map(move |s| (b.resource, RawItem::Current(s.clone())))
+                })
                 .collect(),
         ))
     }
@@ -491,7 +498,9 @@ pub(crate) async fn stages_of(
 pub struct PipelineRun;
 
 #[async_trait]
-impl KindSource for PipelineRun {
+impl Kind for PipelineRun {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "pipeline-run"
     }
@@ -499,7 +508,7 @@ impl KindSource for PipelineRun {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let projects = ctx.projects().await?;
@@ -540,7 +549,7 @@ impl KindSource for PipelineRun {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, ()>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedBuild::read(cx, message).await? else {
             return Ok(None);

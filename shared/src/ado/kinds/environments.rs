@@ -9,9 +9,8 @@ use super::builds::{BUILD_AND_RUN_EVENTS, ChangedBuild};
 use super::listing::put;
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::parent::{environment_request, unless_parent_gone};
-use super::{FetchContext, KindSource, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
+use super::{Block, FetchContext, Kind, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, str_field};
 use crate::ado::{AdoError, ApiVersion, Request};
-use crate::mapping::{CompiledResource, Selector};
 use crate::queue::message::ChangeMessage;
 
 /// The environments API exists only as a preview (7.1-preview.1; 7.0-preview.1 on Server 2022).
@@ -23,7 +22,9 @@ fn environments_request(project_id: &str) -> Request {
 pub struct Environment;
 
 #[async_trait]
-impl KindSource for Environment {
+impl Kind for Environment {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "environment"
     }
@@ -31,7 +32,7 @@ impl KindSource for Environment {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let envs = ctx.environments().await?;
@@ -45,7 +46,9 @@ impl KindSource for Environment {
 pub struct PipelineDeployment;
 
 #[async_trait]
-impl KindSource for PipelineDeployment {
+impl Kind for PipelineDeployment {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "pipeline-deployment"
     }
@@ -53,7 +56,7 @@ impl KindSource for PipelineDeployment {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let envs = ctx.environments().await?;
@@ -110,7 +113,7 @@ impl KindSource for PipelineDeployment {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, ()>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedBuild::read(cx, message).await? else {
             return Ok(None);
@@ -124,7 +127,7 @@ impl KindSource for PipelineDeployment {
                 .flat_map(|&b| {
                     records
                         .iter()
-                        .map(move |r| (b, RawItem::Current(r.clone())))
+                        .map(move |r| (b.resource, RawItem::Current(r.clone())))
                 })
                 .collect(),
         ))

@@ -13,10 +13,10 @@ use super::glob::{Glob, is_glob};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::parent::{repository_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, OptionError, PageSink, REPO_CONCURRENCY, option_error, str_field,
+    Block, FetchContext, Kind, OptionError, PageSink, REPO_CONCURRENCY, SelectorOptions, str_field,
 };
 use crate::ado::{AdoClient, AdoError, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 pub struct File;
@@ -187,10 +187,9 @@ fn repo_unreadable(repo: &Value) -> bool {
         .unwrap_or(false)
 }
 
-pub(crate) fn included_option(selector: &Selector) -> Result<Vec<String>, String> {
-    selector
-        .str_list_option("includedFiles")
-        .map_err(|e| e.to_string())
+/// `includedFiles`, which `repository`, `file` and `folder` take alike.
+pub(crate) fn included_option(selector: &Selector) -> Result<Vec<String>, OptionError> {
+    Ok(selector.str_list_option("includedFiles")?)
 }
 
 /// Adds `__includedFiles` to repositories (root of the default branch).
@@ -266,15 +265,25 @@ fn listing_scope(glob: &str) -> (String, &'static str) {
 
 // ------------------------------------------------------------------ file
 
-pub(crate) struct FileOptions {
+/// `files` {path: paths and globs, repos: names} and `includedFiles`.
+pub struct FileOptions {
     literal: Vec<String>,
     globs: Vec<Glob>,
     repos: Vec<String>,
     pub(crate) included: Vec<String>,
 }
 
+impl SelectorOptions for FileOptions {
+    const NAMES: &'static [&'static str] = &["files", "includedFiles"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        let included = included_option(selector)?;
+        Self::read(selector, included).map_err(OptionError::on("files"))
+    }
+}
+
 impl FileOptions {
-    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector, included: Vec<String>) -> Result<Self, String> {
         let files = selector
             .options
             .get("files")
@@ -310,7 +319,7 @@ impl FileOptions {
                 .map(|g| Glob::new(g))
                 .collect::<Result<_, _>>()?,
             repos: list("repos")?,
-            included: included_option(selector)?,
+            included,
         })
     }
 
@@ -327,29 +336,19 @@ impl FileOptions {
 }
 
 #[async_trait]
-impl KindSource for File {
+impl Kind for File {
+    type Options = FileOptions;
+
     fn name(&self) -> &'static str {
         "file"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["files", "includedFiles"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        included_option(selector).map_err(OptionError::on("includedFiles"))?;
-        // `includedFiles` is fine, so what is left is about `files`.
-        FileOptions::read(selector).map_err(OptionError::on("files"))?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &FileOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = FileOptions::read(selector).map_err(|e| option_error("file", e))?;
         let repos = ctx.repositories().await?;
         futures::stream::iter(
             repos
@@ -357,12 +356,9 @@ impl KindSource for File {
                 .filter(|r| opts.wants_repo(r) && !repo_unreadable(r))
                 .map(Ok),
         )
-        .try_for_each_concurrent(REPO_CONCURRENCY, |repo| {
-            let opts = &opts;
-            async move {
-                let files = repo_files(&ctx.client, repo, opts).await?;
-                sink.send(files).await
-            }
+        .try_for_each_concurrent(REPO_CONCURRENCY, |repo| async move {
+            let files = repo_files(&ctx.client, repo, opts).await?;
+            sink.send(files).await
         })
         .await
     }
@@ -375,7 +371,7 @@ impl KindSource for File {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, FileOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some((repo, branches)) = pushed(cx, message).await? else {
             return Ok(None);
@@ -385,21 +381,22 @@ impl KindSource for File {
             return Ok(None);
         }
         let mut items: Option<Changed<'b>> = None;
-        for &block in blocks {
-            let opts =
-                FileOptions::read(block.selector()).map_err(LiveError::option(block, "files"))?;
+        for block in blocks {
+            let opts = block.options;
             if !opts.wants_repo(&repo) {
                 continue;
             }
-            let found = repo_files(cx.ado, &repo, &opts)
+            let found = repo_files(cx.ado, &repo, opts)
                 .await
                 .map_err(LiveError::ado(format_args!(
                     "repository {}",
                     str_field(&repo, "id")
                 )))?;
-            items
-                .get_or_insert_with(Vec::new)
-                .extend(found.into_iter().map(|f| (block, RawItem::Current(f))));
+            items.get_or_insert_with(Vec::new).extend(
+                found
+                    .into_iter()
+                    .map(|f| (block.resource, RawItem::Current(f))),
+            );
         }
         Ok(items)
     }
@@ -543,17 +540,29 @@ pub(crate) struct FolderPattern {
     pub(crate) repos: Vec<(String, Option<String>)>,
 }
 
-pub(crate) struct FolderOptions {
+/// `project_name`, `folders` [{path: glob, repos: [name or {name, branch}]}] and `includedFiles`.
+pub struct FolderOptions {
     project: Option<String>,
     pub(crate) patterns: Vec<FolderPattern>,
     pub(crate) included: Vec<String>,
 }
 
+impl SelectorOptions for FolderOptions {
+    const NAMES: &'static [&'static str] = &["project_name", "folders", "includedFiles"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        let project = selector.str_option("project_name")?;
+        let included = included_option(selector)?;
+        Self::read(selector, project, included).map_err(OptionError::on("folders"))
+    }
+}
+
 impl FolderOptions {
-    pub(crate) fn read(selector: &Selector) -> Result<Self, String> {
-        let project = selector
-            .str_option("project_name")
-            .map_err(|e| e.to_string())?;
+    fn read(
+        selector: &Selector,
+        project: Option<String>,
+        included: Vec<String>,
+    ) -> Result<Self, String> {
         let folders = match selector.options.get("folders") {
             Some(Value::Array(f)) if !f.is_empty() => f,
             _ => return Err("folders must list at least one {path, repos} entry".into()),
@@ -596,7 +605,7 @@ impl FolderOptions {
         Ok(Self {
             project,
             patterns,
-            included: included_option(selector)?,
+            included,
         })
     }
 
@@ -630,30 +639,19 @@ impl FolderOptions {
 }
 
 #[async_trait]
-impl KindSource for Folder {
+impl Kind for Folder {
+    type Options = FolderOptions;
+
     fn name(&self) -> &'static str {
         "folder"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["project_name", "folders", "includedFiles"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        selector.str_option("project_name")?;
-        included_option(selector).map_err(OptionError::on("includedFiles"))?;
-        // The other options are fine, so what is left is about `folders`.
-        FolderOptions::read(selector).map_err(OptionError::on("folders"))?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &FolderOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = FolderOptions::read(selector).map_err(|e| option_error("folder", e))?;
         let repos = ctx.repositories().await?;
         let in_project = |r: &&Value| match &opts.project {
             None => true,
@@ -670,17 +668,14 @@ impl KindSource for Folder {
                 .filter(|r| !repo_unreadable(r))
                 .map(Ok),
         )
-        .try_for_each_concurrent(REPO_CONCURRENCY, |repo| {
-            let opts = &opts;
-            async move {
-                for (pattern, branch) in opts.for_repo(repo) {
-                    let Some(branch) = branch else { continue };
-                    let items =
-                        repo_folders(&ctx.client, repo, &branch, pattern, &opts.included).await?;
-                    sink.send(items).await?;
-                }
-                Ok(())
+        .try_for_each_concurrent(REPO_CONCURRENCY, |repo| async move {
+            for (pattern, branch) in opts.for_repo(repo) {
+                let Some(branch) = branch else { continue };
+                let items =
+                    repo_folders(&ctx.client, repo, &branch, pattern, &opts.included).await?;
+                sink.send(items).await?;
             }
+            Ok(())
         })
         .await
     }
@@ -693,15 +688,14 @@ impl KindSource for Folder {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, FolderOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some((repo, branches)) = pushed(cx, message).await? else {
             return Ok(None);
         };
         let mut items: Option<Changed<'b>> = None;
-        for &block in blocks {
-            let opts = FolderOptions::read(block.selector())
-                .map_err(LiveError::option(block, "folders"))?;
+        for block in blocks {
+            let opts = block.options;
             for (pattern, branch) in opts.for_repo(&repo) {
                 let Some(branch) = branch.filter(|b| branches.contains(&b.as_str())) else {
                     continue;
@@ -712,9 +706,11 @@ impl KindSource for Folder {
                         "repository {}",
                         str_field(&repo, "id")
                     )))?;
-                items
-                    .get_or_insert_with(Vec::new)
-                    .extend(found.into_iter().map(|f| (block, RawItem::Current(f))));
+                items.get_or_insert_with(Vec::new).extend(
+                    found
+                        .into_iter()
+                        .map(|f| (block.resource, RawItem::Current(f))),
+                );
             }
         }
         Ok(items)

@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::parent::unless_parent_gone;
-use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{FetchContext, Kind, OptionError, PAGE_SIZE, PageSink, SelectorOptions, str_field};
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request, Service};
 use crate::mapping::Selector;
 
@@ -22,8 +22,9 @@ const LOOKUP_BATCH: usize = 500;
 /// Users whose memberships are read at once.
 const USERS_AT_ONCE: usize = 10;
 
+/// Where `user` reads from (`source`), with that source's options: the kind's options.
 #[derive(Debug, PartialEq)]
-enum Source {
+pub enum Source {
     Entitlements {
         select: Option<String>,
         api_version: Option<String>,
@@ -35,6 +36,20 @@ enum Source {
 }
 
 const FIELDS: &[&str] = &["license", "extensions", "projects", "groupRules"];
+
+impl SelectorOptions for Source {
+    const NAMES: &'static [&'static str] = &[
+        "source",
+        "subjectTypes",
+        "includeGroupMemberships",
+        "includeFields",
+        "apiVersion",
+    ];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        read_source(selector)
+    }
+}
 
 fn read_source(selector: &Selector) -> Result<Source, OptionError> {
     let source = selector.str_option("source")?;
@@ -81,40 +96,28 @@ fn major(version: &str) -> Option<u32> {
 }
 
 #[async_trait]
-impl KindSource for User {
+impl Kind for User {
+    type Options = Source;
+
     fn name(&self) -> &'static str {
         "user"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &[
-            "source",
-            "subjectTypes",
-            "includeGroupMemberships",
-            "includeFields",
-            "apiVersion",
-        ]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        read_source(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        source: &Source,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        match read_source(selector).map_err(|e| option_error("user", e))? {
+        match source {
             Source::Entitlements {
                 select,
                 api_version,
-            } => entitlements(ctx, select, api_version, sink).await,
+            } => entitlements(ctx, select.clone(), api_version.clone(), sink).await,
             Source::Graph {
                 subject_types,
                 memberships,
-            } => graph_users(ctx, subject_types, memberships, sink).await,
+            } => graph_users(ctx, subject_types.clone(), *memberships, sink).await,
         }
     }
 }
@@ -290,7 +293,9 @@ async fn lookup(client: &AdoClient, descriptors: &[String]) -> Result<Vec<Value>
 }
 
 #[async_trait]
-impl KindSource for Group {
+impl Kind for Group {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "group"
     }
@@ -298,7 +303,7 @@ impl KindSource for Group {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let groups = ctx.groups().await?;
@@ -310,7 +315,9 @@ impl KindSource for Group {
 }
 
 #[async_trait]
-impl KindSource for GroupMember {
+impl Kind for GroupMember {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "group-member"
     }
@@ -318,7 +325,7 @@ impl KindSource for GroupMember {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let groups = ctx.groups().await?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{OptionError, str_field};
+use super::{Block, OptionError, str_field};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoClient, AdoError, ApiVersion, Guid, InvalidId, ProjectName, Request};
 use crate::mapping::CompiledResource;
@@ -129,8 +129,8 @@ pub enum RawItem {
 pub type Changed<'b> = Vec<(&'b CompiledResource, RawItem)>;
 
 /// The same raw item for every block.
-pub(crate) fn each<'b>(blocks: &[&'b CompiledResource], raw: RawItem) -> Changed<'b> {
-    blocks.iter().map(|&b| (b, raw.clone())).collect()
+pub(crate) fn each<'b, O>(blocks: &[Block<'b, O>], raw: RawItem) -> Changed<'b> {
+    blocks.iter().map(|b| (b.resource, raw.clone())).collect()
 }
 
 /// Why a kind could not read what a change names.
@@ -143,7 +143,8 @@ pub enum LiveError {
         #[source]
         source: AdoError,
     },
-    /// A block's selector option cannot be used: the same message fails again.
+    /// A block was compiled without its kind's options (see [`super::parse_options`]): the same
+    /// message fails again.
     #[error("{kind} resource {index}: {source}")]
     Option {
         kind: String,
@@ -167,24 +168,12 @@ impl LiveError {
         move |source| Self::Ado { context, source }
     }
 
-    /// For `map_err`: the option error of one of `block`'s options.
+    /// For `map_err`: `block`'s options cannot be had.
     pub(crate) fn block_option(block: &CompiledResource) -> impl FnOnce(OptionError) -> Self + '_ {
         move |source| Self::Option {
             kind: block.kind().to_owned(),
             index: block.index(),
             source,
-        }
-    }
-
-    /// For `map_err`: an option of `block` its kind cannot use.
-    pub(crate) fn option<'a>(
-        block: &'a CompiledResource,
-        option: &'a str,
-    ) -> impl FnOnce(String) -> Self + 'a {
-        move |message| Self::Option {
-            kind: block.kind().to_owned(),
-            index: block.index(),
-            source: OptionError::new(option, message),
         }
     }
 }

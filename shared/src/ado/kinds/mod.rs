@@ -1,9 +1,10 @@
-//! One module per resource kind. A kind is a small uniform unit: it reads its selector options, lists its
-//! items page by page through the shared client, adds the enrichment fields the peer adds (so existing
-//! mappings keep working), and sends each page to a [`PageSink`]. A kind that follows live events also
-//! declares them ([`KindSource::events`], see [`live`]) and reads one changed item back
-//! ([`KindSource::read_changed`]); the webhook's event types, the subscription catalogue and the
-//! processor's dispatch are derived from [`ALL`]. Adding a kind = one file + one line in [`ALL`].
+//! One module per resource kind. A kind is a small uniform unit ([`Kind`]): its selector options are a
+//! type of its own ([`SelectorOptions`]), parsed once when the mapping is compiled ([`parse_options`]);
+//! it lists its items page by page through the shared client, adds the enrichment fields the peer adds
+//! (so existing mappings keep working), and sends each page to a [`PageSink`]. A kind that follows live
+//! events also declares them ([`Kind::events`], see [`live`]) and reads one changed item back
+//! ([`Kind::read_changed`]); the webhook's event types, the subscription catalogue and the processor's
+//! dispatch are derived from [`ALL`]. Adding a kind = one file + one line in [`ALL`].
 
 mod advanced_security_alert;
 mod branch;
@@ -43,7 +44,7 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::{AdoClient, AdoError, ApiVersion, Request};
-use crate::mapping::{CompiledResource, MappingError, PortAppConfig, Selector};
+use crate::mapping::{CompiledResource, MappingError, ParsedOptions, ResourceConfig, Selector};
 use crate::queue::message::ChangeMessage;
 pub use live::{Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
 
@@ -257,30 +258,55 @@ pub(crate) async fn carries_excluded_tag(
         }))
 }
 
-/// A resource kind.
-#[async_trait]
-pub trait KindSource: Send + Sync {
-    /// The kind name used in `port-app-config` (`project`, `work-item`, …).
-    fn name(&self) -> &'static str;
+/// A kind's selector options in its own type, parsed from the selector once, when the mapping is
+/// compiled (parse, don't validate): a bad option is refused with its field path before anything is
+/// listed, and the listing and the live reads take the typed value instead of reading the selector.
+pub trait SelectorOptions: Sized + Send + Sync + 'static {
+    /// The option keys the kind reads, besides the ones every kind takes ([`COMMON_OPTIONS`]). Any other
+    /// key is refused: a misspelt option would otherwise be ignored silently and the kind would list
+    /// something else than the user asked for.
+    const NAMES: &'static [&'static str];
 
-    /// The selector options this kind reads, besides the ones every kind takes ([`COMMON_OPTIONS`]).
-    /// Any other key is refused when the mapping is compiled: a misspelt option would otherwise be
-    /// ignored silently and the kind would list something else than the user asked for.
-    fn options(&self) -> &'static [&'static str] {
-        &[]
-    }
+    fn parse(selector: &Selector) -> Result<Self, OptionError>;
+}
 
-    /// Checks the values of the selector's options (types, allowed values), so a bad option fails when
-    /// the mapping is compiled, before any call.
-    fn check(&self, _selector: &Selector) -> Result<(), OptionError> {
+/// The options of a kind that takes none.
+impl SelectorOptions for () {
+    const NAMES: &'static [&'static str] = &[];
+
+    fn parse(_: &Selector) -> Result<Self, OptionError> {
         Ok(())
     }
+}
+
+/// One mapping block of a kind with the options its selector was parsed into.
+pub struct Block<'b, O> {
+    pub resource: &'b CompiledResource,
+    pub options: &'b O,
+}
+
+impl<O> Clone for Block<'_, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Block<'_, O> {}
+
+/// A resource kind: how it lists, which events refresh it and how it reads one changed item. Written
+/// against its own option type; the registry holds it as a [`KindSource`].
+#[async_trait]
+pub trait Kind: Send + Sync + 'static {
+    type Options: SelectorOptions;
+
+    /// The kind name used in `port-app-config` (`project`, `work-item`, …).
+    fn name(&self) -> &'static str;
 
     /// Lists every item, page by page, into `sink`.
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &Self::Options,
         sink: &PageSink,
     ) -> Result<(), AdoError>;
 
@@ -298,9 +324,104 @@ pub trait KindSource: Send + Sync {
         &self,
         _cx: &LiveContext<'_>,
         _message: &ChangeMessage,
-        _blocks: &[&'b CompiledResource],
+        _blocks: &[Block<'b, Self::Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         Ok(None)
+    }
+}
+
+/// A [`Kind`] with its option type erased, as the registry, the resync and the live path hold it.
+#[async_trait]
+pub trait KindSource: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The option keys the kind reads ([`SelectorOptions::NAMES`]).
+    fn option_names(&self) -> &'static [&'static str];
+
+    /// Parses a selector's options into the kind's type, for [`CompiledResource::options`].
+    fn parse(&self, selector: &Selector) -> Result<ParsedOptions, OptionError>;
+
+    /// Lists every item of `resource` (a block of this kind) into `sink`.
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        resource: &CompiledResource,
+        sink: &PageSink,
+    ) -> Result<(), AdoError>;
+
+    fn events(&self) -> &'static [&'static LiveEvent];
+
+    /// See [`Kind::read_changed`]; `blocks` are blocks of this kind.
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError>;
+}
+
+/// The options `resource` was compiled with, as `K` parsed them. Only a resource compiled without
+/// [`parse_options`] (or of another kind) lacks them: a bug, reported as such rather than guessed at.
+fn options_of<'b, K: Kind>(
+    kind: &K,
+    resource: &'b CompiledResource,
+) -> Result<&'b K::Options, OptionError> {
+    resource.options().get::<K::Options>().ok_or_else(|| {
+        OptionError::new(
+            "selector",
+            format!(
+                "resources[{}] ({}) was compiled without the options of kind {}",
+                resource.index(),
+                resource.kind(),
+                kind.name()
+            ),
+        )
+    })
+}
+
+#[async_trait]
+impl<K: Kind> KindSource for K {
+    fn name(&self) -> &'static str {
+        Kind::name(self)
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        K::Options::NAMES
+    }
+
+    fn parse(&self, selector: &Selector) -> Result<ParsedOptions, OptionError> {
+        K::Options::parse(selector).map(ParsedOptions::new)
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &FetchContext,
+        resource: &CompiledResource,
+        sink: &PageSink,
+    ) -> Result<(), AdoError> {
+        let options = options_of(self, resource).map_err(|e| option_error(Kind::name(self), e))?;
+        Kind::fetch(self, ctx, options, sink).await
+    }
+
+    fn events(&self) -> &'static [&'static LiveEvent] {
+        Kind::events(self)
+    }
+
+    async fn read_changed<'b>(
+        &self,
+        cx: &LiveContext<'_>,
+        message: &ChangeMessage,
+        blocks: &[&'b CompiledResource],
+    ) -> Result<Option<Changed<'b>>, LiveError> {
+        let blocks = blocks
+            .iter()
+            .map(|&resource| {
+                options_of(self, resource)
+                    .map(|options| Block { resource, options })
+                    .map_err(LiveError::block_option(resource))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Kind::read_changed(self, cx, message, &blocks).await
     }
 }
 
@@ -410,48 +531,49 @@ impl From<MappingError> for OptionError {
     }
 }
 
-/// Refuses, before any call, what no pass could use: an unknown kind, a selector option the kind does
-/// not know, or an option value of the wrong type or out of range. The error names the field, e.g.
-/// `resources[3].selector.wiqll`.
-pub fn check_mapping(config: &PortAppConfig) -> Result<(), MappingError> {
-    for (i, resource) in config.resources.iter().enumerate() {
-        let Some(kind) = find(&resource.kind) else {
-            let known: Vec<&str> = ALL.iter().map(|k| k.name()).collect();
-            return Err(MappingError::Invalid {
-                key: format!("resources[{i}].kind"),
-                message: format!(
-                    "unknown kind {:?} (known: {})",
-                    resource.kind,
-                    known.join(", ")
-                ),
-            });
-        };
-        let options = kind.options();
-        if let Some(unknown) = resource
-            .selector
-            .options
-            .keys()
-            .find(|k| !options.contains(&k.as_str()) && !COMMON_OPTIONS.contains(&k.as_str()))
-        {
-            let known: Vec<&str> = std::iter::once("query")
-                .chain(options.iter().copied())
-                .collect();
-            return Err(MappingError::Invalid {
-                key: format!("resources[{i}].selector.{unknown}"),
-                message: format!(
-                    "unknown option for kind {} (known: {})",
-                    kind.name(),
-                    known.join(", ")
-                ),
-            });
-        }
-        kind.check(&resource.selector)
-            .map_err(|e| MappingError::Invalid {
-                key: format!("resources[{i}].selector.{}", e.option),
-                message: e.message,
-            })?;
+/// Parses the selector options of the resource at `index` into its kind's type (the parser
+/// [`CompiledConfig::compile`](crate::mapping::CompiledConfig::compile) takes), refusing before any call
+/// what no pass could use: an unknown kind, a selector option the kind does not know, or an option
+/// value of the wrong type or out of range. The error names the field, e.g. `resources[3].selector.wiqll`.
+pub fn parse_options(
+    index: usize,
+    resource: &ResourceConfig,
+) -> Result<ParsedOptions, MappingError> {
+    let Some(kind) = find(&resource.kind) else {
+        let known: Vec<&str> = ALL.iter().map(|k| k.name()).collect();
+        return Err(MappingError::Invalid {
+            key: format!("resources[{index}].kind"),
+            message: format!(
+                "unknown kind {:?} (known: {})",
+                resource.kind,
+                known.join(", ")
+            ),
+        });
+    };
+    let names = kind.option_names();
+    if let Some(unknown) = resource
+        .selector
+        .options
+        .keys()
+        .find(|k| !names.contains(&k.as_str()) && !COMMON_OPTIONS.contains(&k.as_str()))
+    {
+        let known: Vec<&str> = std::iter::once("query")
+            .chain(names.iter().copied())
+            .collect();
+        return Err(MappingError::Invalid {
+            key: format!("resources[{index}].selector.{unknown}"),
+            message: format!(
+                "unknown option for kind {} (known: {})",
+                kind.name(),
+                known.join(", ")
+            ),
+        });
     }
-    Ok(())
+    kind.parse(&resource.selector)
+        .map_err(|e| MappingError::Invalid {
+            key: format!("resources[{index}].selector.{}", e.option),
+            message: e.message,
+        })
 }
 
 pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -541,6 +663,63 @@ mod tests {
             "      files: {path: a.json}\n      includedFiles: {README.md: 1}\n",
         );
         assert!(e.contains("resources[3].selector.includedFiles"), "{e}");
+    }
+
+    #[test]
+    fn a_kind_lists_with_the_options_parsed_at_compile() {
+        let text = format!(
+            "resources:\n{}{}",
+            block("pull-request", "      maxResults: 3\n"),
+            block("project", "")
+        );
+        let compiled = compile_mapping(&text, "test", false).unwrap();
+        let [pull_requests, projects] = compiled.resources() else {
+            panic!("two resources")
+        };
+        let options = pull_requests
+            .options()
+            .get::<super::pull_request::Options>()
+            .expect("the pull-request options, typed");
+        assert_eq!(options.max_results, 3);
+        assert_eq!(options.min_time_in_days, 7, "the default");
+        assert!(
+            projects
+                .options()
+                .get::<super::pull_request::Options>()
+                .is_none()
+        );
+    }
+
+    /// A resource compiled without its kind's options (another parser, another kind) is refused before
+    /// any request, never listed with guessed options.
+    #[tokio::test]
+    async fn a_resource_without_its_kinds_options_fails_the_listing_before_any_request() {
+        use crate::mapping::{CompiledConfig, MappingOptions, ParsedOptions, PortAppConfig};
+        let text = format!("resources:\n{}", block("pull-request", ""));
+        let compiled = CompiledConfig::compile(
+            PortAppConfig::parse(&text).unwrap(),
+            &MappingOptions::default(),
+            &|_, _| Ok(ParsedOptions::new(())),
+        )
+        .unwrap();
+        let client = super::AdoClient::new(super::super::AdoClientConfig::new(
+            super::super::OrgUrl::parse("http://127.0.0.1:9/org").unwrap(),
+            secrecy::SecretString::from("pat".to_owned()),
+        ))
+        .unwrap();
+        let ctx = super::FetchContext::new(client.clone(), Vec::new());
+        let (sink, _pages) = super::PageSink::channel(1);
+        let kind = super::find("pull-request").unwrap();
+        let e = kind
+            .fetch(&ctx, &compiled.resources()[0], &sink)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("compiled without the options of kind pull-request"),
+            "{e}"
+        );
+        assert_eq!(client.requests_made(), 0);
     }
 
     #[test]

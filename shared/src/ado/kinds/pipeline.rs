@@ -8,11 +8,11 @@ use serde_json::Value;
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::parent::{pipeline_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
-    str_field,
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink,
+    SelectorOptions, str_field,
 };
 use crate::ado::{AdoClient, AdoError, Guid, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 pub struct Pipeline;
@@ -20,29 +20,36 @@ pub struct Pipeline;
 /// A pipeline's runs change its entity (last run, state) as they start and finish.
 static EVENTS: [&LiveEvent; 7] = super::builds::BUILD_AND_RUN_EVENTS;
 
+/// `includeRepo`: add `__repository` from each pipeline's build definition.
+pub struct Options {
+    include_repo: bool,
+}
+
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["includeRepo"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        Ok(Self {
+            include_repo: selector.bool_option("includeRepo", false)?,
+        })
+    }
+}
+
 #[async_trait]
-impl KindSource for Pipeline {
+impl Kind for Pipeline {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "pipeline"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["includeRepo"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        selector.bool_option("includeRepo", false)?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let include_repo =
-            include_repo_option(selector).map_err(|e| option_error("pipeline", e))?;
+        let include_repo = options.include_repo;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
@@ -74,7 +81,7 @@ impl KindSource for Pipeline {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let pipeline_id = match &message.change {
             Change::Build { definition_id, .. } => *definition_id,
@@ -96,19 +103,13 @@ pub(crate) fn enrich_pipeline(item: &mut Value, project: &Value) {
     }
 }
 
-fn include_repo_option(selector: &Selector) -> Result<bool, String> {
-    selector
-        .bool_option("includeRepo", false)
-        .map_err(|e| e.to_string())
-}
-
 /// The pipeline a run or build names, as its listing produces it for each block (with `__repository`
 /// for blocks with `includeRepo`, read once for all of them).
 async fn read_changed<'b>(
     cx: &LiveContext<'_>,
     project_id: Option<&Guid>,
     pipeline_id: Option<u64>,
-    blocks: &[&'b CompiledResource],
+    blocks: &[Block<'b, Options>],
 ) -> Result<Option<Changed<'b>>, LiveError> {
     let (Some(project_id), Some(id)) = (project_id, pipeline_id) else {
         tracing::info!(
@@ -149,12 +150,8 @@ async fn read_changed<'b>(
     };
     let mut with_repo: Option<RawItem> = None;
     let mut out = Vec::with_capacity(blocks.len());
-    for &block in blocks {
-        let wants_repo = block
-            .selector()
-            .bool_option("includeRepo", false)
-            .map_err(|e| LiveError::block_option(block)(e.into()))?;
-        let item = match (&raw, wants_repo) {
+    for block in blocks {
+        let item = match (&raw, block.options.include_repo) {
             (RawItem::Current(item), true) => match &with_repo {
                 Some(done) => done.clone(),
                 None => {
@@ -169,7 +166,7 @@ async fn read_changed<'b>(
             },
             _ => raw.clone(),
         };
-        out.push((block, item));
+        out.push((block.resource, item));
     }
     Ok(Some(out))
 }

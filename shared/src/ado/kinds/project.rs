@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, SelectorOptions,
     str_field,
 };
 use crate::ado::{AdoError, Request};
@@ -14,30 +14,36 @@ use crate::mapping::Selector;
 
 pub struct Project;
 
+/// `defaultTeam`: re-read each project for its default team.
+pub struct Options {
+    default_team: bool,
+}
+
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["defaultTeam"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        Ok(Self {
+            default_team: selector.bool_option("defaultTeam", false)?,
+        })
+    }
+}
+
 #[async_trait]
-impl KindSource for Project {
+impl Kind for Project {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "project"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["defaultTeam"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        selector.bool_option("defaultTeam", false)?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let default_team = selector
-            .bool_option("defaultTeam", false)
-            .map_err(|e| option_error("project", e))?;
+        let default_team = options.default_team;
         let projects = ctx.projects().await?;
         for chunk in projects.chunks(PAGE_SIZE as usize) {
             if !default_team {

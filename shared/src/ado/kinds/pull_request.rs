@@ -15,12 +15,12 @@ use serde_json::Value;
 
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, is_healthy_repo, option_error,
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PageSink, SelectorOptions, is_healthy_repo,
     str_field,
 };
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 pub struct PullRequest;
@@ -50,13 +50,16 @@ static EVENTS: [&LiveEvent; 3] = [&CREATED, &UPDATED, &MERGED];
 /// Project lists read at once (three per project); the client's own bound caps the requests.
 const LISTS_AT_ONCE: usize = 16;
 
-struct Options {
-    min_time_in_days: i64,
-    max_results: usize,
+/// How far back closed pull requests go, and how many per repository and status.
+pub struct Options {
+    pub(crate) min_time_in_days: i64,
+    pub(crate) max_results: usize,
 }
 
-impl Options {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["minTimeInDays", "maxResults"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let at_least_one = |key: &str, default: i64| -> Result<i64, OptionError> {
             match selector.int_option(key, Some(default))?.unwrap_or(default) {
                 n if n < 1 => Err(OptionError::new(
@@ -76,26 +79,19 @@ impl Options {
 }
 
 #[async_trait]
-impl KindSource for PullRequest {
+impl Kind for PullRequest {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "pull-request"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["minTimeInDays", "maxResults"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        Options::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = Options::read(selector).map_err(|e| option_error("pull-request", e))?;
         // Strict ISO-8601 (the peer sends Python's `str()` form with a space).
         let min_time = (ctx.now - Duration::days(opts.min_time_in_days))
             .to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -119,7 +115,6 @@ impl KindSource for PullRequest {
         futures::stream::iter(lists)
             .try_for_each_concurrent(LISTS_AT_ONCE, |(project, repos, status, closed)| {
                 let min_time = &min_time;
-                let opts = &opts;
                 async move {
                     let mut req = Request::get(format!("/{project}/_apis/git/pullrequests"))
                         .query("searchCriteria.status", status);
@@ -167,7 +162,7 @@ impl KindSource for PullRequest {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Change::PullRequest {
             pull_request_id, ..

@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 
 use super::listing::{joined, project_pages, put};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem};
-use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PageSink, SelectorOptions, str_field,
+};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, Guid, Request, Service};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 fn release_changed(r: &Value) -> Result<Change, live::Unnamed> {
@@ -175,28 +177,44 @@ async fn deployment_of(
 
 const STATUSES: &[&str] = &["abandoned", "active", "draft", "undefined"];
 
-struct ReleaseOptions {
+/// The release list's filters, sent as given; the live read applies `statusFilter`, `tagFilter` and
+/// `expand` itself to a release it reads by id.
+pub struct ReleaseOptions {
     query: Vec<(&'static str, String)>,
+    status: Option<String>,
+    tags: Vec<String>,
+    expand: Option<String>,
 }
 
-impl ReleaseOptions {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for ReleaseOptions {
+    const NAMES: &'static [&'static str] = &[
+        "expand",
+        "statusFilter",
+        "tagFilter",
+        "sourceBranchFilter",
+        "minCreatedTime",
+        "maxCreatedTime",
+    ];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let text = |k: &str| selector.str_option(k);
         let mut query = Vec::new();
-        if let Some(e) = text("expand")? {
-            query.push(("$expand", e));
+        let expand = text("expand")?;
+        if let Some(e) = &expand {
+            query.push(("$expand", e.clone()));
         }
-        if let Some(s) = text("statusFilter")? {
+        let status = text("statusFilter")?;
+        if let Some(s) = &status {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(OptionError::new(
                     "statusFilter",
                     format!("must be one of {}; got {s:?}", STATUSES.join(", ")),
                 ));
             }
-            query.push(("statusFilter", s));
+            query.push(("statusFilter", s.clone()));
         }
         let tags = selector.str_list_option("tagFilter")?;
-        if let Some(t) = joined(tags) {
+        if let Some(t) = joined(tags.clone()) {
             query.push(("tagFilter", t));
         }
         for key in ["sourceBranchFilter", "minCreatedTime", "maxCreatedTime"] {
@@ -204,7 +222,12 @@ impl ReleaseOptions {
                 query.push((key, v));
             }
         }
-        Ok(Self { query })
+        Ok(Self {
+            query,
+            status,
+            tags,
+            expand,
+        })
     }
 }
 
@@ -218,33 +241,19 @@ fn with_query(mut req: Request, query: &[(&'static str, String)]) -> Request {
 pub struct Release;
 
 #[async_trait]
-impl KindSource for Release {
+impl Kind for Release {
+    type Options = ReleaseOptions;
+
     fn name(&self) -> &'static str {
         "release"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &[
-            "expand",
-            "statusFilter",
-            "tagFilter",
-            "sourceBranchFilter",
-            "minCreatedTime",
-            "maxCreatedTime",
-        ]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        ReleaseOptions::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &ReleaseOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = ReleaseOptions::read(selector).map_err(|e| option_error("release", e))?;
         project_pages(
             ctx,
             sink,
@@ -269,7 +278,7 @@ impl KindSource for Release {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, ReleaseOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedRelease::read(cx, message).await? else {
             return Ok(None);
@@ -277,9 +286,9 @@ impl KindSource for Release {
         Ok(Some(
             blocks
                 .iter()
-                .map(|&b| {
+                .map(|b| {
                     let raw = match &changed.release {
-                        Some(r) => match release_as_listed(r, b.selector()) {
+                        Some(r) => match release_as_listed(r, b.options) {
                             Some(listed) => RawItem::Current(listed),
                             None => RawItem::Gone(r.clone()),
                         },
@@ -288,20 +297,23 @@ impl KindSource for Release {
                             "projectReference": { "id": changed.project_id }
                         })),
                     };
-                    (b, raw)
+                    (b.resource, raw)
                 })
                 .collect(),
         ))
     }
 }
 
-struct DefinitionOptions {
+/// `expand` (environments by default) and `tagFilter`.
+pub struct DefinitionOptions {
     expand: String,
     tags: Option<String>,
 }
 
-impl DefinitionOptions {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for DefinitionOptions {
+    const NAMES: &'static [&'static str] = &["expand", "tagFilter"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         Ok(Self {
             expand: selector
                 .str_option("expand")?
@@ -314,27 +326,19 @@ impl DefinitionOptions {
 pub struct ReleaseDefinition;
 
 #[async_trait]
-impl KindSource for ReleaseDefinition {
+impl Kind for ReleaseDefinition {
+    type Options = DefinitionOptions;
+
     fn name(&self) -> &'static str {
         "release-definition"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["expand", "tagFilter"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        DefinitionOptions::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &DefinitionOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts =
-            DefinitionOptions::read(selector).map_err(|e| option_error("release-definition", e))?;
         project_pages(
             ctx,
             sink,
@@ -362,7 +366,7 @@ impl KindSource for ReleaseDefinition {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, DefinitionOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedRelease::read(cx, message).await? else {
             return Ok(None);
@@ -402,22 +406,30 @@ fn enrich_definition(item: &mut Value, project: &Value) {
 
 pub struct ReleaseDeployment;
 
+/// `includeRelease` is in the peer's example mappings but reads nothing there either (a deployment
+/// carries its release); accepted so those mappings compile.
+pub struct DeploymentOptions;
+
+impl SelectorOptions for DeploymentOptions {
+    const NAMES: &'static [&'static str] = &["includeRelease"];
+
+    fn parse(_: &Selector) -> Result<Self, OptionError> {
+        Ok(Self)
+    }
+}
+
 #[async_trait]
-impl KindSource for ReleaseDeployment {
+impl Kind for ReleaseDeployment {
+    type Options = DeploymentOptions;
+
     fn name(&self) -> &'static str {
         "release-deployment"
-    }
-
-    /// `includeRelease` is in the peer's example mappings but reads nothing there either (a deployment
-    /// carries its release); accepted so those mappings compile.
-    fn options(&self) -> &'static [&'static str] {
-        &["includeRelease"]
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &DeploymentOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         project_pages(
@@ -441,7 +453,7 @@ impl KindSource for ReleaseDeployment {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, DeploymentOptions>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedRelease::read(cx, message).await? else {
             return Ok(None);
@@ -464,15 +476,14 @@ impl KindSource for ReleaseDeployment {
 /// A release read by id, shaped and filtered as the block's listing would have returned it: the single
 /// GET always carries `environments` and `artifacts`, the list only when `expand` asks; a release outside
 /// the block's `statusFilter` or `tagFilter` is `None` (the listing would not return it).
-fn release_as_listed(release: &Value, selector: &Selector) -> Option<Value> {
-    let text = |k: &str| selector.str_option(k).ok().flatten();
-    if let Some(status) = text("statusFilter")
+fn release_as_listed(release: &Value, opts: &ReleaseOptions) -> Option<Value> {
+    if let Some(status) = &opts.status
         && status != "undefined"
         && release.get("status").and_then(Value::as_str) != Some(status.as_str())
     {
         return None;
     }
-    let tags = selector.str_list_option("tagFilter").unwrap_or_default();
+    let tags = &opts.tags;
     let has = |t: &String| {
         release
             .get("tags")
@@ -482,7 +493,11 @@ fn release_as_listed(release: &Value, selector: &Selector) -> Option<Value> {
     if !tags.iter().filter(|t| !t.trim().is_empty()).all(has) {
         return None;
     }
-    let expand = text("expand").unwrap_or_default().to_ascii_lowercase();
+    let expand = opts
+        .expand
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let mut listed = release.clone();
     if let Value::Object(map) = &mut listed {
         for key in ["environments", "artifacts"] {

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use super::files::{enrich_repositories, included_option};
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
-use super::{FetchContext, KindSource, OptionError, PageSink, option_error};
+use super::{Block, FetchContext, Kind, OptionError, PageSink, SelectorOptions};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoClient, AdoError, Guid, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage, RefUpdate};
 
 /// Where Git events put the repository's id.
@@ -92,17 +92,16 @@ pub(crate) async fn read_one(
 /// event does not blank what the resync wrote.
 async fn with_included_files<'b>(
     ado: &AdoClient,
-    blocks: &[&'b CompiledResource],
+    blocks: &[Block<'b, Options>],
     raw: RawItem,
 ) -> Result<Changed<'b>, LiveError> {
     let mut out = Vec::with_capacity(blocks.len());
-    for &block in blocks {
-        let paths =
-            included_option(block.selector()).map_err(LiveError::option(block, "includedFiles"))?;
+    for block in blocks {
+        let paths = &block.options.included;
         let item = match &raw {
             RawItem::Current(repo) if !paths.is_empty() => {
                 let mut one = [repo.clone()];
-                enrich_repositories(ado, &mut one, &paths)
+                enrich_repositories(ado, &mut one, paths)
                     .await
                     .map_err(LiveError::ado("reading included files"))?;
                 let [repo] = one;
@@ -110,35 +109,43 @@ async fn with_included_files<'b>(
             }
             other => other.clone(),
         };
-        out.push((block, item));
+        out.push((block.resource, item));
     }
     Ok(out)
 }
 
 pub struct Repository;
 
+/// `includedFiles`: files of the default branch's root to add as `__includedFiles`.
+pub struct Options {
+    included: Vec<String>,
+}
+
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["includedFiles"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
+        Ok(Self {
+            included: included_option(selector)?,
+        })
+    }
+}
+
 #[async_trait]
-impl KindSource for Repository {
+impl Kind for Repository {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "repository"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["includedFiles"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        included_option(selector).map_err(OptionError::on("includedFiles"))?;
-        Ok(())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let included = included_option(selector).map_err(|e| option_error("repository", e))?;
+        let included = &options.included;
         let repos = ctx.repositories().await?;
         // One page per project keeps pages the size ADO itself returned.
         let mut page: Vec<Value> = Vec::new();
@@ -147,13 +154,13 @@ impl KindSource for Repository {
             let project = repo.pointer("/project/id").and_then(Value::as_str);
             if current.is_some() && project != current {
                 let mut full = std::mem::take(&mut page);
-                enrich_repositories(&ctx.client, &mut full, &included).await?;
+                enrich_repositories(&ctx.client, &mut full, included).await?;
                 sink.send(full).await?;
             }
             current = project;
             page.push(repo.clone());
         }
-        enrich_repositories(&ctx.client, &mut page, &included).await?;
+        enrich_repositories(&ctx.client, &mut page, included).await?;
         sink.send(page).await
     }
 
@@ -165,7 +172,7 @@ impl KindSource for Repository {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let (Change::Repository { repository_id, .. } | Change::Push { repository_id, .. }) =
             &message.change

@@ -6,14 +6,15 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::listing::{healthy_repos, put, repo_project};
-use super::{FetchContext, KindSource, PAGE_SIZE, PageSink, str_field};
+use super::{FetchContext, Kind, PAGE_SIZE, PageSink, str_field};
 use crate::ado::{AdoError, ApiVersion, Request};
-use crate::mapping::Selector;
 
 pub struct RepositoryPolicy;
 
 #[async_trait]
-impl KindSource for RepositoryPolicy {
+impl Kind for RepositoryPolicy {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "repository-policy"
     }
@@ -21,7 +22,7 @@ impl KindSource for RepositoryPolicy {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         healthy_repos(ctx, |repo| async move {

@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::parent::{team_request, unless_parent_gone};
-use super::{FetchContext, KindSource, OptionError, PAGE_SIZE, PageSink, option_error, str_field};
+use super::{FetchContext, Kind, OptionError, PAGE_SIZE, PageSink, SelectorOptions, str_field};
 use crate::ado::{AdoError, Request};
 use crate::mapping::Selector;
 
@@ -17,13 +17,16 @@ pub struct Member;
 /// Teams enriched at once (each needs one or two extra calls).
 const TEAMS_AT_ONCE: usize = 5;
 
-struct TeamOptions {
+/// `includeMembers` (`__members`) and `includeAreaPaths` (`__areaPaths`).
+pub struct TeamOptions {
     members: bool,
     area_paths: bool,
 }
 
-impl TeamOptions {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for TeamOptions {
+    const NAMES: &'static [&'static str] = &["includeMembers", "includeAreaPaths"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         Ok(Self {
             members: selector.bool_option("includeMembers", false)?,
             area_paths: selector.bool_option("includeAreaPaths", false)?,
@@ -32,41 +35,31 @@ impl TeamOptions {
 }
 
 #[async_trait]
-impl KindSource for Team {
+impl Kind for Team {
+    type Options = TeamOptions;
+
     fn name(&self) -> &'static str {
         "team"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["includeMembers", "includeAreaPaths"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        TeamOptions::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &TeamOptions,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = TeamOptions::read(selector).map_err(|e| option_error("team", e))?;
         let teams = ctx.teams().await?;
         for chunk in teams.chunks(PAGE_SIZE as usize) {
             let page: Vec<Value> = futures::stream::iter(chunk.iter().cloned())
-                .map(|mut team| {
-                    let opts = &opts;
-                    async move {
-                        if opts.members {
-                            let members = team_members(ctx, &team).await?;
-                            team["__members"] = Value::Array(members);
-                        }
-                        if opts.area_paths {
-                            team["__areaPaths"] = area_paths(ctx, &team).await?;
-                        }
-                        Ok::<_, AdoError>(team)
+                .map(|mut team| async move {
+                    if opts.members {
+                        let members = team_members(ctx, &team).await?;
+                        team["__members"] = Value::Array(members);
                     }
+                    if opts.area_paths {
+                        team["__areaPaths"] = area_paths(ctx, &team).await?;
+                    }
+                    Ok::<_, AdoError>(team)
                 })
                 .buffered(TEAMS_AT_ONCE)
                 .try_collect()
@@ -78,7 +71,9 @@ impl KindSource for Team {
 }
 
 #[async_trait]
-impl KindSource for Member {
+impl Kind for Member {
+    type Options = ();
+
     fn name(&self) -> &'static str {
         "member"
     }
@@ -86,7 +81,7 @@ impl KindSource for Member {
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        _selector: &Selector,
+        _options: &(),
         sink: &PageSink,
     ) -> Result<(), AdoError> {
         let teams = ctx.teams().await?;

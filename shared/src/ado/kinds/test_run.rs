@@ -9,11 +9,11 @@ use super::builds::{BUILD_COMPLETE, ChangedBuild};
 use super::listing::put;
 use super::live::{Changed, LiveContext, LiveError, LiveEvent, RawItem};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
-    str_field,
+    Block, FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink,
+    SelectorOptions, str_field,
 };
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::ChangeMessage;
 
 /// A build's test runs are complete when the build is.
@@ -24,14 +24,17 @@ const RESULTS_PAGE: u32 = 1_000;
 /// Runs of one page enriched at once.
 const RUN_CONCURRENCY: usize = 8;
 
+/// `includeResults` (`__testResults`, on by default) and `codeCoverage` {flags}.
 #[derive(Clone, Copy)]
-struct Options {
+pub struct Options {
     include_results: bool,
     coverage_flags: Option<i64>,
 }
 
-impl Options {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["includeResults", "codeCoverage"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let include_results = selector.bool_option("includeResults", true)?;
         let bad = |m: &str| OptionError::new("codeCoverage", m);
         let coverage_flags = match selector.options.get("codeCoverage") {
@@ -57,26 +60,20 @@ impl Options {
 pub struct TestRun;
 
 #[async_trait]
-impl KindSource for TestRun {
+impl Kind for TestRun {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "test-run"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["includeResults", "codeCoverage"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        Options::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        options: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = Options::read(selector).map_err(|e| option_error("test-run", e))?;
+        let opts = *options;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| async move {
@@ -106,7 +103,7 @@ impl KindSource for TestRun {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Some(changed) = ChangedBuild::read(cx, message).await? else {
             return Ok(None);
@@ -123,12 +120,15 @@ impl KindSource for TestRun {
             .map_err(LiveError::ado(changed.context()))?;
         let runs: Vec<Value> = pages.into_iter().flatten().collect();
         let mut items = Vec::new();
-        for &block in blocks {
-            let opts = Options::read(block.selector()).map_err(LiveError::block_option(block))?;
-            let enriched = enrich_runs(cx.ado, &changed.project, runs.clone(), opts)
+        for block in blocks {
+            let enriched = enrich_runs(cx.ado, &changed.project, runs.clone(), *block.options)
                 .await
                 .map_err(LiveError::ado(changed.context()))?;
-            items.extend(enriched.into_iter().map(|r| (block, RawItem::Current(r))));
+            items.extend(
+                enriched
+                    .into_iter()
+                    .map(|r| (block.resource, RawItem::Current(r))),
+            );
         }
         Ok(Some(items))
     }

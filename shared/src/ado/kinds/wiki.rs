@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::parent::{project_request, unless_parent_gone};
 use super::{
-    FetchContext, KindSource, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, option_error,
+    FetchContext, Kind, OptionError, PAGE_SIZE, PROJECT_CONCURRENCY, PageSink, SelectorOptions,
     str_field,
 };
 use crate::ado::{AdoClient, AdoError, ApiVersion, Request};
@@ -19,14 +19,17 @@ pub struct Wiki;
 /// Page contents read at once per wiki.
 const PAGES_AT_ONCE: usize = 10;
 
-struct Options {
+/// `wikiType`, `includeContent` and `apiVersion`.
+pub struct Options {
     wiki_type: Option<&'static str>,
     content: bool,
     version: ApiVersion,
 }
 
-impl Options {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["wikiType", "includeContent", "apiVersion"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let wiki_type = match selector
             .str_option("wikiType")?
             .as_deref()
@@ -55,30 +58,22 @@ impl Options {
 }
 
 #[async_trait]
-impl KindSource for Wiki {
+impl Kind for Wiki {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "wiki"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["wikiType", "includeContent", "apiVersion"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        Options::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = Options::read(selector).map_err(|e| option_error("wiki", e))?;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECT_CONCURRENCY, |project| {
-                let opts = &opts;
                 async move {
                     let req =
                         Request::get(format!("/{}/_apis/wiki/wikis", str_field(project, "id")))

@@ -8,10 +8,10 @@ use futures::TryStreamExt;
 use serde_json::{Map, Value, json};
 
 use super::live::{self, Changed, LiveContext, LiveError, LiveEvent, RawItem, Unnamed};
-use super::{FetchContext, KindSource, OptionError, PageSink, option_error, str_field};
+use super::{Block, FetchContext, Kind, OptionError, PageSink, SelectorOptions, str_field};
 use crate::ado::hooks::EventSpec;
 use crate::ado::{AdoError, Guid, InvalidId, ProjectName, Request};
-use crate::mapping::{CompiledResource, Selector};
+use crate::mapping::Selector;
 use crate::queue::message::{Change, ChangeMessage};
 
 pub struct WorkItem;
@@ -119,13 +119,16 @@ const BATCH_CONCURRENCY: usize = 6;
 /// WIQL is expensive in ADO's TSTU accounting; two projects at a time is plenty.
 const PROJECTS_AT_ONCE: usize = 2;
 
-struct Options {
+/// `wiql` (a filter added to the listing's query) and `expand` (`All` by default).
+pub struct Options {
     wiql: Option<String>,
     expand: &'static str,
 }
 
-impl Options {
-    fn read(selector: &Selector) -> Result<Self, OptionError> {
+impl SelectorOptions for Options {
+    const NAMES: &'static [&'static str] = &["wiql", "expand"];
+
+    fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let wiql = selector
             .str_option("wiql")?
             .filter(|w| !w.trim().is_empty());
@@ -152,30 +155,23 @@ impl Options {
 }
 
 #[async_trait]
-impl KindSource for WorkItem {
+impl Kind for WorkItem {
+    type Options = Options;
+
     fn name(&self) -> &'static str {
         "work-item"
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &["wiql", "expand"]
-    }
-
-    fn check(&self, selector: &Selector) -> Result<(), OptionError> {
-        Options::read(selector).map(|_| ())
     }
 
     async fn fetch(
         &self,
         ctx: &FetchContext,
-        selector: &Selector,
+        opts: &Options,
         sink: &PageSink,
     ) -> Result<(), AdoError> {
-        let opts = Options::read(selector).map_err(|e| option_error("work-item", e))?;
         let projects = ctx.projects().await?;
         futures::stream::iter(projects.iter().map(Ok))
             .try_for_each_concurrent(PROJECTS_AT_ONCE, |project| {
-                fetch_project(ctx, project, &opts, sink)
+                fetch_project(ctx, project, opts, sink)
             })
             .await
     }
@@ -188,7 +184,7 @@ impl KindSource for WorkItem {
         &self,
         cx: &LiveContext<'_>,
         message: &ChangeMessage,
-        blocks: &[&'b CompiledResource],
+        blocks: &[Block<'b, Options>],
     ) -> Result<Option<Changed<'b>>, LiveError> {
         let Change::WorkItem { id, snapshot, .. } = &message.change else {
             return Ok(None);
@@ -211,8 +207,8 @@ impl KindSource for WorkItem {
         let project_id = message.project_id.as_ref();
         let mut reads: HashMap<&'static str, Option<Value>> = HashMap::new();
         let mut out = Vec::with_capacity(blocks.len());
-        for &block in blocks {
-            let expand = expand_of(block)?;
+        for block in blocks {
+            let expand = block.options.expand;
             let current = match reads.get(expand) {
                 Some(read) => read.clone(),
                 None => {
@@ -237,7 +233,7 @@ impl KindSource for WorkItem {
                 Some(item) => RawItem::Current(item),
                 None => RawItem::Gone(deleted_work_item(snapshot, id, &project)),
             };
-            out.push((block, raw));
+            out.push((block.resource, raw));
         }
         Ok(Some(out))
     }
@@ -378,13 +374,6 @@ pub(crate) fn enrich_work_item(item: &mut Value, project: &Value) {
     }
 }
 
-/// The `$expand` a block asks for (`All` by default).
-fn expand_of(block: &CompiledResource) -> Result<&'static str, LiveError> {
-    Options::read(block.selector())
-        .map(|o| o.expand)
-        .map_err(LiveError::block_option(block))
-}
-
 /// The project a work item (or a deleted item's snapshot) names: `System.TeamProject`, else the root of
 /// `System.AreaPath`. `None` when it names none.
 pub(crate) fn work_item_project_name(item: &Value) -> Result<Option<ProjectName>, InvalidId> {
@@ -467,13 +456,13 @@ async fn found_project(
     cx: &LiveContext<'_>,
     id: u64,
     snapshot: Option<&Value>,
-    blocks: &[&CompiledResource],
+    blocks: &[Block<'_, Options>],
 ) -> Result<Option<WorkItemProject>, LiveError> {
     let context = format!("work item {id}");
     let Some(first) = blocks.first() else {
         return Ok(None);
     };
-    let item = read_one(cx, None, id, expand_of(first)?)
+    let item = read_one(cx, None, id, first.options.expand)
         .await
         .map_err(LiveError::ado(&context))?;
     let named_by = item.as_ref().or(snapshot);
