@@ -36,12 +36,14 @@ pub enum ConfigError {
     },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
-    /// A secret setting whose source (`variable`) could not be read.
-    #[error("cannot read setting {name} from {variable}: {reason}")]
+    /// A secret setting whose source (`variable`, naming `from`) could not be read.
+    #[error("cannot read setting {name} from {variable}: {from}: {reason}")]
     Secret {
         name: &'static str,
         variable: String,
-        reason: String,
+        from: secrets::SecretSource,
+        #[source]
+        reason: secrets::SecretError,
     },
     #[error("{} configuration problems:\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
     Several(Vec<ConfigError>),

@@ -104,7 +104,8 @@ impl Env {
         problems.extend(pending.into_iter().map(|p| ConfigError::Secret {
             name: p.name,
             variable: p.variable,
-            reason: "secret sources are not read here".into(),
+            from: p.source,
+            reason: secrets::SecretError::NotReadHere,
         }));
         ConfigError::check(problems)?;
         Ok(env)
@@ -232,7 +233,8 @@ impl Env {
                 Err(reason) => problems.push(ConfigError::Secret {
                     name: p.name,
                     variable: p.variable,
-                    reason: format!("{}: {reason}", p.source),
+                    from: p.source,
+                    reason,
                 }),
             }
         }
@@ -407,7 +409,12 @@ mod tests {
         let problems = vec![ConfigError::Secret {
             name: "ADO_PAT",
             variable: "ADO_PAT_SECRET_ARN".into(),
-            reason: "ResourceNotFoundException".into(),
+            from: SecretSource::secrets_manager("ado-pat"),
+            reason: secrets::SecretError::Store {
+                code: Some("ResourceNotFoundException".into()),
+                message: "Secrets Manager can't find the specified secret.".into(),
+                source: None,
+            },
         }];
         let e = Env::parse_with(&Env::default(), problems, |env| {
             crate::config::Settings::from_env(env)

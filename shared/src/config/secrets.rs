@@ -84,6 +84,9 @@ pub enum SecretError {
     MissingKey { key: String },
     #[error("the value is empty")]
     Empty,
+    /// Read without a secret store (tests and tools that take variables only).
+    #[error("secret sources are not read here")]
+    NotReadHere,
 }
 
 impl SecretError {

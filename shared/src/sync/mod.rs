@@ -5,8 +5,6 @@
 
 pub mod plan;
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::ado::kinds::{self, LiveContext, LiveError};
@@ -55,8 +53,18 @@ pub enum Cause {
     Ado(#[from] AdoError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("{0}")]
-    Other(String),
+    /// A kind could not use what the change or a block gives it (an id Azure DevOps does not issue, a
+    /// block compiled without its options).
+    #[error(transparent)]
+    Live(LiveError),
+    /// The catalog refused one entity of the write.
+    #[error(transparent)]
+    Rejected(RejectedUpsert),
+    /// The message was written in a schema this build does not read.
+    #[error(
+        "message version {found} is not supported (this build reads version {MESSAGE_VERSION})"
+    )]
+    Version { found: u8 },
 }
 
 /// Errors typed by what the queue must do with the message.
@@ -83,13 +91,6 @@ pub enum SyncError {
 impl SyncError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SyncError::Transient { .. })
-    }
-
-    fn permanent(context: impl Into<String>, why: impl Into<String>) -> Self {
-        SyncError::Permanent {
-            context: context.into(),
-            source: Cause::Other(why.into()),
-        }
     }
 
     /// Refused credentials count as transient: a rotated PAT or client secret makes the same message
@@ -121,7 +122,7 @@ impl SyncError {
             LiveError::Ado { context, source } => Self::ado(context, source),
             other @ (LiveError::Option { .. } | LiveError::Id { .. }) => SyncError::Permanent {
                 context: "reading the change".to_owned(),
-                source: Cause::Other(other.to_string()),
+                source: Cause::Live(other),
             },
         }
     }
@@ -164,13 +165,12 @@ pub fn refreshed_kinds(message: &ChangeMessage) -> Vec<&'static str> {
 /// DevOps' current state. Takes the [`LivePorts`] ([`crate::tenant::Tenant::apply`] supplies them).
 pub async fn apply(ports: LivePorts<'_>, message: &ChangeMessage) -> Result<Applied, SyncError> {
     if message.version != MESSAGE_VERSION {
-        return Err(SyncError::permanent(
-            format!("message {}", message.event_id),
-            format!(
-                "message version {} is not supported (this build reads version {MESSAGE_VERSION})",
-                message.version
-            ),
-        ));
+        return Err(SyncError::Permanent {
+            context: format!("message {}", message.event_id),
+            source: Cause::Version {
+                found: message.version,
+            },
+        });
     }
     let cx = LiveContext::new(ports.ado, ports.excluded_tags);
     let mut applied = Applied::nothing();
@@ -271,9 +271,10 @@ async fn write(ports: &LivePorts<'_>, plan: LivePlan) -> Result<Applied, SyncErr
         None => Ok(applied),
         Some(r) => {
             let context = format!("upserting {}/{}", r.blueprint, r.identifier);
-            let source = Cause::Other(r.to_string());
             // A 4xx is this entity's fault (a property the blueprint refuses): the same write fails again.
-            if (400..500).contains(&r.status) && r.status != 408 && r.status != 429 {
+            let permanent = (400..500).contains(&r.status) && r.status != 408 && r.status != 429;
+            let source = Cause::Rejected(r);
+            if permanent {
                 Err(SyncError::Permanent { context, source })
             } else {
                 Err(SyncError::Transient { context, source })
@@ -282,22 +283,15 @@ async fn write(ports: &LivePorts<'_>, plan: LivePlan) -> Result<Applied, SyncErr
     }
 }
 
-struct RejectedUpsert {
-    blueprint: String,
-    identifier: String,
-    status: u16,
-    error: String,
-    message: String,
-}
-
-impl fmt::Display for RejectedUpsert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the catalog answered {} {}: {}",
-            self.status, self.error, self.message
-        )
-    }
+/// One entity the catalog refused, with its answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the catalog answered {status} {error}: {message}")]
+pub struct RejectedUpsert {
+    pub blueprint: String,
+    pub identifier: String,
+    pub status: u16,
+    pub error: String,
+    pub message: String,
 }
 
 #[cfg(test)]
