@@ -385,13 +385,20 @@ async fn on_services_a_404_from_advanced_security_is_an_error_not_a_missing_serv
     assert!(!matches!(e, shared::ado::AdoError::NotAvailable(_)), "{e}");
     assert!(e.to_string().contains("404"), "{e}");
     assert!(items.is_empty());
-    let bad = try_list(
-        &sim,
-        "advanced-security-alert",
-        &format!("{Q}\n      criteria: {{states: [open]}}"),
+    // A criteria value the API does not know is refused when the mapping is compiled, not mid-pass.
+    let bad = shared::tenant::compile_mapping(
+        &format!(
+            "resources:\n  - kind: advanced-security-alert\n    selector:\n{Q}\n      criteria: {{states: [open]}}\n    port:\n      entity:\n        mappings:\n          identifier: .id\n          blueprint: '\"x\"'\n"
+        ),
+        "test",
+        false,
     )
-    .await;
-    assert!(bad.0.unwrap_err().to_string().contains("open"));
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("resources[0].selector.criteria") && bad.contains("\"open\""),
+        "{bad}"
+    );
 }
 
 #[tokio::test]
