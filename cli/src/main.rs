@@ -37,10 +37,15 @@ enum Command {
     /// One full resync pass with the settings from the environment (ADO_ORG_URL, ADO_PAT, CATALOG_*…).
     /// Exits 0 when everything succeeded, 1 when anything failed, 2 for a configuration error, and 3
     /// when the pass was stopped by --max-seconds with nothing failed (incomplete: nothing was deleted).
+    /// With --dry-run, 4 when the pass succeeded and would change something.
     Resync {
         /// Print the run report as JSON on stdout instead of a table.
         #[arg(long)]
         json: bool,
+        /// List, map and compare with the catalog, write nothing: print per blueprint what would be
+        /// created, changed (with the fields that differ) and deleted.
+        #[arg(long)]
+        dry_run: bool,
         /// Stop the pass after this many seconds: it stops listing, reports "incomplete", deletes
         /// nothing and exits with 3.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -202,7 +207,11 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.command {
-            Command::Resync { json, max_seconds } => resync(json, max_seconds).await,
+            Command::Resync {
+                json,
+                dry_run,
+                max_seconds,
+            } => resync(json, dry_run, max_seconds).await,
             Command::Map {
                 mapping,
                 kind,
@@ -270,8 +279,10 @@ async fn start() -> Result<Tenant, String> {
 
 /// The exit code of a pass that stopped at its deadline with nothing failed.
 const EXIT_INCOMPLETE: u8 = 3;
+/// The exit code of a dry run that succeeded and would change something.
+const EXIT_WOULD_CHANGE: u8 = 4;
 
-async fn resync(json: bool, max_seconds: Option<u64>) -> ExitCode {
+async fn resync(json: bool, dry_run: bool, max_seconds: Option<u64>) -> ExitCode {
     // The clock starts before the settings are read: --max-seconds bounds the whole command.
     let deadline = max_seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let runtime = match start().await {
@@ -281,17 +292,37 @@ async fn resync(json: bool, max_seconds: Option<u64>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = runtime.resync_until(&Progress::new(), deadline).await;
-    if json {
-        println!(
+    let (report, preview) = if dry_run {
+        let (report, preview) = runtime.preview_until(&Progress::new(), deadline).await;
+        (report, Some(preview))
+    } else {
+        (runtime.resync_until(&Progress::new(), deadline).await, None)
+    };
+    match (json, &preview) {
+        (true, None) => println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", report.render());
+        ),
+        (true, Some(preview)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "report": report,
+                "preview": preview,
+            }))
+            .unwrap_or_default()
+        ),
+        (false, None) => print!("{}", report.render()),
+        (false, Some(preview)) => print!(
+            "{}\nDry run: nothing was written.\n{}",
+            report.render(),
+            preview.render()
+        ),
     }
     if report.succeeded() {
-        ExitCode::SUCCESS
+        match preview {
+            Some(p) if p.changes_anything() => ExitCode::from(EXIT_WOULD_CHANGE),
+            _ => ExitCode::SUCCESS,
+        }
     } else if report.incomplete() {
         ExitCode::from(EXIT_INCOMPLETE)
     } else {

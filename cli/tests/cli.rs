@@ -292,3 +292,46 @@ fn resync_with_max_seconds_stops_at_the_limit_and_exits_3_as_incomplete() {
     assert_eq!(report["stopped"]["reason"], "deadline", "{report}");
     assert_eq!(report["deletion"]["outcome"], "skipped_incomplete");
 }
+
+#[test]
+fn a_dry_run_exits_4_when_the_pass_would_change_something_and_0_when_not() {
+    let sim = start_sim();
+    let preview = |out: &std::process::Output| -> Value {
+        let both: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        both["preview"].clone()
+    };
+    let first = resync_against(&sim, &["--dry-run", "--json"]);
+    assert_eq!(
+        first.status.code(),
+        Some(4),
+        "stderr: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let created = preview(&first)["blueprints"]["project"]["create"].clone();
+    assert!(created.as_u64().unwrap() > 0, "{}", preview(&first));
+    // Nothing was written: the same dry run predicts the same.
+    let again = resync_against(&sim, &["--dry-run", "--json"]);
+    assert_eq!(again.status.code(), Some(4));
+    assert_eq!(preview(&again), preview(&first));
+
+    let real = resync_against(&sim, &["--json"]);
+    assert!(
+        real.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    let after = resync_against(&sim, &["--dry-run"]);
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+    assert!(String::from_utf8_lossy(&after.stdout).contains("Nothing would change."));
+}

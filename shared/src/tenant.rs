@@ -23,6 +23,7 @@ use crate::mapping::source::{
 };
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
 use crate::queue::ChangeMessage;
+use crate::resync::preview::{Preview, PreviewCatalog};
 use crate::resync::{self, Observer, ResyncPorts, RunReport};
 use crate::sync::{self, Applied, LivePorts, SyncError};
 
@@ -386,6 +387,23 @@ impl Tenant {
             Ok::<_, SetupError>(defaults::initialize(admin, &blueprints, record).await?)
         };
         Some(run.await)
+    }
+
+    /// A pass that writes nothing (`resync --dry-run`): listed, mapped and compared with the catalog
+    /// like a real pass, with every write and deletion recorded in the [`Preview`] instead. Nothing is
+    /// initialized either: a missing blueprint shows as entities to create.
+    pub async fn preview_until(
+        &self,
+        observer: &dyn Observer,
+        deadline: Option<tokio::time::Instant>,
+    ) -> (RunReport, Preview) {
+        let catalog = PreviewCatalog::dry_run(Arc::clone(&self.catalog));
+        let ports = ResyncPorts {
+            catalog: &catalog,
+            ..self.resync_ports()
+        };
+        let report = resync::run(ports, observer, deadline).await;
+        (report, catalog.preview())
     }
 
     /// One pass without a deadline; see [`Tenant::resync_until`].

@@ -13,6 +13,7 @@
 //! the end without an error; the others keep all their entities.
 
 pub mod plan;
+pub mod preview;
 mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -590,3 +590,85 @@ async fn entities_the_pass_rewrites_count_in_the_deletion_threshold() {
     assert_eq!(repositories["decision"]["decision"], "deleted");
     assert!(!org.catalog_ids("repository").contains(&gone_repo));
 }
+
+/// Every stored entity with its last update: equal before and after means nothing was written.
+fn catalog_state(org: &TestOrg) -> Vec<(String, String, String)> {
+    let mut all: Vec<(String, String, String)> = org
+        .sim
+        .catalog
+        .store()
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.blueprint, e.identifier, e.updated_at.to_rfc3339()))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_predicts_exactly_what_the_next_pass_does() {
+    use shared::resync::preview::PreviewCatalog;
+    use shared::resync::{self, Quiet, ResyncPorts};
+
+    let org = Setup::default().start().await;
+    org.resync().await.expect("first pass");
+    // Something to change, to delete and to create.
+    let projects = org.sim.ado.project_ids();
+    let items = org.sim.ado.work_item_ids(&projects[0]);
+    let fields = serde_json::json!({ "System.Title": "Renamed by the test" });
+    assert!(
+        org.sim
+            .ado
+            .update_work_item(items[0], fields.as_object().unwrap().clone())
+    );
+    assert!(org.sim.ado.remove_work_item(items[1]));
+    let gone_repo = org.sim.ado.repository_ids(&projects[1])[0].clone();
+    assert!(org.sim.ado.remove_repository(&gone_repo));
+    let recreated = org.sim.ado.repository_ids(&projects[0])[0].clone();
+    let removed = org
+        .sim
+        .catalog
+        .store()
+        .delete("repository", std::slice::from_ref(&recreated), false)
+        .unwrap();
+    assert_eq!(removed, [recreated.clone()]);
+    let before = catalog_state(&org);
+    let writes_before = catalog_writes(&org);
+
+    let (report, preview) = org.runtime.preview_until(&Quiet, None).await;
+
+    assert!(report.succeeded(), "{}", report.render());
+    assert_eq!(catalog_state(&org), before, "a dry run writes nothing");
+    assert_eq!(catalog_writes(&org), writes_before);
+    let work_items = &preview.blueprints["workItem"];
+    assert_eq!(
+        (work_items.change, work_items.delete),
+        (1, 1),
+        "{preview:?}"
+    );
+    let renamed = format!("{}/{}", projects[0], items[0]);
+    assert!(
+        work_items.examples.change[&renamed]
+            .iter()
+            .any(|f| f.after == "Renamed by the test"),
+        "{preview:?}"
+    );
+    let repositories = &preview.blueprints["repository"];
+    assert_eq!(repositories.examples.create, [recreated]);
+    assert_eq!(repositories.examples.delete, [gone_repo]);
+
+    // The real pass, recorded the same way while it writes: the preview said exactly this.
+    let recording = PreviewCatalog::recording(std::sync::Arc::clone(&org.runtime.catalog));
+    let ports = ResyncPorts {
+        catalog: &recording,
+        ..org.runtime.resync_ports()
+    };
+    let real = resync::run(ports, &Quiet, None).await;
+    assert!(real.succeeded(), "{}", real.render());
+    assert_eq!(recording.preview(), preview);
+    assert_ne!(catalog_state(&org), before);
+
+    let (_, after) = org.runtime.preview_until(&Quiet, None).await;
+    assert!(!after.changes_anything(), "{}", after.render());
+}
