@@ -313,7 +313,7 @@ fn a_dry_run_exits_4_when_the_pass_would_change_something_and_0_when_not() {
         "stderr: {}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let created = preview(&first)["blueprints"]["project"]["create"].clone();
+    let created = preview(&first)["blueprints"]["azureDevopsProject"]["create"].clone();
     assert!(created.as_u64().unwrap() > 0, "{}", preview(&first));
     // Nothing was written: the same dry run predicts the same.
     let again = resync_against(&sim, &["--dry-run", "--json"]);

@@ -41,9 +41,9 @@ pub enum ConfigError {
     Secret {
         name: &'static str,
         variable: String,
-        from: secrets::SecretSource,
+        from: Box<secrets::SecretSource>,
         #[source]
-        reason: secrets::SecretError,
+        reason: Box<secrets::SecretError>,
     },
     #[error("{} configuration problems:\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
     Several(Vec<ConfigError>),

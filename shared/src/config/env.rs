@@ -104,8 +104,8 @@ impl Env {
         problems.extend(pending.into_iter().map(|p| ConfigError::Secret {
             name: p.name,
             variable: p.variable,
-            from: p.source,
-            reason: secrets::SecretError::NotReadHere,
+            from: Box::new(p.source),
+            reason: Box::new(secrets::SecretError::NotReadHere),
         }));
         ConfigError::check(problems)?;
         Ok(env)
@@ -233,8 +233,8 @@ impl Env {
                 Err(reason) => problems.push(ConfigError::Secret {
                     name: p.name,
                     variable: p.variable,
-                    from: p.source,
-                    reason,
+                    from: Box::new(p.source),
+                    reason: Box::new(reason),
                 }),
             }
         }
@@ -409,12 +409,12 @@ mod tests {
         let problems = vec![ConfigError::Secret {
             name: "ADO_PAT",
             variable: "ADO_PAT_SECRET_ARN".into(),
-            from: SecretSource::secrets_manager("ado-pat"),
-            reason: secrets::SecretError::Store {
+            from: Box::new(SecretSource::secrets_manager("ado-pat")),
+            reason: Box::new(secrets::SecretError::Store {
                 code: Some("ResourceNotFoundException".into()),
                 message: "Secrets Manager can't find the specified secret.".into(),
                 source: None,
-            },
+            }),
         }];
         let e = Env::parse_with(&Env::default(), problems, |env| {
             crate::config::Settings::from_env(env)

@@ -161,7 +161,11 @@ impl BlueprintPreview {
     fn changed(&mut self, id: &str, fields: impl FnOnce() -> Vec<FieldChange>) {
         self.change += 1;
         let changes = &mut self.examples.change;
-        if changes.len() == EXAMPLES && changes.last_key_value().is_some_and(|(k, _)| id >= k) {
+        if changes.len() == EXAMPLES
+            && changes
+                .last_key_value()
+                .is_some_and(|(k, _)| id >= k.as_str())
+        {
             return;
         }
         changes.insert(id.to_owned(), fields());

@@ -632,7 +632,7 @@ async fn a_dry_run_writes_nothing_and_predicts_exactly_what_the_next_pass_does()
         .store()
         .delete("repository", std::slice::from_ref(&recreated), false)
         .unwrap();
-    assert_eq!(removed, [recreated.clone()]);
+    assert_eq!(removed, std::slice::from_ref(&recreated));
     let before = catalog_state(&org);
     let writes_before = catalog_writes(&org);
 
