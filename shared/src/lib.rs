@@ -13,6 +13,7 @@ pub mod ado;
 pub mod catalog;
 pub mod config;
 pub mod failure;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod queue;

@@ -429,6 +429,36 @@ impl Tenant {
             Some(Err(e)) => tracing::error!(error = %e, "port resources could not be initialized"),
             None => {}
         }
-        resync::run(self.resync_ports(), observer, deadline).await
+        let started = chrono::Utc::now();
+        self.report_state(serde_json::json!({
+            "status": "running",
+            "lastResyncStart": started,
+            "lastResyncEnd": null,
+        }))
+        .await;
+        let report = resync::run(self.resync_ports(), observer, deadline).await;
+        let status = if report.succeeded() {
+            "completed"
+        } else if report.incomplete() {
+            "aborted"
+        } else {
+            "failed"
+        };
+        self.report_state(serde_json::json!({
+            "status": status,
+            "lastResyncStart": started,
+            "lastResyncEnd": chrono::Utc::now(),
+        }))
+        .await;
+        report
+    }
+
+    /// The resync state on the integration record (the Port API only), as the peer reports it. A
+    /// failure is logged: the state is informational and never fails a pass.
+    async fn report_state(&self, state: serde_json::Value) {
+        let Some(admin) = &self.admin else { return };
+        if let Err(e) = admin.patch_resync_state(&state).await {
+            tracing::warn!(error = %e, status = %state["status"], "the resync state could not be reported");
+        }
     }
 }

@@ -5,13 +5,7 @@ use shared::tenant::Tenant;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::from_default_env().add_directive("info".parse()?),
-        )
-        .without_time()
-        .init();
+    shared::logging::init_lambda();
     // Settings (secrets included) and the mapping are resolved before the first event.
     let runtime = match start().await {
         Ok(r) => r,

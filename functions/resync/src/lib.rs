@@ -13,27 +13,47 @@ use shared::tenant::Tenant;
 use tokio::time::Instant;
 
 /// A pass that ran but had errors. Reported as a function error so the schedule's retry policy and
-/// the error alarm see it; the report travels in the message.
-#[derive(Debug)]
+/// the error alarm see it; the report travels in the message. The runtime logs a failed invocation's
+/// error with `Debug`: it reads as the summary, not as a dump of the report (which is logged once,
+/// structured, as `resync report`).
 pub struct ResyncFailed(pub RunReport);
+
+impl ResyncFailed {
+    fn summary(&self) -> String {
+        let r = &self.0;
+        let totals = r.totals();
+        let first = r
+            .kinds
+            .iter()
+            .flat_map(|k| k.messages.iter().map(move |m| format!("{}: {m}", k.kind)))
+            .next();
+        let what = match &r.stopped {
+            Some(stop) => stop.describe(),
+            None => format!("had {} errors", totals.errors),
+        };
+        let mut text = format!(
+            "resync {} {what}; deletion: {}",
+            r.resync_id,
+            r.deletion.describe()
+        );
+        if let Some(first) = first {
+            text.push_str(&format!("; first error: {first}"));
+        }
+        text
+    }
+}
+
+impl std::fmt::Debug for ResyncFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
+}
 
 impl From<ResyncFailed> for Diagnostic {
     fn from(e: ResyncFailed) -> Self {
         Diagnostic {
             error_type: "ResyncFailed".into(),
-            error_message: match &e.0.stopped {
-                Some(stop) => format!(
-                    "resync {} {}; deletion: {}",
-                    e.0.resync_id,
-                    stop.describe(),
-                    e.0.deletion.describe()
-                ),
-                None => format!(
-                    "resync {} had errors; deletion: {}",
-                    e.0.resync_id,
-                    e.0.deletion.describe()
-                ),
-            },
+            error_message: e.summary(),
         }
     }
 }
@@ -68,6 +88,7 @@ pub async fn handle_with(
     tracing::info!(request_id = %event.context.request_id, source, "scheduled resync");
     let deadline = pass_deadline(event.context.deadline, SystemTime::now());
     let report = runtime.resync_until(&Quiet, deadline).await;
+    log_report(&report);
     report_metrics(&report).emit();
     if report.succeeded() {
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
@@ -93,6 +114,43 @@ fn pass_deadline(deadline_ms: u64, now: SystemTime) -> Option<Instant> {
     let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     let margin = DEADLINE_MARGIN.min(remaining / 2);
     Some(Instant::now() + (remaining - margin))
+}
+
+/// The report as one structured log event: its totals as top-level fields (for Logs Insights), the
+/// whole report as JSON in `report`. At error level when the pass failed.
+fn log_report(report: &RunReport) {
+    let totals = report.totals();
+    let json = serde_json::to_string(report).unwrap_or_default();
+    let stopped = report
+        .stopped
+        .as_ref()
+        .map(|s| s.describe())
+        .unwrap_or_default();
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                resync_id = %report.resync_id,
+                succeeded = report.succeeded(),
+                duration_s = report.duration.as_secs_f64(),
+                items_read = totals.items_read,
+                upserted = totals.upserted,
+                unchanged = totals.unchanged,
+                deleted = totals.deleted,
+                errors = totals.errors,
+                ado_requests = report.ado_requests,
+                stopped = %stopped,
+                deletion = %report.deletion.describe(),
+                report = %json,
+                "resync report"
+            )
+        };
+    }
+    if report.succeeded() {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::ERROR);
+    }
 }
 
 /// The pass in the `AdoSync` metrics the template's alarms watch.
@@ -177,6 +235,21 @@ mod tests {
         // A deadline already past stops the pass at once; none given, none set.
         assert!(left(pass_deadline(in_ms(0) - 5_000, now)) < Duration::from_secs(1));
         assert!(pass_deadline(0, now).is_none());
+    }
+
+    #[test]
+    fn a_failed_pass_reads_as_a_summary_where_the_runtime_logs_it() {
+        let mut failed = report(1);
+        failed.kinds[1]
+            .messages
+            .push(shared::resync::RunError::NotStarted {
+                message: "the listing broke".into(),
+            });
+        let text = format!("{:?}", super::ResyncFailed(failed));
+        assert_eq!(
+            text,
+            "resync r had 2 errors; deletion: nothing stale (0 owned entities all seen); first error: repository: the listing broke"
+        );
     }
 
     #[test]

@@ -7,13 +7,7 @@ use shared::tenant::Tenant;
 // One invocation at a time, one task per pass: a single thread is enough and keeps memory down.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::from_default_env().add_directive("info".parse()?),
-        )
-        .without_time()
-        .init();
+    shared::logging::init_lambda();
     // Settings (secrets included) and the mapping are resolved before the first event.
     let (runtime, subscriptions) = match start().await {
         Ok(r) => r,

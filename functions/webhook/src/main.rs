@@ -9,13 +9,7 @@ use shared::webhook::WebhookSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::from_default_env().add_directive("info".parse()?),
-        )
-        .without_time()
-        .init();
+    shared::logging::init_lambda();
     // Settings (secrets included) are resolved before the first request.
     let (settings, queue) = match start().await {
         Ok(r) => r,

@@ -359,12 +359,20 @@ impl AdoClient {
         }
     }
 
-    async fn pause(&self, wait: Duration) {
+    /// Holds every request of this client back for `wait` (Azure DevOps' throttling budget is shared),
+    /// said once per pause with its reason and when it ends.
+    async fn pause(&self, wait: Duration, reason: &str) {
         let until = Instant::now() + wait;
         let mut guard = self.inner.paused_until.lock().await;
         // A new throttle can only lengthen the current one.
         if guard.is_none_or(|current| current < until) {
             *guard = Some(until);
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                resumes_at = %(chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default()),
+                reason,
+                "Azure DevOps is throttling: requests paused"
+            );
         }
     }
 
@@ -442,7 +450,11 @@ impl AdoClient {
         if status.is_success() {
             if let Some(wait) = retry_after {
                 // Retry-After on a success means ADO has started delaying us: slow everyone down now.
-                self.pause(wait.min(self.inner.cfg.max_retry_wait)).await;
+                self.pause(
+                    wait.min(self.inner.cfg.max_retry_wait),
+                    "the answer asked to wait (Retry-After, or no rate-limit budget left)",
+                )
+                .await;
             }
             let body: Value = if body.is_empty() {
                 Value::Null
@@ -481,7 +493,11 @@ impl AdoClient {
         match status.as_u16() {
             429 => {
                 let wait = retry_after.unwrap_or_else(|| Duration::from_secs(5));
-                self.pause(wait.min(self.inner.cfg.max_retry_wait)).await;
+                self.pause(
+                    wait.min(self.inner.cfg.max_retry_wait),
+                    "429 Too Many Requests",
+                )
+                .await;
                 Attempt::Retry {
                     wait: Some(wait),
                     why: message,

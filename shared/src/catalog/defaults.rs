@@ -224,6 +224,13 @@ mod tests {
             self.blueprints.lock().unwrap().remove(id);
             Ok(())
         }
+        async fn patch_resync_state(&self, state: &Value) -> Result<(), CatalogError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("PATCH resync-state {}", state["status"]));
+            Ok(())
+        }
     }
 
     fn defaults() -> Vec<Value> {

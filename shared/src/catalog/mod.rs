@@ -296,6 +296,9 @@ pub trait CatalogAdmin: Send + Sync {
     /// Replaces the top-level fields the patch names.
     async fn patch_blueprint(&self, identifier: &str, patch: &Value) -> Result<(), CatalogError>;
     async fn delete_blueprint(&self, identifier: &str) -> Result<(), CatalogError>;
+    /// Reports the sync's state on the integration record (`running`, `completed`, `failed`,
+    /// `aborted`, with timestamps), where the catalog shows it.
+    async fn patch_resync_state(&self, state: &Value) -> Result<(), CatalogError>;
 }
 
 #[async_trait]
@@ -317,6 +320,9 @@ impl CatalogAdmin for port::PortClient {
     }
     async fn delete_blueprint(&self, identifier: &str) -> Result<(), CatalogError> {
         port::PortClient::delete_blueprint(self, identifier).await
+    }
+    async fn patch_resync_state(&self, state: &Value) -> Result<(), CatalogError> {
+        port::PortClient::patch_resync_state(self, state.clone()).await
     }
 }
 

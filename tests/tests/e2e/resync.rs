@@ -672,3 +672,44 @@ async fn a_dry_run_writes_nothing_and_predicts_exactly_what_the_next_pass_does()
     let (_, after) = org.runtime.preview_until(&Quiet, None).await;
     assert!(!after.changes_anything(), "{}", after.render());
 }
+
+#[tokio::test]
+async fn the_integration_record_shows_the_sync_state_running_then_completed_or_failed() {
+    let org = Setup {
+        mapping: shared::tenant::DEFAULT_MAPPING,
+        env: vec![("INITIALIZE_PORT_RESOURCES", "true".into())],
+        ..Default::default()
+    }
+    .start()
+    .await;
+    let state = |org: &TestOrg| -> Value {
+        org.sim
+            .catalog
+            .store()
+            .integration("e2e")
+            .unwrap()
+            .expect("the record")["resyncState"]
+            .clone()
+    };
+    org.resync().await.expect("a clean pass");
+    let done = state(&org);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (start, end) = (
+        done["lastResyncStart"].as_str().unwrap(),
+        done["lastResyncEnd"].as_str().unwrap(),
+    );
+    assert!(start <= end, "{done}");
+    assert_eq!(
+        org.catalog_requests("resync-state"),
+        2,
+        "running, then completed"
+    );
+
+    org.sim.ado.fail_requests("/_apis/projects", 401, None);
+    org.resync()
+        .await
+        .expect_err("refused credentials fail the pass");
+    let failed = state(&org);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["lastResyncStart"].as_str().unwrap() > start);
+}
