@@ -3,6 +3,7 @@
 
 mod demo;
 mod dlq;
+mod items;
 mod map;
 mod serve;
 mod subscriptions;
@@ -51,6 +52,24 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_seconds: Option<u64>,
     },
+    /// Print the raw items of one kind as JSON Lines, enriched exactly as a resync lists them for the
+    /// mapping (`__project`, `__includedFiles`, …): the input `map` takes. Reads the Azure DevOps
+    /// settings only (ADO_ORG_URL, ADO_PAT, …).
+    Items {
+        /// The kind to list (`work-item`, `repository`, …).
+        #[arg(long)]
+        kind: String,
+        /// The mapping whose first block of the kind gives the selector options (`includedFiles`,
+        /// `expand`, …); the shipped default mapping when absent.
+        #[arg(long)]
+        mapping: Option<std::path::PathBuf>,
+        /// Only this project (name or id).
+        #[arg(long)]
+        project: Option<String>,
+        /// Stop after this many items.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
     /// Map raw items with a mapping file and print one entity per line (catalog upsert body shape).
     Map {
         /// The port-app-config file (YAML or JSON).
@@ -65,6 +84,9 @@ enum Command {
         /// Let the mapping read the environment (env / $ENV).
         #[arg(long)]
         allow_env: bool,
+        /// One indented JSON document per entity instead of one line each.
+        #[arg(long)]
+        pretty: bool,
     },
     /// Start a simulated Azure DevOps organisation, sync it into the embedded catalog, and show the result.
     Demo {
@@ -212,12 +234,27 @@ fn main() -> ExitCode {
                 dry_run,
                 max_seconds,
             } => resync(json, dry_run, max_seconds).await,
+            Command::Items {
+                kind,
+                mapping,
+                project,
+                limit,
+            } => {
+                items::run(items::Args {
+                    kind: &kind,
+                    mapping: mapping.as_deref(),
+                    project,
+                    limit: limit.map(|n| n as usize),
+                })
+                .await
+            }
             Command::Map {
                 mapping,
                 kind,
                 input,
                 allow_env,
-            } => map::run(&mapping, &kind, input.as_deref(), allow_env),
+                pretty,
+            } => map::run(&mapping, &kind, input.as_deref(), allow_env, pretty),
             Command::Demo { size, db } => demo::run(size, &db).await,
             Command::Sim {
                 listen,

@@ -8,7 +8,13 @@ use serde_json::Value;
 use shared::mapping::ItemOutcome;
 use shared::tenant::compile_mapping;
 
-pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: bool) -> ExitCode {
+pub(crate) fn run(
+    mapping: &Path,
+    kind: &str,
+    input: Option<&Path>,
+    allow_env: bool,
+    pretty: bool,
+) -> ExitCode {
     let text = match std::fs::read_to_string(mapping) {
         Ok(t) => t,
         Err(e) => {
@@ -29,7 +35,10 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
         .filter(|r| r.kind() == kind)
         .collect();
     if resources.is_empty() {
-        eprintln!("error: the mapping has no resource block of kind {kind:?}");
+        eprintln!(
+            "error: the mapping has no resource block of kind {kind:?}; its kinds: {}",
+            crate::items::mapping_kinds(&compiled)
+        );
         return ExitCode::from(2);
     }
     let items = match read_items(input) {
@@ -56,7 +65,12 @@ pub(crate) fn run(mapping: &Path, kind: &str, input: Option<&Path>, allow_env: b
                                 w.message
                             );
                         }
-                        if let Ok(line) = serde_json::to_string(&entity) {
+                        let text = if pretty {
+                            serde_json::to_string_pretty(&entity)
+                        } else {
+                            serde_json::to_string(&entity)
+                        };
+                        if let Ok(line) = text {
                             use std::io::Write;
                             let _ = writeln!(out, "{line}");
                         }

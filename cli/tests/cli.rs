@@ -335,3 +335,152 @@ fn a_dry_run_exits_4_when_the_pass_would_change_something_and_0_when_not() {
     );
     assert!(String::from_utf8_lossy(&after.stdout).contains("Nothing would change."));
 }
+
+/// Non-null fields only: a mapped `null` and an absent key are the same entity.
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_piped_into_map_give_what_a_resync_writes_for_that_kind() {
+    let sim = sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        sim::ado::OrgSpec::small(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let (ado, catalog) = (sim.ado_org_url(), sim.catalog_base_url());
+    let run = move |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("ADO_ORG_URL", &ado)
+            .env("ADO_PAT", "anything")
+            .env("CATALOG_BASE_URL", &catalog)
+            .env("CATALOG_CLIENT_ID", "any-id")
+            .env("CATALOG_CLIENT_SECRET", "any-secret")
+            .output()
+            .unwrap()
+    };
+    let run = std::sync::Arc::new(run);
+    let blocking = |args: Vec<&'static str>| {
+        let run = std::sync::Arc::clone(&run);
+        tokio::task::spawn_blocking(move || run(&args))
+    };
+    let resync = blocking(vec!["resync"]).await.unwrap();
+    assert!(
+        resync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resync.stderr)
+    );
+    let items = blocking(vec!["items", "--kind", "repository"])
+        .await
+        .unwrap();
+    assert!(
+        items.status.success(),
+        "{}",
+        String::from_utf8_lossy(&items.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("items.jsonl");
+    std::fs::write(&input, &items.stdout).unwrap();
+    let mapping = format!(
+        "{}/../shared/defaults/port-app-config.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mapped = Command::new(BIN)
+        .args([
+            "map",
+            "--mapping",
+            &mapping,
+            "--kind",
+            "repository",
+            "--input",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        mapped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mapped.stderr)
+    );
+    let mapped: std::collections::BTreeMap<String, Value> = String::from_utf8_lossy(&mapped.stdout)
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            let id = e["identifier"].as_str().unwrap().to_owned();
+            (id, json_of(&e["title"], &e["properties"], &e["relations"]))
+        })
+        .collect();
+    let written: std::collections::BTreeMap<String, Value> = sim
+        .catalog
+        .store()
+        .list(Some("azureDevopsRepository"))
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let title = e.title.map(Value::String).unwrap_or(Value::Null);
+            let props = Value::Object(e.properties);
+            let rels = Value::Object(e.relations);
+            (e.identifier, json_of(&title, &props, &rels))
+        })
+        .collect();
+    assert!(!written.is_empty());
+    assert_eq!(mapped, written);
+
+    // --limit and --project narrow the listing; an unknown kind names the known ones.
+    let two = blocking(vec!["items", "--kind", "work-item", "--limit", "2"])
+        .await
+        .unwrap();
+    assert!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&two.stdout).lines().count(), 2);
+    let project = sim.ado.project_ids()[0].clone();
+    let one_project: &'static str = Box::leak(project.clone().into_boxed_str());
+    let only = blocking(vec![
+        "items",
+        "--kind",
+        "repository",
+        "--project",
+        one_project,
+    ])
+    .await
+    .unwrap();
+    let repos: Vec<Value> = String::from_utf8_lossy(&only.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!repos.is_empty());
+    assert!(
+        repos.iter().all(|r| r["project"]["id"] == project.as_str()),
+        "{repos:?}"
+    );
+    let unknown = blocking(vec!["items", "--kind", "work-items"])
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("work-item,"));
+    sim.stop().await;
+}
+
+fn json_of(title: &Value, properties: &Value, relations: &Value) -> Value {
+    serde_json::json!({
+        "title": title,
+        "properties": without_nulls(properties),
+        "relations": without_nulls(relations),
+    })
+}

@@ -139,6 +139,17 @@ impl Problems {
     }
 }
 
+/// `ADO_EXCLUDED_TAGS`: projects carrying any of these tags are skipped by every kind.
+pub fn excluded_tags_from_lookup(get: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    excluded_tags(Lookup::new(&get))
+}
+
+fn excluded_tags(get: Lookup<'_>) -> Vec<String> {
+    get.get("ADO_EXCLUDED_TAGS")
+        .map(|t| parse_list(&t))
+        .unwrap_or_default()
+}
+
 /// Everything a resync needs. Built once at cold start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -173,10 +184,7 @@ impl Settings {
         let mapping = problems.take(MappingSettings::parse(get));
         let integration_identifier = problems.take(IntegrationIdentifier::parse(get));
         let initialize_port_resources = problems.take(get.bool("INITIALIZE_PORT_RESOURCES", true));
-        let excluded_tags = get
-            .get("ADO_EXCLUDED_TAGS")
-            .map(|t| parse_list(&t))
-            .unwrap_or_default();
+        let excluded_tags = excluded_tags(get);
         problems.check()?;
         let (
             Some(ado),

@@ -105,6 +105,8 @@ pub struct FetchContext {
     pub client: AdoClient,
     pub excluded_tags: Vec<String>,
     pub now: DateTime<Utc>,
+    /// Lists only this project (name or id, any case): `ado-sync items --project`.
+    only_project: Option<String>,
     projects: Shared<Vec<Value>>,
     repositories: Shared<Vec<Value>>,
     environments: Shared<Vec<Value>>,
@@ -152,12 +154,19 @@ impl FetchContext {
             client,
             excluded_tags,
             now: Utc::now(),
+            only_project: None,
             projects: Shared::default(),
             repositories: Shared::default(),
             environments: Shared::default(),
             deployment: Shared::default(),
             lists: Default::default(),
         }
+    }
+
+    /// Every per-project kind of this pass lists only `project` (its name or id, any case).
+    pub fn only_project(mut self, project: String) -> Self {
+        self.only_project = Some(project);
+        self
     }
 
     /// The organisation's projects, minus those carrying an excluded tag. Every per-project kind uses this
@@ -170,7 +179,16 @@ impl FetchContext {
                     .token_pages(Request::get("/_apis/projects"), Some(PAGE_SIZE), "value")
                     .try_collect()
                     .await?;
-                let all: Vec<Value> = pages.into_iter().flatten().collect();
+                let all: Vec<Value> = pages
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| {
+                        self.only_project.as_deref().is_none_or(|only| {
+                            str_field(p, "name").eq_ignore_ascii_case(only)
+                                || str_field(p, "id").eq_ignore_ascii_case(only)
+                        })
+                    })
+                    .collect();
                 Ok(if self.excluded_tags.is_empty() {
                     all
                 } else {
