@@ -191,6 +191,21 @@ async fn a_rotated_secret_replaces_ours_and_deliveries_carry_the_new_one() {
     sync(&sim, &old).await;
     let pushed = list(&sim, "tfs", "git.push").await;
     assert_eq!(pushed[0]["consumerInputs"]["basicAuthPassword"], "********");
+    // Unchanged credentials change nothing, although ADO shows them masked.
+    let puts = |sim: &RunningSim| {
+        sim.ado
+            .request_counts()
+            .get("PUT /_apis/hooks/subscriptions/{subscriptionId}")
+            .copied()
+            .unwrap_or(0)
+    };
+    let again = sync(&sim, &old).await;
+    let (created, updated, deleted, unchanged, _) = again.totals();
+    assert_eq!(
+        (created, updated, deleted, unchanged),
+        (0, 0, 0, server_events())
+    );
+    assert_eq!(puts(&sim), 0);
     assert_eq!(
         pushed[0]["consumerInputs"]["httpHeaders"],
         "X-Hook-Key:********"

@@ -159,6 +159,8 @@ impl std::fmt::Debug for SubscriptionSettings {
 
 /// The query parameter that marks a registered URL as ours.
 pub const MARKER_PARAM: &str = "integration";
+/// The query parameter of the registered URL that carries the credential fingerprint.
+pub const CREDENTIALS_PARAM: &str = "credentials";
 
 impl SubscriptionSettings {
     /// The subscription settings of the resolved environment (aliases applied, secrets fetched).
@@ -265,19 +267,52 @@ impl SubscriptionSettings {
         self.secret.is_some() || self.header.is_some()
     }
 
-    /// The URL we register: the webhook URL with `integration=<identifier>` set (replacing any value).
+    /// The URL we register: the webhook URL with `integration=<identifier>` set (replacing any value)
+    /// and, with credentials, `credentials=<fingerprint>` ([`Self::credential_fingerprint`]).
     pub fn registered_url(&self) -> Url {
         let mut url = self.webhook_url.clone();
         let kept: Vec<(String, String)> = url
             .query_pairs()
-            .filter(|(k, _)| k != MARKER_PARAM)
+            .filter(|(k, _)| k != MARKER_PARAM && k != CREDENTIALS_PARAM)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        url.query_pairs_mut()
+        let mut pairs = url.query_pairs_mut();
+        pairs
             .clear()
             .extend_pairs(kept)
             .append_pair(MARKER_PARAM, &self.integration_identifier);
+        if let Some(fingerprint) = self.credential_fingerprint() {
+            pairs.append_pair(CREDENTIALS_PARAM, &fingerprint);
+        }
+        drop(pairs);
         url
+    }
+
+    /// Which credentials a subscription was given. Azure DevOps masks the password and header values
+    /// when a subscription is read, so this fingerprint, registered in the URL, is how a sync tells a
+    /// rotated credential from an unchanged one (and replaces only then). 64 bits of a SHA-256 over the
+    /// credentials: it says nothing usable about a generated secret; a guessable one could be checked
+    /// against it offline, so generate the webhook secret.
+    pub fn credential_fingerprint(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        if !self.has_credentials() {
+            return None;
+        }
+        let mut h = Sha256::new();
+        h.update(b"ado-sync webhook credentials v1\0");
+        h.update(self.username.as_deref().unwrap_or_default());
+        h.update(b"\0");
+        if let Some(secret) = &self.secret {
+            h.update(secret.expose_secret());
+        }
+        h.update(b"\0");
+        if let Some((name, value)) = &self.header {
+            h.update(name.to_ascii_lowercase());
+            h.update(b":");
+            h.update(value.expose_secret());
+        }
+        let digest = h.finalize();
+        Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// Whether an existing subscription is ours: its URL, on any host, carries our marker.
@@ -679,13 +714,10 @@ fn plan_event(
         }
         let id = sub_id(&keeper).expect("filtered above");
         let diffs = differences(&keeper, &desired_body);
+        // A rotated credential shows as a different URL: its fingerprint is registered there, since ADO
+        // masks the credentials themselves when a subscription is read.
         if !diffs.is_empty() {
             tracing::info!(event = event.event_type, subscription = %id, differs = ?diffs, "subscription will be replaced");
-            actions.push(Action::Replace(id, d));
-        } else if settings.has_credentials() {
-            // ADO masks the password (and header values) when a subscription is read, so a rotated
-            // credential cannot be detected: replacing is the only way to be sure ADO sends the current one.
-            // It costs one PUT per subscription per sync, which keeps rotation a pure configuration change.
             actions.push(Action::Replace(id, d));
         } else {
             report.unchanged += 1;
@@ -883,10 +915,15 @@ mod tests {
         assert_eq!(body["consumerId"], "webHooks");
         assert_eq!(body["consumerActionId"], "httpRequest");
         let ci = &body["consumerInputs"];
+        let fingerprint = s.credential_fingerprint().unwrap();
         assert_eq!(
             ci["url"],
-            "https://hooks.example.com/webhook?stage=prod&integration=my-ado"
+            format!(
+                "https://hooks.example.com/webhook?stage=prod&integration=my-ado&credentials={fingerprint}"
+            )
         );
+        assert_eq!(fingerprint.len(), 16);
+        assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(ci["basicAuthUsername"], "ado");
         assert_eq!(ci["basicAuthPassword"], "s3cret-password");
         assert_eq!(ci["httpHeaders"], "X-Hook-Key:header-secret-value");
@@ -1030,23 +1067,30 @@ mod tests {
         );
         assert_eq!(report.unchanged, 1);
 
-        // With credentials configured a match is replaced anyway: ADO masks them on read.
-        let creds = settings(&[
-            ("WEBHOOK_URL", "https://h.example/w"),
-            ("WEBHOOK_SECRET", "x"),
-        ])
-        .unwrap();
-        let body = want("p1").body(&creds);
-        let mut report = EventReport::default();
-        let actions = plan_event(
-            event,
-            vec![want("p1")],
-            vec![existing("a", &body, "enabled")],
-            &creds,
-            &mut report,
-        );
-        assert_eq!(kinds(&actions), vec!["replace a"]);
-        assert_eq!(report.unchanged, 0);
+        // With credentials, a match with the same fingerprint is left alone (ADO masks the
+        // credentials on read); a rotated one differs in its URL and is replaced.
+        let creds = |secret: &str| {
+            settings(&[
+                ("WEBHOOK_URL", "https://h.example/w"),
+                ("WEBHOOK_SECRET", secret),
+            ])
+            .unwrap()
+        };
+        let mut masked = existing("a", &want("p1").body(&creds("x")), "enabled");
+        masked["consumerInputs"]["basicAuthPassword"] = json!("********");
+        let plan = |settings: &SubscriptionSettings| {
+            let mut report = EventReport::default();
+            let actions = plan_event(
+                event,
+                vec![want("p1")],
+                vec![masked.clone()],
+                settings,
+                &mut report,
+            );
+            (kinds(&actions), report.unchanged)
+        };
+        assert_eq!(plan(&creds("x")), (vec![], 1));
+        assert_eq!(plan(&creds("rotated")), (vec!["replace a".to_owned()], 0));
     }
 
     #[test]
