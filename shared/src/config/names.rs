@@ -66,7 +66,7 @@ pub const SETTINGS: &[Setting] = &[
     plain("ADO_MAX_CONCURRENCY", &[]),
     plain("ADO_TIMEOUT_SECS", &[]),
     plain("ADO_MAX_RETRIES", &[]),
-    plain("ADO_EXTRA_HEADERS", &[]),
+    secret("ADO_EXTRA_HEADERS", &[]),
     plain(
         "ADO_EXCLUDED_TAGS",
         &[same("OCEAN__INTEGRATION__CONFIG__EXCLUDED_TAGS")],

@@ -51,6 +51,14 @@ async fn secret_settings_resolve_from_secrets_manager_and_a_secure_string_parame
         .send()
         .await
         .expect("parameter created");
+    let headers = format!("/{}/proxy-headers", unique("ado-sync"));
+    ssm.put_parameter()
+        .name(&headers)
+        .value("X-Proxy-Key: proxy-key-from-ssm\nX-Tenant: t1")
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .expect("parameter created");
 
     let env = Env::resolve(
         lookup(vec![
@@ -62,6 +70,7 @@ async fn secret_settings_resolve_from_secrets_manager_and_a_secure_string_parame
             ("CATALOG_BASE_URL", "eu".into()),
             ("CATALOG_CLIENT_ID_SECRET_ARN", client_id),
             ("CATALOG_CLIENT_SECRET_SSM_PARAMETER", parameter),
+            ("ADO_EXTRA_HEADERS_SSM_PARAMETER", headers),
         ]),
         &AwsSecretStore::new(&config),
     )
@@ -79,8 +88,22 @@ async fn secret_settings_resolve_from_secrets_manager_and_a_secure_string_parame
     };
     assert_eq!(client_id, "id-from-secrets-manager");
     assert_eq!(client_secret.expose_secret(), "secret-from-ssm");
+    let headers: Vec<(&str, &str)> = settings
+        .ado
+        .extra_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("X-Proxy-Key", "proxy-key-from-ssm"), ("X-Tenant", "t1")]
+    );
     let debug = format!("{env:?} {settings:?}");
-    for value in ["pat-from-secrets-manager", "secret-from-ssm"] {
+    for value in [
+        "pat-from-secrets-manager",
+        "secret-from-ssm",
+        "proxy-key-from-ssm",
+    ] {
         assert!(!debug.contains(value), "{debug}");
     }
 }
