@@ -484,3 +484,35 @@ fn json_of(title: &Value, properties: &Value, relations: &Value) -> Value {
         "relations": without_nulls(relations),
     })
 }
+
+#[test]
+fn with_log_format_json_every_line_on_stderr_is_json_and_uncoloured() {
+    let sim = start_sim();
+    let out = Command::new(BIN)
+        .arg("resync")
+        .env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
+        .env("ADO_PAT", "anything")
+        .env(
+            "CATALOG_BASE_URL",
+            sim.urls["catalog_base_url"].as_str().unwrap(),
+        )
+        .env("CATALOG_CLIENT_ID", "any-id")
+        .env("CATALOG_CLIENT_SECRET", "any-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "block finished" && l["kind"] == "work-item"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "no colour codes off a terminal");
+}

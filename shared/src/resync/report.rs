@@ -297,9 +297,17 @@ impl RunReport {
     /// A plain-text table for terminals and logs.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        // The first column is as wide as its longest name, so long kind names keep the columns aligned.
+        let width = self
+            .kinds
+            .iter()
+            .map(|k| k.label().chars().count())
+            .chain(["total".len(), "kind".len()])
+            .max()
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<22} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8}",
+            "{:<width$} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8}",
             "kind",
             "read",
             "upserted",
@@ -314,7 +322,7 @@ impl RunReport {
         let row = |out: &mut String, name: &str, k: &KindReport| {
             let _ = writeln!(
                 out,
-                "{:<22} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8.2}",
+                "{:<width$} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8.2}",
                 name,
                 k.items_read,
                 k.upserted,
@@ -328,7 +336,7 @@ impl RunReport {
             );
         };
         for k in &self.kinds {
-            row(&mut out, &format!("{}[{}]", k.kind, k.index), k);
+            row(&mut out, &k.label(), k);
         }
         row(&mut out, "total", &self.totals());
         if let Some(stop) = &self.stopped {
@@ -346,6 +354,14 @@ impl RunReport {
             } else if k.stopped {
                 let _ = writeln!(out, "  {}: not finished (the pass stopped)", k.label());
             }
+        }
+        for k in self.kinds.iter().filter(|k| k.field_warnings > 0) {
+            let _ = writeln!(
+                out,
+                "  {}: {} mapped fields evaluated with an error or no output and were set to null (see `ado-sync map`)",
+                k.label(),
+                k.field_warnings
+            );
         }
         for k in self.kinds.iter().filter(|k| k.duplicates > 0) {
             let _ = writeln!(
@@ -470,6 +486,41 @@ mod tests {
             deletion: DeletionOutcome::SkippedIncomplete,
             ado_requests: 1,
         }
+    }
+
+    #[test]
+    fn the_table_fits_its_longest_kind_and_says_which_fields_were_set_to_null() {
+        let kind = |kind: &str, index, field_warnings| KindReport {
+            kind: kind.into(),
+            index,
+            field_warnings,
+            ..Default::default()
+        };
+        let report = RunReport {
+            resync_id: "r".into(),
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            kinds: vec![
+                kind("project", 0, 0),
+                kind("advanced-security-alert", 12, 3),
+            ],
+            stopped: None,
+            deletion: DeletionOutcome::Reconciled { blueprints: vec![] },
+            ado_requests: 0,
+        };
+        let text = report.render();
+        let table: Vec<&str> = text.lines().take(4).collect();
+        // The first column is padded to its longest name and the others are fixed: rows of one length.
+        let lengths: Vec<usize> = table.iter().map(|l| l.chars().count()).collect();
+        assert!(lengths.windows(2).all(|w| w[0] == w[1]), "{text}");
+        assert!(
+            table[2].starts_with("advanced-security-alert[12] "),
+            "{text}"
+        );
+        assert!(
+            text.contains("advanced-security-alert[12]: 3 mapped fields evaluated with an error"),
+            "{text}"
+        );
     }
 
     #[test]
