@@ -68,27 +68,28 @@ impl SelectorOptions for Criteria {
     const NAMES: &'static [&'static str] = &["criteria"];
 
     fn parse(selector: &Selector) -> Result<Self, OptionError> {
-        Self::read(selector).map_err(OptionError::on("criteria"))
+        Self::read(selector)
     }
 }
 
 impl Criteria {
-    fn read(selector: &Selector) -> Result<Self, String> {
+    fn read(selector: &Selector) -> Result<Self, OptionError> {
+        let refuse = |message: String| OptionError::new("criteria", message);
         let Some(raw) = selector.options.get("criteria").filter(|v| !v.is_null()) else {
             return Ok(Self::default());
         };
-        let obj = raw
-            .as_object()
-            .ok_or("criteria must be an object with states, severity and alertType")?;
+        let obj = raw.as_object().ok_or_else(|| {
+            refuse("criteria must be an object with states, severity and alertType".into())
+        })?;
         if let Some(k) = obj
             .keys()
             .find(|k| !["states", "severity", "alertType"].contains(&k.as_str()))
         {
-            return Err(format!(
+            return Err(refuse(format!(
                 "criteria has an unknown key {k:?} (allowed: states, severity, alertType)"
-            ));
+            )));
         }
-        let list = |key: &str, allowed: &[&str]| -> Result<Vec<String>, String> {
+        let list = |key: &str, allowed: &[&str]| -> Result<Vec<String>, OptionError> {
             let values: Vec<String> = match obj.get(key) {
                 None | Some(Value::Null) => vec![],
                 Some(Value::String(s)) => vec![s.clone()],
@@ -97,22 +98,22 @@ impl Criteria {
                     .map(|v| {
                         v.as_str()
                             .map(str::to_owned)
-                            .ok_or(format!("criteria.{key} must list strings"))
+                            .ok_or_else(|| refuse(format!("criteria.{key} must list strings")))
                     })
                     .collect::<Result<_, _>>()?,
-                Some(_) => return Err(format!("criteria.{key} must be a list")),
+                Some(_) => return Err(refuse(format!("criteria.{key} must be a list"))),
             };
             match values.iter().find(|v| !allowed.contains(&v.as_str())) {
-                Some(bad) => Err(format!(
+                Some(bad) => Err(refuse(format!(
                     "criteria.{key} has {bad:?}; allowed: {}",
                     allowed.join(", ")
-                )),
+                ))),
                 None => Ok(values),
             }
         };
         let alert_type = list("alertType", ALERT_TYPES)?;
         if alert_type.len() > 1 {
-            return Err("criteria.alertType is one type, not a list".into());
+            return Err(refuse("criteria.alertType is one type, not a list".into()));
         }
         Ok(Self {
             states: list("states", STATES)?,
@@ -352,11 +353,13 @@ mod tests {
         assert!(
             Criteria::read(&selector("{ruleId: 3}"))
                 .unwrap_err()
+                .to_string()
                 .contains("ruleId")
         );
         assert!(
             Criteria::read(&selector("{states: [open]}"))
                 .unwrap_err()
+                .to_string()
                 .contains("open")
         );
         assert_eq!(

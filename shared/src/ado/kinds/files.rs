@@ -278,34 +278,38 @@ impl SelectorOptions for FileOptions {
 
     fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let included = included_option(selector)?;
-        Self::read(selector, included).map_err(OptionError::on("files"))
+        Self::read(selector, included)
     }
 }
 
 impl FileOptions {
-    fn read(selector: &Selector, included: Vec<String>) -> Result<Self, String> {
-        let files = selector
-            .options
-            .get("files")
-            .ok_or("files is required: {path: <path or glob, or a list>, repos: [names]}")?;
-        let list = |key: &str| -> Result<Vec<String>, String> {
+    fn read(selector: &Selector, included: Vec<String>) -> Result<Self, OptionError> {
+        let refuse = |message: String| OptionError::new("files", message);
+        let files = selector.options.get("files").ok_or_else(|| {
+            refuse("files is required: {path: <path or glob, or a list>, repos: [names]}".into())
+        })?;
+        let list = |key: &str| -> Result<Vec<String>, OptionError> {
             match files.get(key) {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(Value::String(s)) => Ok(vec![s.clone()]),
                 Some(Value::Array(a)) => a
                     .iter()
                     .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| format!("files.{key} must hold strings, got {v}"))
+                        v.as_str().map(str::to_owned).ok_or_else(|| {
+                            refuse(format!("files.{key} must hold strings, got {v}"))
+                        })
                     })
                     .collect(),
-                Some(v) => Err(format!("files.{key} must be a string or a list, got {v}")),
+                Some(v) => Err(refuse(format!(
+                    "files.{key} must be a string or a list, got {v}"
+                ))),
             }
         };
         let paths = list("path")?;
         if paths.is_empty() {
-            return Err("files.path must name at least one path or glob".into());
+            return Err(refuse(
+                "files.path must name at least one path or glob".into(),
+            ));
         }
         let (globs, literal): (Vec<String>, Vec<String>) =
             paths.into_iter().partition(|p| is_glob(p));
@@ -316,7 +320,7 @@ impl FileOptions {
                 .collect(),
             globs: globs
                 .iter()
-                .map(|g| Glob::new(g))
+                .map(|g| Glob::new(g).map_err(refuse))
                 .collect::<Result<_, _>>()?,
             repos: list("repos")?,
             included,
@@ -553,7 +557,7 @@ impl SelectorOptions for FolderOptions {
     fn parse(selector: &Selector) -> Result<Self, OptionError> {
         let project = selector.str_option("project_name")?;
         let included = included_option(selector)?;
-        Self::read(selector, project, included).map_err(OptionError::on("folders"))
+        Self::read(selector, project, included)
     }
 }
 
@@ -562,17 +566,22 @@ impl FolderOptions {
         selector: &Selector,
         project: Option<String>,
         included: Vec<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OptionError> {
+        let refuse = |message: String| OptionError::new("folders", message);
         let folders = match selector.options.get("folders") {
             Some(Value::Array(f)) if !f.is_empty() => f,
-            _ => return Err("folders must list at least one {path, repos} entry".into()),
+            _ => {
+                return Err(refuse(
+                    "folders must list at least one {path, repos} entry".into(),
+                ));
+            }
         };
         let mut patterns = Vec::new();
         for f in folders {
             let path = f
                 .get("path")
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("folders: each entry needs a path, got {f}"))?;
+                .ok_or_else(|| refuse(format!("folders: each entry needs a path, got {f}")))?;
             let mut repos = Vec::new();
             for r in f
                 .get("repos")
@@ -586,19 +595,19 @@ impl FolderOptions {
                         o.get("name")
                             .and_then(Value::as_str)
                             .ok_or_else(|| {
-                                format!("folders.repos: each repo needs a name, got {r}")
+                                refuse(format!("folders.repos: each repo needs a name, got {r}"))
                             })?
                             .to_owned(),
                         o.get("branch")
                             .and_then(Value::as_str)
                             .map(|b| b.trim_start_matches("refs/heads/").to_owned()),
                     ),
-                    other => return Err(format!("folders.repos: unexpected {other}")),
+                    other => return Err(refuse(format!("folders.repos: unexpected {other}"))),
                 };
                 repos.push((name, branch));
             }
             patterns.push(FolderPattern {
-                glob: Glob::new(path.trim_matches('/'))?,
+                glob: Glob::new(path.trim_matches('/')).map_err(refuse)?,
                 repos,
             });
         }

@@ -529,11 +529,6 @@ impl OptionError {
             message: message.to_string(),
         }
     }
-
-    /// For `map_err`: the error of a reader that concerns one option.
-    pub(crate) fn on(option: &str) -> impl FnOnce(String) -> Self + '_ {
-        move |message| Self::new(option, message)
-    }
 }
 
 /// The selector helpers name the option in their key (`selector.defaultTeam`).
