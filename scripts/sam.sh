@@ -63,7 +63,7 @@ build() {
 # Each function's bootstrap must be a 64-bit little-endian ELF for aarch64 (e_machine 0xB7, at byte 18):
 # an x86-64 binary would deploy fine and fail only at its first invocation.
 check_artifacts() {
-  local failed=0 entry fn bin path header
+  local failed=0 entry fn bin path header size
   for entry in "${FUNCTIONS[@]}"; do
     fn=${entry%%:*} bin=${entry#*:}
     path=.aws-sam/build/$fn/bootstrap
@@ -79,7 +79,16 @@ check_artifacts() {
       failed=1
       continue
     fi
-    printf '%-18s %-10s aarch64 ELF, %s bytes\n' "$fn" "$bin" "$(stat -c %s "$path")"
+    # The functions build shared without its `embedded` feature: no SQLite in a Lambda.
+    if grep -qa "SQLite format 3" "$path"; then
+      echo "FAIL $fn: $path links SQLite (shared's embedded feature leaked into the function)" >&2
+      failed=1
+      continue
+    fi
+    size=$(stat -c %s "$path")
+    # Target: each stripped bootstrap at most 8 MB (issue 17); printed, not enforced.
+    printf '%-18s %-10s aarch64 ELF, %s bytes (%s MB; target <= 8 MB: %s)\n' "$fn" "$bin" "$size" \
+      "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')" "$([ "$size" -le 8000000 ] && echo met || echo missed)"
   done
   if [ "$failed" -ne 0 ]; then
     echo "sam build artefacts are wrong, see above" >&2

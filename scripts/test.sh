@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, every test of the workspace, then the SAM
-# template checks and the arm64 build of the three functions (scripts/sam.sh).
+# The whole test suite, as CI runs it: formatting, lints, the dependency policy (deny.toml), every test
+# of the workspace, then the SAM template checks and the arm64 build of the three functions (scripts/sam.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Incremental caches double the size of target/ and buy nothing on a fresh CI clone.
@@ -15,6 +15,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny check bans licenses sources (deny.toml)"
+# Pinned; built once per machine (about 3 min on 2 cores), then found on PATH.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+cargo deny --log-level error check bans licenses sources
 echo "== moto (SQS emulator for the queue tests)"
 scripts/moto.sh install
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use crate::ado::kinds::{self, Deployment};
 use crate::ado::{AdoClient, AdoError};
 use crate::catalog::defaults::{self, InitReport};
+#[cfg(feature = "embedded")]
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::port::{PortClient, PortConfig};
 use crate::catalog::{Catalog, CatalogAdmin, CatalogError, Failure};
@@ -174,9 +175,9 @@ pub fn default_integration_record() -> Result<serde_json::Value, SetupError> {
 /// [`default_integration_record`] with the default mapping of the given product.
 pub fn integration_record_for(deployment: Deployment) -> Result<serde_json::Value, SetupError> {
     let config: serde_json::Value =
-        serde_yaml::from_str(default_mapping(deployment)).map_err(|e| SetupError::Mapping {
+        serde_saphyr::from_str(default_mapping(deployment)).map_err(|e| SetupError::Mapping {
             origin: "the default mapping".into(),
-            source: MappingError::Parse(e),
+            source: MappingError::Parse(Box::new(e)),
         })?;
     Ok(serde_json::json!({
         "installationAppType": INTEGRATION_TYPE,
@@ -214,12 +215,22 @@ type Adapters = (Arc<dyn Catalog>, Option<Arc<dyn CatalogAdmin>>);
 
 /// The catalog adapter and, for the Port API, its admin side (the embedded catalog has none).
 fn open(settings: &Settings) -> Result<Adapters, SetupError> {
-    let datasource =
-        crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
     Ok(match &settings.catalog {
+        #[cfg(feature = "embedded")]
         CatalogTarget::Embedded { path } => {
+            let datasource = crate::catalog::datasource(
+                INTEGRATION_TYPE,
+                VERSION,
+                &settings.integration_identifier,
+            );
             let catalog: Arc<dyn Catalog> = Arc::new(EmbeddedCatalog::open(path, datasource)?);
             (catalog, None)
+        }
+        #[cfg(not(feature = "embedded"))]
+        CatalogTarget::Embedded { .. } => {
+            return Err(SetupError::Catalog(CatalogError::Invalid(Failure::new(
+                "CATALOG_DB: this build has no embedded catalog (the Lambda functions write to the catalog API: set CATALOG_BASE_URL)",
+            ))));
         }
         CatalogTarget::Port {
             base_url,

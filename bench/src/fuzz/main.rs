@@ -217,7 +217,7 @@ fn load(root: &Path) -> anyhow::Result<(Corpus, Corpus)> {
             if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 let text = std::fs::read_to_string(&path)?;
                 mappings.push(
-                    serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?,
+                    serde_saphyr::from_str(&text).with_context(|| format!("{}", path.display()))?,
                 );
             }
         }
@@ -254,7 +254,7 @@ fn input(corpus: &Corpus, seed: u64, yaml: bool) -> Vec<u8> {
         mutate_value(&mut rng, &mut doc, corpus.vocabulary);
     }
     let mut bytes = if yaml {
-        serde_yaml::to_string(&doc)
+        serde_saphyr::to_string(&doc)
             .map(String::into_bytes)
             .unwrap_or_default()
     } else {

@@ -9,8 +9,10 @@
 //!   embedded adapter and the simulator's catalog server.
 
 pub mod defaults;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod port;
+#[cfg(feature = "embedded")]
 pub mod store;
 
 use std::fmt;

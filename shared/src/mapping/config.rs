@@ -100,7 +100,8 @@ pub enum SearchRule {
 impl PortAppConfig {
     /// Parses YAML or JSON text (JSON is YAML, so one parser serves both).
     pub fn parse(text: &str) -> Result<Self, MappingError> {
-        let value: Value = serde_yaml::from_str(text).map_err(MappingError::Parse)?;
+        let value: Value =
+            serde_saphyr::from_str(text).map_err(|e| MappingError::Parse(Box::new(e)))?;
         Self::from_value(value)
     }
 

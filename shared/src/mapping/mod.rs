@@ -65,7 +65,7 @@ pub struct FieldWarning {
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error("mapping config is not valid YAML or JSON: {0}")]
-    Parse(#[source] serde_yaml::Error),
+    Parse(#[source] Box<serde_saphyr::Error>),
     #[error("mapping config is invalid at {key}: {message}")]
     Invalid { key: String, message: String },
     #[error("{path}: jq does not compile: {message}")]

@@ -2,6 +2,7 @@
 //! its adapters (SQS FIFO, and a durable local queue for the self-hosted mode).
 
 pub mod batch;
+#[cfg(feature = "embedded")]
 pub mod local;
 pub mod memory;
 pub mod message;

@@ -148,13 +148,14 @@ async fn block_routes() -> &'static [BTreeSet<String>] {
         tokio::sync::OnceCell::const_new();
     ROUTES
         .get_or_init(|| async {
-            let doc: serde_yaml::Value =
-                serde_yaml::from_str(DEFAULT_MAPPING).expect("the shipped mapping is YAML");
-            let blocks = doc["resources"].as_sequence().expect("resources").clone();
+            let doc: serde_json::Value =
+                serde_saphyr::from_str(DEFAULT_MAPPING).expect("the shipped mapping is YAML");
+            let blocks = doc["resources"].as_array().expect("resources").clone();
             let probes = blocks.into_iter().enumerate().map(|(i, block)| {
                 let mut alone = doc.clone();
-                alone["resources"] = serde_yaml::Value::Sequence(vec![block]);
-                let mapping = serde_yaml::to_string(&alone).expect("YAML");
+                alone["resources"] = serde_json::Value::Array(vec![block]);
+                // JSON is YAML: the mapping loader reads it as it reads the shipped file.
+                let mapping = serde_json::to_string(&alone).expect("JSON");
                 async move {
                     let org = Setup {
                         mapping: &mapping,

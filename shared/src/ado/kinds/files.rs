@@ -221,21 +221,17 @@ pub(crate) fn parse_content(raw: &str) -> Value {
         return v;
     }
     if raw.trim_start().starts_with("---") {
-        let mut docs = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(raw) {
-            match <Value as serde::Deserialize>::deserialize(doc) {
-                Ok(Value::Null) => {}
-                Ok(v) => docs.push(v),
-                Err(_) => return Value::String(raw.to_owned()),
-            }
-        }
+        let Ok(mut docs) = serde_saphyr::from_multiple::<Value>(raw) else {
+            return Value::String(raw.to_owned());
+        };
+        docs.retain(|doc| !doc.is_null());
         return match docs.len() {
             0 => Value::String(raw.to_owned()),
             1 => docs.pop().unwrap_or_default(),
             _ => Value::Array(docs),
         };
     }
-    match serde_yaml::from_str::<Value>(raw) {
+    match serde_saphyr::from_str::<Value>(raw) {
         Ok(Value::Null) | Err(_) => Value::String(raw.to_owned()),
         Ok(v) => v,
     }

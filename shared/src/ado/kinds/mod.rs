@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn the_server_default_is_the_default_without_the_kinds_server_lacks() {
-        let parse = |t: &str| serde_yaml::from_str::<serde_json::Value>(t).unwrap();
+        let parse = |t: &str| serde_saphyr::from_str::<serde_json::Value>(t).unwrap();
         let mut full = parse(tenant::DEFAULT_MAPPING);
         let server = parse(tenant::DEFAULT_MAPPING_SERVER);
         let lacking = ["user", "group", "group-member", "advanced-security-alert"];
