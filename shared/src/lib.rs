@@ -7,6 +7,7 @@
 //! - [`resync`]: the full pass and the stale-entity plan.
 //! - [`sync`]: applying one queued live change.
 //! - [`failure`]: the typed detail of a failed remote call (route, status, retry-after, body, cause).
+//! - [`retry`]: the backoff and the reading of server-requested waits both remote clients share.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, one per invocation.
 
 pub mod ado;
@@ -18,6 +19,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod queue;
 pub mod resync;
+pub mod retry;
 pub mod sync;
 pub mod tenant;
 pub mod webhook;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -15,6 +15,11 @@ use tokio::time::Instant;
 
 use super::{AdoError, Failure, OrgUrl, Route, Service};
 use crate::config::AdoSettings;
+use crate::retry::{Backoff, server_wait};
+
+/// Our own waits between retries when Azure DevOps names none: 0.5–1 s for the first, doubling, never
+/// more than 30 s (under the default `max_retry_wait`, so our own backoff never ends a request).
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 tokio::task_local! {
     static REQUEST_COUNTER: Arc<AtomicU64>;
@@ -304,6 +309,7 @@ impl AdoClient {
     /// removes duplicates on its next run.
     pub async fn send(&self, req: &Request) -> Result<Reply, AdoError> {
         let mut attempt: u32 = 0;
+        let mut backoff = BACKOFF.waits();
         loop {
             self.wait_for_throttle().await;
             let outcome = {
@@ -328,7 +334,10 @@ impl AdoClient {
                             why.with_detail(format!("gave up after {} retries", attempt - 1)),
                         ));
                     }
-                    let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    // Drawn on every retry, so our step grows with the attempts even while ADO
+                    // names the waits.
+                    let ours = backoff.next_wait();
+                    let wait = wait.unwrap_or(ours);
                     if wait > self.inner.cfg.max_retry_wait {
                         return Err(AdoError::Transient(why.with_detail(format!(
                             "asked to wait {}s, more than the {}s allowed",
@@ -425,7 +434,7 @@ impl AdoClient {
         };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let retry_after = retry_wait(&headers);
+        let retry_after = server_wait(&headers, chrono::Utc::now());
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -520,52 +529,6 @@ impl AdoClient {
     }
 }
 
-/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, ±25 %.
-fn backoff(attempt: u32) -> Duration {
-    let base = 500u64
-        .saturating_mul(1u64 << attempt.min(6).saturating_sub(1))
-        .min(30_000);
-    let jitter = (uuid::Uuid::new_v4().as_u128() % 500) as u64; // 0..500 ‰ of a half
-    let ms = base * (750 + jitter) / 1000;
-    Duration::from_millis(ms.max(1))
-}
-
-/// How long ADO asks us to wait: `Retry-After` (seconds, or an HTTP date), else `X-RateLimit-Reset`
-/// (epoch seconds). Header names arrive lowercase; `HeaderMap` lookups are case-insensitive anyway.
-fn retry_wait(headers: &HeaderMap) -> Option<Duration> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Ok(secs) = v.parse::<f64>() {
-            // Some servers send an epoch here; anything that large cannot be a delay in seconds.
-            let secs = if secs > 10_000.0 { secs - now } else { secs };
-            return Some(Duration::from_secs_f64(secs.max(0.0)));
-        }
-        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
-            return Some(Duration::from_secs_f64(
-                (at.timestamp() as f64 - now).max(0.0),
-            ));
-        }
-    }
-    let remaining = headers
-        .get("x-ratelimit-remaining")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    if remaining.is_none_or(|r| r <= 0.0)
-        && let Some(reset) = headers
-            .get("x-ratelimit-reset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        && reset > now
-    {
-        return Some(Duration::from_secs_f64(reset - now));
-    }
-    None
-}
-
 fn looks_like_html(body: &[u8]) -> bool {
     let head = String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
     let head = head.trim_start();
@@ -629,53 +592,27 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_epoch_and_reset_headers_are_understood() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_wait(&h), Some(Duration::from_secs(3)));
-
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_str(&(now + 20).to_string()).unwrap(),
-        );
-        let w = retry_wait(&h).unwrap();
+    fn our_backoff_starts_at_half_a_second_grows_and_stays_under_the_longest_wait() {
+        let longest = AdoClientConfig::new(
+            OrgUrl::parse("https://dev.azure.com/contoso").unwrap(),
+            SecretString::from("p"),
+        )
+        .max_retry_wait;
+        let mut waits = BACKOFF.waits();
+        let first = waits.next_wait();
         assert!(
-            w <= Duration::from_secs(20) && w >= Duration::from_secs(18),
-            "{w:?}"
+            first >= Duration::from_millis(499) && first < Duration::from_millis(1001),
+            "{first:?}"
         );
-
-        let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&(now + 10).to_string()).unwrap(),
-        );
-        let w = retry_wait(&h).unwrap();
-        assert!(
-            w <= Duration::from_secs(10) && w >= Duration::from_secs(8),
-            "{w:?}"
-        );
-
-        // A reset time with budget left is no reason to wait.
-        let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("150"));
-        h.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&(now + 10).to_string()).unwrap(),
-        );
-        assert_eq!(retry_wait(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(650));
-        assert!(backoff(4) >= Duration::from_millis(3000));
-        assert!(backoff(30) <= Duration::from_millis(30_000 * 1250 / 1000));
+        waits.next_wait();
+        waits.next_wait();
+        let fourth = waits.next_wait();
+        assert!(fourth >= Duration::from_millis(3999), "{fourth:?}");
+        for _ in 0..30 {
+            let wait = waits.next_wait();
+            assert!(wait <= Duration::from_secs(30), "{wait:?}");
+            assert!(wait < longest, "{wait:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Path globs for the `file` and `folder` kinds: `**` (any depth), `*` and `?` (within one segment),
 //! `[...]` classes, `{a,b}` alternatives, case-insensitive, dot-files included (the peer's wcmatch flags
-//! GLOBSTAR | IGNORECASE | DOTGLOB). Compiled to one regex, so matching a large tree is cheap.
+//! GLOBSTAR | IGNORECASE | DOTGLOB). Compiled once by `globset`, so matching a large tree is cheap.
 
-use regex::Regex;
+use globset::{GlobBuilder, GlobMatcher};
 
 /// A compiled path pattern. Paths are compared without their leading `/`.
 #[derive(Debug, Clone)]
 pub(crate) struct Glob {
     pattern: String,
-    re: Regex,
+    matcher: GlobMatcher,
 }
 
 /// Characters that make a path a pattern rather than a literal path (an escaped one does not count).
@@ -32,12 +32,20 @@ pub(crate) fn is_glob(path: &str) -> bool {
 impl Glob {
     pub(crate) fn new(pattern: &str) -> Result<Self, String> {
         let trimmed = pattern.trim().trim_start_matches('/');
-        let body = translate(trimmed)?;
-        let re = Regex::new(&format!("(?is)^{body}$"))
-            .map_err(|e| format!("pattern {pattern:?} is not a valid glob: {e}"))?;
+        // The wcmatch flags, in globset's terms: `*` and `?` stop at `/` (globset lets them cross it
+        // by default), letters match either case, `\` escapes the next character, and `{,x}` may
+        // match nothing. globset never hides dot-files, and an unclosed `[` or `{` is an error.
+        // `**` is special only as a whole segment, as in wcmatch; elsewhere it is a `*`.
+        let glob = GlobBuilder::new(trimmed)
+            .literal_separator(true)
+            .case_insensitive(true)
+            .backslash_escape(true)
+            .empty_alternates(true)
+            .build()
+            .map_err(|e| format!("pattern {pattern:?} is not a valid glob: {}", e.kind()))?;
         Ok(Self {
             pattern: pattern.to_owned(),
-            re,
+            matcher: glob.compile_matcher(),
         })
     }
 
@@ -46,72 +54,8 @@ impl Glob {
     }
 
     pub(crate) fn matches(&self, path: &str) -> bool {
-        self.re.is_match(path.trim_start_matches('/'))
+        self.matcher.is_match(path.trim_start_matches('/'))
     }
-}
-
-fn translate(p: &str) -> Result<String, String> {
-    let chars: Vec<char> = p.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    let mut braces = 0usize;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '\\' if i + 1 < chars.len() => {
-                out.push_str(&regex::escape(&chars[i + 1].to_string()));
-                i += 2;
-                continue;
-            }
-            '*' if chars.get(i + 1) == Some(&'*') => {
-                let at_start = i == 0 || chars[i - 1] == '/';
-                let slash_after = chars.get(i + 2) == Some(&'/');
-                if at_start && slash_after {
-                    // `**/` also matches no directory at all.
-                    out.push_str("(?:.*/)?");
-                    i += 3;
-                } else {
-                    out.push_str(".*");
-                    i += 2;
-                }
-                continue;
-            }
-            '*' => out.push_str("[^/]*"),
-            '?' => out.push_str("[^/]"),
-            '[' => {
-                let close = chars[i + 1..]
-                    .iter()
-                    .skip(1)
-                    .position(|&c| c == ']')
-                    .map(|k| i + 2 + k)
-                    .ok_or_else(|| format!("pattern {p:?} has an unclosed '['"))?;
-                let mut class: String = chars[i + 1..close].iter().collect();
-                if let Some(rest) = class.strip_prefix('!') {
-                    class = format!("^{rest}");
-                }
-                out.push('[');
-                out.push_str(&class.replace('\\', "\\\\").replace('[', "\\["));
-                out.push(']');
-                i = close + 1;
-                continue;
-            }
-            '{' => {
-                braces += 1;
-                out.push_str("(?:");
-            }
-            '}' if braces > 0 => {
-                braces -= 1;
-                out.push(')');
-            }
-            ',' if braces > 0 => out.push('|'),
-            other => out.push_str(&regex::escape(&other.to_string())),
-        }
-        i += 1;
-    }
-    if braces > 0 {
-        return Err(format!("pattern {p:?} has an unclosed '{{'"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -134,6 +78,12 @@ mod tests {
         assert!(m("services/*/port.yml", "services/api/port.yml"));
         assert!(!m("services/*/port.yml", "services/api/v2/port.yml"));
         assert!(m("services/**", "services/api/v2/port.yml"));
+        assert!(m("services/**/port.yml", "services/port.yml"));
+        assert!(m("services/**/port.yml", "services/api/v2/port.yml"));
+        assert!(
+            !m("services**.yml", "services/api/port.yml"),
+            "** inside a segment is a *"
+        );
     }
 
     #[test]
@@ -145,6 +95,8 @@ mod tests {
         assert!(m("*", ".gitignore"), "dot-files are not hidden");
         assert!(m("README.md", "readme.md"));
         assert!(m("a?c", "abc") && !m("a?c", "a/c"));
+        assert!(m("app{,.prod}.yml", "app.yml") && m("app{,.prod}.yml", "app.prod.yml"));
+        assert!(m(r"weird\*name", "weird*name") && !m(r"weird\*name", "weirdXname"));
     }
 
     #[test]

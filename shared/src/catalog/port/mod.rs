@@ -2,8 +2,6 @@
 //! same contract). It owns the token, the ownership tag (`User-Agent`, which Port records as
 //! `$datasource`), the bulk limits (≤20 entities and ≤1 MiB per request) and the retry policy.
 
-mod retry;
-
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -18,11 +16,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use self::retry::{RetryPolicy, server_wait};
 use super::{
     Catalog, CatalogError, Entity, EntityKey, Failure, OwnedPage, Route, UpsertOutcome,
     WriteOptions, datasource, ownership_filter, user_agent,
 };
+use crate::retry::{Backoff, server_wait};
 
 pub use crate::config::{PORT_EU_BASE_URL, PORT_US_BASE_URL};
 
@@ -40,6 +38,24 @@ const FIND_CHUNK: usize = 50;
 const DELETE_CHUNK: usize = 100;
 /// Keys per ownership page.
 const OWNED_PAGE: usize = 5000;
+/// Our own waits between retries when Port names none: 0.2–0.4 s for the first, doubling, never more
+/// than 10 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+/// The longest wait we take from `Retry-After` / `x-ratelimit-reset`; a longer ask is cut to this. Port's
+/// rate-limit window is 5 minutes, so a longer wait is better answered by failing transiently and
+/// letting the caller's schedule come back.
+const MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+
+/// What Port's own client retries: rate limiting, request timeouts and gateway failures. A 500 is not
+/// retried: it is usually this request's fault, and Ocean does not retry it either.
+fn retries_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 502 | 503 | 504)
+}
+
+/// The wait before a retry: what Port asked for, up to [`MAX_SERVER_WAIT`], else `ours` (the backoff).
+fn retry_delay(asked: Option<Duration>, ours: Duration) -> Duration {
+    asked.map_or(ours, |asked| asked.min(MAX_SERVER_WAIT))
+}
 
 #[derive(Clone)]
 pub struct PortConfig {
@@ -187,7 +203,6 @@ pub struct PortClient {
     agent: String,
     owned_prefix: String,
     owned_suffix: String,
-    retry: RetryPolicy,
     token: tokio::sync::Mutex<TokenState>,
 }
 
@@ -234,7 +249,6 @@ impl PortClient {
         let (owned_prefix, owned_suffix) = ownership_filter(&datasource);
         Ok(Self {
             http,
-            retry: RetryPolicy::new(cfg.max_retries),
             cfg,
             datasource,
             agent,
@@ -591,6 +605,7 @@ impl PortClient {
         what: &str,
     ) -> Result<Answer, CatalogError> {
         let mut attempt = 0u32;
+        let mut backoff = BACKOFF.waits();
         loop {
             let (client, request) = build().build_split();
             let request = request.map_err(|e| {
@@ -606,7 +621,7 @@ impl PortClient {
             let failure = match client.execute(request).await {
                 Ok(resp) => {
                     let status = resp.status();
-                    if retryable && RetryPolicy::retries_status(status.as_u16()) {
+                    if retryable && retries_status(status.as_u16()) {
                         let wait = server_wait(resp.headers(), Utc::now());
                         let body = resp.bytes().await.unwrap_or_default();
                         failure
@@ -631,12 +646,14 @@ impl PortClient {
                 }
                 Err(e) => failure.with_source(e.without_url()),
             };
-            if !retryable || attempt >= self.retry.max_retries {
+            if !retryable || attempt >= self.cfg.max_retries {
                 return Err(CatalogError::Transient(
                     failure.with_detail(format!("after {} attempt(s)", attempt + 1)),
                 ));
             }
-            let delay = self.retry.delay(attempt, failure.retry_after());
+            // Drawn on every retry, so our step grows with the attempts even while Port
+            // names the waits.
+            let delay = retry_delay(failure.retry_after(), backoff.next_wait());
             tracing::warn!(
                 attempt = attempt + 1,
                 delay_ms = delay.as_millis() as u64,
@@ -1101,6 +1118,47 @@ mod tests {
             too_big.as_slice(),
             [(1, UpsertOutcome::Failed { status: 413, .. })]
         ));
+    }
+
+    #[test]
+    fn only_throttling_timeouts_and_gateway_errors_are_retried() {
+        for s in [408, 429, 502, 503, 504] {
+            assert!(retries_status(s), "{s}");
+        }
+        for s in [400, 401, 404, 413, 422, 500] {
+            assert!(!retries_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_server_wait_replaces_our_backoff_up_to_a_minute() {
+        let ours = Duration::from_millis(300);
+        assert_eq!(retry_delay(None, ours), ours);
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(2)), ours),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(600)), ours),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn our_backoff_starts_at_two_hundred_milliseconds_doubles_and_is_capped() {
+        let mut waits = BACKOFF.waits();
+        for n in 0..3 {
+            let step = 200.0 * 2f64.powi(n);
+            let ms = waits.next_wait().as_secs_f64() * 1000.0;
+            assert!(
+                ms >= step - 0.01 && ms < 2.0 * step + 0.01,
+                "retry {}: {ms} ms",
+                n + 1
+            );
+        }
+        for _ in 0..30 {
+            assert!(waits.next_wait() <= Duration::from_secs(10));
+        }
     }
 
     #[test]
