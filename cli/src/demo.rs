@@ -9,7 +9,8 @@ use shared::catalog::store::CatalogStore;
 use shared::config::Settings;
 use shared::tenant::Tenant;
 
-use crate::{Progress, Size};
+use crate::Size;
+use crate::progress::Progress;
 
 pub(crate) async fn run(size: Size, db: &Path) -> ExitCode {
     match demo(size, db).await {

@@ -5,19 +5,19 @@ mod demo;
 mod dlq;
 mod items;
 mod map;
+mod progress;
 mod serve;
 mod subscriptions;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use shared::config::{Env, Settings};
-use shared::resync::{KindReport, Observer};
 use shared::tenant::Tenant;
+
+use progress::Progress;
 
 /// Where `serve` keeps its local queue, and where the `dlq` commands look for it.
 const DEFAULT_QUEUE_DB: &str = ".ado-sync/queue.db";
@@ -192,25 +192,8 @@ impl Size {
     }
 }
 
-/// Warnings, and the client's throttle pauses (with their reason and end) so a paused pass does not
-/// look frozen; `LOG_LEVEL` overrides. Colour only on a terminal, and never with `NO_COLOR`.
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,shared::ado::client=info"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
-    init_logs();
+    progress::init();
     let cli = Cli::parse();
     // A pass is one task (listing and writing interleave through one join), so a single thread serves
     // it as fast and with one allocator arena instead of one per worker: a smaller peak RSS. The
@@ -406,143 +389,4 @@ async fn terminate() {
         return;
     }
     std::future::pending::<()>().await
-}
-
-/// Progress on stderr: a line per kind, and a running count on a terminal.
-/// The pass's progress on stderr. On a terminal one status line, redrawn at most five times a
-/// second, holds every block still running (blocks run concurrently: one line per block would
-/// interleave); otherwise a plain line every ten seconds. A finished block gets its own line.
-pub(crate) struct Progress {
-    tty: bool,
-    /// `LOG_FORMAT=json`: progress lines are JSON objects too, so stderr stays one format.
-    json: bool,
-    state: Mutex<ProgressState>,
-}
-
-struct ProgressState {
-    last: Instant,
-    /// Running blocks by index: (kind, items read, upserted).
-    running: std::collections::BTreeMap<usize, (String, u64, u64)>,
-}
-
-impl Progress {
-    pub(crate) fn new() -> Self {
-        let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json");
-        Self {
-            tty: std::io::stderr().is_terminal() && !json,
-            json,
-            state: Mutex::new(ProgressState {
-                last: Instant::now(),
-                running: Default::default(),
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One plain line, or with `LOG_FORMAT=json` one JSON object with `fields`.
-    fn say(&self, line: &str, message: &str, fields: serde_json::Value) {
-        if self.json {
-            let mut event = serde_json::json!({
-                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "level": "INFO",
-                "message": message,
-            });
-            if let (Some(event), serde_json::Value::Object(fields)) =
-                (event.as_object_mut(), fields)
-            {
-                event.extend(fields);
-            }
-            eprintln!("{event}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    fn status_line(running: &std::collections::BTreeMap<usize, (String, u64, u64)>) -> String {
-        running
-            .iter()
-            .map(|(i, (kind, read, upserted))| {
-                format!("{kind}[{i}] {read} read, {upserted} upserted")
-            })
-            .collect::<Vec<_>>()
-            .join(" · ")
-    }
-}
-
-impl Observer for Progress {
-    fn kind_started(&self, index: usize, kind: &str) {
-        self.state().running.insert(index, (kind.to_owned(), 0, 0));
-        if !self.tty {
-            self.say(
-                &format!("syncing {kind}[{index}]…"),
-                "block started",
-                serde_json::json!({ "kind": kind, "index": index }),
-            );
-        }
-    }
-
-    fn page_done(&self, r: &KindReport) {
-        let mut state = self.state();
-        state
-            .running
-            .insert(r.index, (r.kind.clone(), r.items_read, r.upserted));
-        let every = if self.tty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(10)
-        };
-        if state.last.elapsed() < every {
-            return;
-        }
-        state.last = Instant::now();
-        let line = Self::status_line(&state.running);
-        if self.tty {
-            // Cut to the terminal's usual width: a wrapped line cannot be redrawn in place.
-            let line: String = line.chars().take(118).collect();
-            eprint!("\r\x1b[2K  {line}");
-        } else {
-            let running: Vec<serde_json::Value> = state
-                .running
-                .iter()
-                .map(|(i, (kind, read, upserted))| {
-                    serde_json::json!({ "kind": kind, "index": i, "read": read, "upserted": upserted })
-                })
-                .collect();
-            self.say(
-                &format!("  still running: {line}"),
-                "blocks running",
-                serde_json::json!({ "running": running }),
-            );
-        }
-    }
-
-    fn kind_finished(&self, r: &KindReport) {
-        self.state().running.remove(&r.index);
-        if self.tty {
-            eprint!("\r\x1b[2K");
-        }
-        let line = format!(
-            "  {}[{}]: {} read, {} upserted, {} unchanged, {} failed, {} errors in {:.2}s",
-            r.kind,
-            r.index,
-            r.items_read,
-            r.upserted,
-            r.unchanged,
-            r.failed,
-            r.errors,
-            r.duration.as_secs_f64()
-        );
-        self.say(
-            &line,
-            "block finished",
-            serde_json::json!({
-                "kind": r.kind, "index": r.index, "read": r.items_read, "upserted": r.upserted,
-                "unchanged": r.unchanged, "failed": r.failed, "errors": r.errors,
-                "seconds": r.duration.as_secs_f64(),
-            }),
-        );
-    }
 }

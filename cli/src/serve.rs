@@ -34,7 +34,7 @@ use shared::webhook::{
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::Progress;
+use crate::progress::Progress;
 
 /// Messages taken per receive, and how long a receive waits for the first one.
 const RECEIVE_MAX: usize = 10;

@@ -47,10 +47,16 @@ fn start_sim_with(options: &[&str]) -> Sim {
 
 /// `ado-sync resync` with `args`, pointed at the simulator with any credentials.
 fn resync_against(sim: &Sim, args: &[&str]) -> std::process::Output {
+    resync_against_with(sim, args, &[])
+}
+
+/// The same with extra environment variables (e.g. `LOG_FORMAT`).
+fn resync_against_with(sim: &Sim, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(BIN)
         .arg("resync")
         .args(args)
         .env_clear()
+        .envs(env.iter().copied())
         .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
         .env("ADO_PAT", "anything")
         .env(
@@ -488,20 +494,7 @@ fn json_of(title: &Value, properties: &Value, relations: &Value) -> Value {
 #[test]
 fn with_log_format_json_every_line_on_stderr_is_json_and_uncoloured() {
     let sim = start_sim();
-    let out = Command::new(BIN)
-        .arg("resync")
-        .env_clear()
-        .env("LOG_FORMAT", "json")
-        .env("ADO_ORG_URL", sim.urls["ado_org_url"].as_str().unwrap())
-        .env("ADO_PAT", "anything")
-        .env(
-            "CATALOG_BASE_URL",
-            sim.urls["catalog_base_url"].as_str().unwrap(),
-        )
-        .env("CATALOG_CLIENT_ID", "any-id")
-        .env("CATALOG_CLIENT_SECRET", "any-secret")
-        .output()
-        .unwrap();
+    let out = resync_against_with(&sim, &[], &[("LOG_FORMAT", "json")]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<Value> = stderr
