@@ -7,6 +7,9 @@
 # The webhook's SQS figure needs moto (scripts/moto.sh install); without it that line says skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p ado-sync-bench -p webhook-function -p processor-function -p resync-function
+# Two builds: one command would unify features, and the bench's `embedded` (SQLite) would leak into the
+# functions it measures; built alone they are the binaries a deploy ships.
+cargo build --release --locked -p webhook-function -p processor-function -p resync-function
+cargo build --release --locked -p ado-sync-bench
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 exec "$target_dir/release/ado-sync-bench" "$@"

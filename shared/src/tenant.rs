@@ -208,52 +208,75 @@ pub fn compile_mapping(
 
 /// Opens the configured catalog adapter.
 pub fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>, SetupError> {
-    Ok(open(settings)?.0)
+    Ok(Catalogs::ALL.open(settings)?.0)
 }
 
 type Adapters = (Arc<dyn Catalog>, Option<Arc<dyn CatalogAdmin>>);
 
-/// The catalog adapter and, for the Port API, its admin side (the embedded catalog has none).
-fn open(settings: &Settings) -> Result<Adapters, SetupError> {
-    Ok(match &settings.catalog {
-        #[cfg(feature = "embedded")]
-        CatalogTarget::Embedded { path } => {
-            let datasource = crate::catalog::datasource(
-                INTEGRATION_TYPE,
-                VERSION,
-                &settings.integration_identifier,
-            );
-            let catalog: Arc<dyn Catalog> = Arc::new(EmbeddedCatalog::open(path, datasource)?);
-            (catalog, None)
-        }
-        #[cfg(not(feature = "embedded"))]
-        CatalogTarget::Embedded { .. } => {
-            return Err(SetupError::Catalog(CatalogError::Invalid(Failure::new(
-                "CATALOG_DB: this build has no embedded catalog (the Lambda functions write to the catalog API: set CATALOG_BASE_URL)",
-            ))));
-        }
-        CatalogTarget::Port {
-            base_url,
-            client_id,
-            client_secret,
-            timeout,
-            max_retries,
-        } => {
-            let client = Arc::new(PortClient::new(PortConfig {
-                base_url: base_url.clone(),
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-                integration_identifier: settings.integration_identifier.clone(),
-                integration_type: INTEGRATION_TYPE.to_owned(),
-                version: VERSION.to_owned(),
-                timeout: *timeout,
-                max_retries: *max_retries,
-            })?);
-            let catalog: Arc<dyn Catalog> = client.clone();
-            let admin: Arc<dyn CatalogAdmin> = client;
-            (catalog, Some(admin))
-        }
-    })
+/// Which catalog adapters a program can open, chosen where the program starts. It is a function
+/// rather than a flag so that the choice is made at compile time: a program that starts with
+/// [`Catalogs::API_ONLY`] (the Lambda functions) never names the embedded catalog, so SQLite is not
+/// linked into it even when cargo unified `shared`'s `embedded` feature into its build (a workspace
+/// build such as `sam build` does; `scripts/sam.sh` checks the bootstraps).
+#[derive(Clone, Copy)]
+pub struct Catalogs(fn(&Settings) -> Result<Adapters, SetupError>);
+
+impl Catalogs {
+    /// The catalog API only; `CATALOG_DB` is refused.
+    pub const API_ONLY: Catalogs = Catalogs(open_api);
+    /// The catalog API or the embedded SQLite catalog (`CATALOG_DB`): the CLI, the simulator, tests.
+    #[cfg(feature = "embedded")]
+    pub const WITH_EMBEDDED: Catalogs = Catalogs(open_with_embedded);
+    /// Every adapter this build of `shared` has.
+    #[cfg(feature = "embedded")]
+    pub const ALL: Catalogs = Self::WITH_EMBEDDED;
+    /// Every adapter this build of `shared` has.
+    #[cfg(not(feature = "embedded"))]
+    pub const ALL: Catalogs = Self::API_ONLY;
+
+    fn open(self, settings: &Settings) -> Result<Adapters, SetupError> {
+        (self.0)(settings)
+    }
+}
+
+#[cfg(feature = "embedded")]
+fn open_with_embedded(settings: &Settings) -> Result<Adapters, SetupError> {
+    let CatalogTarget::Embedded { path } = &settings.catalog else {
+        return open_api(settings);
+    };
+    let datasource =
+        crate::catalog::datasource(INTEGRATION_TYPE, VERSION, &settings.integration_identifier);
+    let catalog: Arc<dyn Catalog> = Arc::new(EmbeddedCatalog::open(path, datasource)?);
+    Ok((catalog, None))
+}
+
+/// The Port API adapter and its admin side.
+fn open_api(settings: &Settings) -> Result<Adapters, SetupError> {
+    let CatalogTarget::Port {
+        base_url,
+        client_id,
+        client_secret,
+        timeout,
+        max_retries,
+    } = &settings.catalog
+    else {
+        return Err(SetupError::Catalog(CatalogError::Invalid(Failure::new(
+            "CATALOG_DB: the embedded catalog is for the CLI; here the catalog is the catalog API (set CATALOG_BASE_URL)",
+        ))));
+    };
+    let client = Arc::new(PortClient::new(PortConfig {
+        base_url: base_url.clone(),
+        client_id: client_id.clone(),
+        client_secret: client_secret.clone(),
+        integration_identifier: settings.integration_identifier.clone(),
+        integration_type: INTEGRATION_TYPE.to_owned(),
+        version: VERSION.to_owned(),
+        timeout: *timeout,
+        max_retries: *max_retries,
+    })?);
+    let catalog: Arc<dyn Catalog> = client.clone();
+    let admin: Arc<dyn CatalogAdmin> = client;
+    Ok((catalog, Some(admin)))
 }
 
 /// One tenant's assembled dependencies (one organisation, one catalog, one mapping), built once: it
@@ -273,7 +296,12 @@ impl Tenant {
     /// The cold start of a function or a CLI run: the mapping in source order (the catalog's
     /// integration record first), which reads the catalog once.
     pub async fn start(settings: Settings) -> Result<Self, SetupError> {
-        Self::start_with_clock(settings, Arc::new(SystemClock)).await
+        Self::start_with(settings, Catalogs::ALL).await
+    }
+
+    /// [`Tenant::start`] opening only these catalogs (the Lambda functions: [`Catalogs::API_ONLY`]).
+    pub async fn start_with(settings: Settings, catalogs: Catalogs) -> Result<Self, SetupError> {
+        Self::start_opening(settings, catalogs, Arc::new(SystemClock)).await
     }
 
     /// [`Tenant::start`] with the clock the mapping's lifetime is measured on.
@@ -281,7 +309,15 @@ impl Tenant {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SetupError> {
-        let (catalog, admin) = open(&settings)?;
+        Self::start_opening(settings, Catalogs::ALL, clock).await
+    }
+
+    async fn start_opening(
+        settings: Settings,
+        catalogs: Catalogs,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SetupError> {
+        let (catalog, admin) = catalogs.open(&settings)?;
         let ado = AdoClient::from_settings(&settings.ado)?;
         let mapping = resolve_mapping(&settings.mapping, &ado, admin.as_deref()).await?;
         // Only the integration record changes while a process runs; local settings do not.
@@ -308,7 +344,7 @@ impl Tenant {
 
     /// The configured adapters with this mapping, fixed.
     pub fn with_mapping(settings: Settings, mapping: CompiledConfig) -> Result<Self, SetupError> {
-        let (catalog, admin) = open(&settings)?;
+        let (catalog, admin) = Catalogs::ALL.open(&settings)?;
         let ado = AdoClient::from_settings(&settings.ado)?;
         Ok(Self::from_parts(
             settings,
@@ -471,5 +507,43 @@ impl Tenant {
         if let Err(e) = admin.patch_resync_state(&state).await {
             tracing::warn!(error = %e, status = %state["status"], "the resync state could not be reported");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(catalog_db: &std::path::Path) -> Settings {
+        let db = catalog_db.display().to_string();
+        Settings::from_lookup(|k| match k {
+            "ADO_ORG_URL" => Some("http://127.0.0.1:9/org".into()),
+            "ADO_PAT" => Some("pat".into()),
+            "CATALOG_DB" => Some(db.clone()),
+            "MAPPING" => Some("resources: []".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_program_on_the_catalog_api_only_refuses_the_embedded_catalog_and_creates_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("catalog.db");
+        let refused = Tenant::start_with(settings(&db), Catalogs::API_ONLY)
+            .await
+            .err()
+            .expect("refused");
+        assert!(refused.to_string().contains("CATALOG_DB"), "{refused}");
+        assert!(!db.exists());
+    }
+
+    #[tokio::test]
+    async fn the_cli_opens_the_embedded_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("catalog.db");
+        let tenant = Tenant::new(settings(&db)).expect("opened");
+        assert!(tenant.admin.is_none());
+        assert!(db.exists());
     }
 }

@@ -1,7 +1,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{Env, Settings};
-use shared::tenant::Tenant;
+use shared::tenant::{Catalogs, Tenant};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,5 +23,6 @@ async fn main() -> Result<(), Error> {
 
 async fn start() -> Result<Tenant, Error> {
     let settings = Env::load_and(Settings::from_env).await?;
-    Ok(Tenant::start(settings).await?)
+    // Only the catalog API: a function never links the embedded (SQLite) catalog.
+    Ok(Tenant::start_with(settings, Catalogs::API_ONLY).await?)
 }

@@ -2,7 +2,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::ado::hooks::SubscriptionSettings;
 use shared::config::{ConfigError, Env, Settings};
-use shared::tenant::Tenant;
+use shared::tenant::{Catalogs, Tenant};
 
 // One invocation at a time, one task per pass: a single thread is enough and keeps memory down.
 #[tokio::main(flavor = "current_thread")]
@@ -32,5 +32,9 @@ async fn start() -> Result<(Tenant, Option<SubscriptionSettings>), Error> {
         )
     })
     .await?;
-    Ok((Tenant::start(settings).await?, subscriptions))
+    // Only the catalog API: a function never links the embedded (SQLite) catalog.
+    Ok((
+        Tenant::start_with(settings, Catalogs::API_ONLY).await?,
+        subscriptions,
+    ))
 }
