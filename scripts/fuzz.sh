@@ -8,6 +8,6 @@
 #   scripts/fuzz.sh --skip 500000                    resume (e.g. after a crash that printed no seed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p ado-sync-bench --bin ado-sync-fuzz
+cargo build --profile fuzz --locked -p ado-sync-bench --bin ado-sync-fuzz
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-exec "$target_dir/release/ado-sync-fuzz" --root . "$@"
+exec "$target_dir/fuzz/ado-sync-fuzz" --root . "$@"

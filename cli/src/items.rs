@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use shared::ado::AdoClient;
 use shared::ado::kinds::{self, FetchContext, PageSink};
+use shared::aws::AwsIdentity;
 use shared::config::{AdoSettings, Env, excluded_tags_from_lookup};
 use shared::mapping::{CompiledConfig, CompiledResource};
 use shared::tenant::{DEFAULT_MAPPING, compile_mapping};
@@ -45,7 +46,7 @@ pub(crate) async fn run(args: Args<'_>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = match Env::load().await {
+    let env = match Env::load(AwsIdentity::DEFAULT_CHAIN).await {
         Ok(env) => env,
         Err(e) => {
             eprintln!("error: {e}");

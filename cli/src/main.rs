@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use shared::aws::AwsIdentity;
 use shared::config::{Env, Settings};
 use shared::tenant::Tenant;
 
@@ -296,7 +297,9 @@ fn main() -> ExitCode {
 
 /// Settings (secrets included) and the mapping, resolved before any Azure DevOps call.
 async fn start() -> Result<Tenant, String> {
-    let env = Env::load().await.map_err(|e| e.to_string())?;
+    let env = Env::load(AwsIdentity::DEFAULT_CHAIN)
+        .await
+        .map_err(|e| e.to_string())?;
     let settings = Settings::from_env(&env).map_err(|e| e.to_string())?;
     Tenant::start(settings).await.map_err(|e| e.to_string())
 }

@@ -45,8 +45,14 @@ pub(crate) fn init() {
     let colour = colour_wanted(tty, std::env::var_os("NO_COLOR").is_some());
     let terminal = (tty && !json)
         .then(|| TERMINAL.get_or_init(|| Terminal::new(ProgressDrawTarget::stderr(), colour)));
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,shared::ado::client=info"));
+    let filter = std::env::var("LOG_LEVEL")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_default(tracing::Level::WARN)
+                .with_target("shared::ado::client", tracing::Level::INFO)
+        });
     let writer = match terminal {
         Some(t) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(t.clone()),
         None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
@@ -530,7 +536,7 @@ mod tests {
         let terminal = hidden();
         let logs = tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
-            .with_filter(tracing_subscriber::EnvFilter::new("off"));
+            .with_filter(Targets::new());
         let pauses = ThrottlePauses(terminal.clone())
             .with_filter(Targets::new().with_target(THROTTLE_TARGET, tracing::Level::INFO));
         let subscriber = tracing_subscriber::registry().with(logs).with(pauses);

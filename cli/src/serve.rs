@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use shared::aws::AwsIdentity;
 use shared::config::{ConfigError, Env, QueueSettings, ResyncSchedule, Settings};
 use shared::queue::batch::{QueuedRecord, RecordError, RecordOutcome, apply_batch, apply_change};
 use shared::queue::local::{LocalQueue, LocalQueueOptions};
@@ -80,7 +81,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     // Every setting is read before anything starts, so a misconfiguration fails at once with the
     // variables' names instead of on the first delivery.
     let explicit_interval = args.resync_interval_secs;
-    let setup = Env::load_and(|env| {
+    let setup = Env::load_and(AwsIdentity::DEFAULT_CHAIN, |env| {
         let interval = match explicit_interval {
             Some(secs) => Ok(secs),
             None => ResyncSchedule::from_env(env).map(|s| s.secs()),

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use shared::ado::AdoClient;
 use shared::ado::hooks::{self, SubscriptionSettings};
 use shared::ado::kinds::FetchContext;
+use shared::aws::AwsIdentity;
 use shared::config::{ConfigError, Env, Settings};
 
 pub(crate) async fn sync(dry_run: bool, json: bool) -> ExitCode {
-    let settings = Env::load_and(|env| {
+    let settings = Env::load_and(AwsIdentity::DEFAULT_CHAIN, |env| {
         ConfigError::both(Settings::from_env(env), SubscriptionSettings::from_env(env))
     })
     .await;

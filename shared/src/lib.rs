@@ -11,6 +11,7 @@
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, one per invocation.
 
 pub mod ado;
+pub mod aws;
 pub mod catalog;
 pub mod config;
 pub mod failure;

@@ -5,7 +5,7 @@
 //! `info`.
 
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the functions' logging (once, at the start of `main`).
@@ -20,7 +20,7 @@ pub fn init_lambda() {
 
 /// The filter for Lambda's level (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`) or, without it,
 /// `RUST_LOG`'s directives; `info` when neither is set or usable.
-pub fn lambda_filter(lambda_level: Option<String>, rust_log: Option<String>) -> EnvFilter {
+pub fn lambda_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets {
     let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let directives = match set(lambda_level) {
         Some(level) => match level.trim().to_ascii_lowercase().as_str() {
@@ -29,23 +29,26 @@ pub fn lambda_filter(lambda_level: Option<String>, rust_log: Option<String>) -> 
         },
         None => set(rust_log).unwrap_or_else(|| "info".to_owned()),
     };
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+    directives
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// The JSON subscriber, writing to `writer`.
-pub fn lambda_subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync
+pub fn lambda_subscriber<W>(filter: Targets, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt as _;
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
-        .with_env_filter(filter)
         .with_writer(writer)
         .finish()
+        .with(filter)
 }
 
 #[cfg(test)]

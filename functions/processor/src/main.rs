@@ -1,5 +1,6 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::aws::AwsIdentity;
 use shared::config::{Env, Settings};
 use shared::tenant::{Catalogs, Tenant};
 
@@ -22,7 +23,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn start() -> Result<Tenant, Error> {
-    let settings = Env::load_and(Settings::from_env).await?;
+    let settings = Env::load_and(AwsIdentity::ENVIRONMENT, Settings::from_env).await?;
     // Only the catalog API: a function never links the embedded (SQLite) catalog.
     Ok(Tenant::start_with(settings, Catalogs::API_ONLY).await?)
 }

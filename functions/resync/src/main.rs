@@ -1,6 +1,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::ado::hooks::SubscriptionSettings;
+use shared::aws::AwsIdentity;
 use shared::config::{ConfigError, Env, Settings};
 use shared::tenant::{Catalogs, Tenant};
 
@@ -25,7 +26,7 @@ async fn main() -> Result<(), Error> {
 
 async fn start() -> Result<(Tenant, Option<SubscriptionSettings>), Error> {
     // Live events are optional: without WEBHOOK_URL the schedule only resyncs.
-    let (settings, subscriptions) = Env::load_and(|env| {
+    let (settings, subscriptions) = Env::load_and(AwsIdentity::ENVIRONMENT, |env| {
         ConfigError::both(
             Settings::from_env(env),
             SubscriptionSettings::from_env_if_set(env),

@@ -3,6 +3,7 @@ use std::convert::Infallible;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
+use shared::aws::AwsIdentity;
 use shared::config::{ConfigError, Env, QueueSettings};
 use shared::queue::sqs::SqsQueue;
 use shared::webhook::WebhookSettings;
@@ -30,7 +31,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn start() -> Result<(WebhookSettings, SqsQueue), Error> {
-    let (settings, queue_url) = Env::load_and(|env| {
+    let (settings, queue_url) = Env::load_and(AwsIdentity::ENVIRONMENT, |env| {
         let queue_url = QueueSettings::from_env(env).required_queue_url();
         ConfigError::both(WebhookSettings::from_env(env), queue_url)
     })

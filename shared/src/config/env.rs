@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::ConfigError;
 use super::names::{self, PEER_IGNORED, SECRET_ARN_SUFFIX, SETTINGS, SSM_PARAMETER_SUFFIX};
 use super::secrets::{self, AwsSecretStore, SecretSource, SecretStore};
+use crate::aws::AwsIdentity;
 
 enum Value {
     Plain(String),
@@ -38,10 +39,10 @@ struct Pending {
 }
 
 impl Env {
-    /// The process environment, with secrets fetched through the default AWS configuration (only when
+    /// The process environment, with secrets fetched as `aws` gives credentials and region (only when
     /// some secret setting names a source: a run without one never touches AWS).
-    pub async fn load() -> Result<Self, ConfigError> {
-        let (env, problems) = Self::load_all().await;
+    pub async fn load(aws: AwsIdentity) -> Result<Self, ConfigError> {
+        let (env, problems) = Self::load_all(aws).await;
         ConfigError::check(problems)?;
         Ok(env)
     }
@@ -50,17 +51,28 @@ impl Env {
     /// together: a start names everything that is wrong at once. A setting whose secret could not be
     /// read is not reported missing as well.
     pub async fn load_and<T>(
+        aws: AwsIdentity,
         parse: impl FnOnce(&Env) -> Result<T, ConfigError>,
     ) -> Result<T, ConfigError> {
-        let (env, problems) = Self::load_all().await;
+        let (env, problems) = Self::load_all(aws).await;
         Self::parse_with(&env, problems, parse)
     }
 
-    async fn load_all() -> (Self, Vec<ConfigError>) {
+    async fn load_all(aws: AwsIdentity) -> (Self, Vec<ConfigError>) {
         let (mut env, pending, mut problems) = Self::read(|k| std::env::var(k).ok());
         if !pending.is_empty() {
-            let store = AwsSecretStore::from_env().await;
-            problems.extend(env.fetch(pending, &store).await);
+            match aws.resolve().await {
+                Ok(access) => {
+                    let store = AwsSecretStore::new(access);
+                    problems.extend(env.fetch(pending, &store).await);
+                }
+                Err(e) => problems.extend(pending.into_iter().map(|p| ConfigError::Secret {
+                    name: p.name,
+                    variable: p.variable,
+                    from: Box::new(p.source),
+                    reason: Box::new(e.clone().into()),
+                })),
+            }
         }
         (env, problems)
     }
@@ -413,7 +425,6 @@ mod tests {
             reason: Box::new(secrets::SecretError::Store {
                 code: Some("ResourceNotFoundException".into()),
                 message: "Secrets Manager can't find the specified secret.".into(),
-                source: None,
             }),
         }];
         let e = Env::parse_with(&Env::default(), problems, |env| {

@@ -4,9 +4,10 @@
 //! name, read with decryption). Errors name the setting and the source, never the value.
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::aws::{AwsAccess, AwsError, SECRETS_MANAGER, SSM};
 
 /// Where one secret setting's value lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +70,6 @@ pub enum SecretError {
         /// The service's error code (`ResourceNotFoundException`, `ParameterNotFound`), when it gave one.
         code: Option<String>,
         message: String,
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     #[error("the secret has no SecretString (binary secrets are not supported)")]
     Binary,
@@ -95,7 +94,6 @@ impl SecretError {
         SecretError::Store {
             code: Some(code.into()),
             message: message.into(),
-            source: None,
         }
     }
 }
@@ -156,50 +154,25 @@ fn pick_key(text: &SecretString, key: &str) -> Result<SecretString, SecretError>
 /// The AWS adapter: the default configuration chain (Lambda role, environment, profile). It honours
 /// `AWS_ENDPOINT_URL` and the per-service `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_SSM`,
 /// which is how tests reach a local emulator.
+/// The Secrets Manager and SSM adapter: `GetSecretValue` and `GetParameter` (with decryption) as
+/// [`crate::aws`] calls them.
 #[derive(Debug, Clone)]
 pub struct AwsSecretStore {
-    secrets: aws_sdk_secretsmanager::Client,
-    ssm: aws_sdk_ssm::Client,
+    access: AwsAccess,
 }
 
 impl AwsSecretStore {
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(&config)
-    }
-
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self {
-            secrets: aws_sdk_secretsmanager::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-        }
+    pub fn new(access: AwsAccess) -> Self {
+        Self { access }
     }
 }
 
-/// The service's error code and message (they name the secret, never its value), or the transport
-/// failure with its causes.
-fn sdk_error<E, R>(e: SdkError<E, R>) -> SecretError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let (code, message) = match &e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            match (err.code(), err.message()) {
-                (Some(code), message) => (
-                    Some(code.to_owned()),
-                    message.unwrap_or_default().to_owned(),
-                ),
-                _ => (None, DisplayErrorContext(&e).to_string()),
-            }
+impl From<AwsError> for SecretError {
+    fn from(e: AwsError) -> Self {
+        SecretError::Store {
+            code: e.code,
+            message: e.message,
         }
-        _ => (None, DisplayErrorContext(&e).to_string()),
-    };
-    SecretError::Store {
-        code,
-        message,
-        source: Some(Box::new(e)),
     }
 }
 
@@ -207,35 +180,35 @@ where
 impl SecretStore for AwsSecretStore {
     async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
         let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        // A binary secret has no SecretString; settings are text.
-        out.secret_string
-            .map(SecretString::from)
-            .ok_or(SecretError::Binary)
+            .access
+            .call(
+                SECRETS_MANAGER,
+                "GetSecretValue",
+                &json!({ "SecretId": secret_id }),
+            )
+            .await?;
+        match out.get("SecretString") {
+            Some(Value::String(s)) => Ok(SecretString::from(s.clone())),
+            _ => Err(SecretError::Binary),
+        }
     }
 
     async fn parameter(&self, name: &str) -> Result<SecretString, SecretError> {
         let out = self
-            .ssm
-            .get_parameter()
-            .name(name)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.parameter
-            .and_then(|p| p.value)
-            .map(SecretString::from)
-            .ok_or(SecretError::NoValue)
+            .access
+            .call(
+                SSM,
+                "GetParameter",
+                &json!({ "Name": name, "WithDecryption": true }),
+            )
+            .await?;
+        match out.pointer("/Parameter/Value") {
+            Some(Value::String(s)) => Ok(SecretString::from(s.clone())),
+            _ => Err(SecretError::NoValue),
+        }
     }
 }
 
-/// An in-memory store for tests: secret ids and parameter names to values.
 #[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct MemorySecretStore {

@@ -20,6 +20,15 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// Secret reads (`shared::aws`) pointed at moto, with the same static test credentials.
+pub fn aws_access() -> shared::aws::AwsAccess {
+    shared::aws::AwsAccess::new(
+        "us-east-1".into(),
+        Credentials::new("test", "test", None, None, "moto"),
+        std::sync::Arc::new(|name: &str| (name == "AWS_ENDPOINT_URL").then(endpoint)),
+    )
+}
+
 /// An SQS client pointed at moto, with static test credentials (nothing read from the machine's AWS
 /// configuration).
 pub async fn sqs_client() -> aws_sdk_sqs::Client {

@@ -72,7 +72,7 @@ async fn secret_settings_resolve_from_secrets_manager_and_a_secure_string_parame
             ("CATALOG_CLIENT_SECRET_SSM_PARAMETER", parameter),
             ("ADO_EXTRA_HEADERS_SSM_PARAMETER", headers),
         ]),
-        &AwsSecretStore::new(&config),
+        &AwsSecretStore::new(moto::aws_access()),
     )
     .await
     .expect("every secret resolves");
@@ -130,7 +130,7 @@ async fn unreadable_secrets_fail_the_start_naming_each_setting_and_never_a_value
             ),
             ("WEBHOOK_SECRET_SECRET_ARN", format!("{existing}#secret")),
         ]),
-        &AwsSecretStore::new(&config),
+        &AwsSecretStore::new(moto::aws_access()),
     )
     .await
     .expect_err("the secrets cannot be read")
