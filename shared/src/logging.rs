@@ -40,7 +40,9 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::layer::SubscriberExt as _;
+    // The builder's own filter (INFO unless told) is opened up: `filter` decides.
     tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .json()
         .flatten_event(true)
         .with_current_span(true)
@@ -109,6 +111,15 @@ mod tests {
         );
         assert_eq!(levels(&logged(None, None)), ["INFO", "WARN", "ERROR"]);
         assert_eq!(levels(&logged(Some(" "), Some("error"))), ["ERROR"]);
+        // Per-target directives: these lines' target is this module.
+        assert_eq!(
+            levels(&logged(None, Some("error,shared::logging=debug"))),
+            ["DEBUG", "INFO", "WARN", "ERROR"]
+        );
+        assert_eq!(
+            levels(&logged(None, Some("debug,shared=warn"))),
+            ["WARN", "ERROR"]
+        );
     }
 
     #[test]
