@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two builds: one command would unify features, and the bench's `embedded` (SQLite) would leak into the
-# functions it measures; built alone they are the binaries a deploy ships.
+# functions it measures; built alone they are the binaries a deploy ships. The CLI is for `ado-sync map`.
 cargo build --release --locked -p webhook-function -p processor-function -p resync-function
-cargo build --release --locked -p ado-sync-bench
+cargo build --release --locked -p ado-sync-bench -p ado-sync-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 exec "$target_dir/release/ado-sync-bench" "$@"

@@ -41,8 +41,8 @@ pub(crate) fn run(
         );
         return ExitCode::from(2);
     }
-    let items = match read_items(input) {
-        Ok(items) => items,
+    let text = match read_input(input) {
+        Ok(text) => text,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -51,9 +51,18 @@ pub(crate) fn run(
     let mut errors = 0usize;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for resource in resources {
-        for (n, item) in items.iter().enumerate() {
-            for outcome in resource.map_item(item, false) {
+    // Each item is mapped as it is parsed, by every block of the kind in turn: the parsed input is
+    // never held whole.
+    for (n, item) in items(&text).enumerate() {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                eprintln!("error: item {n}: input is not JSON or JSON Lines: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for resource in &resources {
+            for outcome in resource.map_item(&item, false) {
                 match outcome {
                     ItemOutcome::Mapped { entity, warnings } => {
                         for w in warnings {
@@ -116,27 +125,29 @@ pub(crate) fn run(
     }
 }
 
-/// A JSON array, or JSON Lines (or any sequence of JSON values, such as one pretty-printed object).
-fn read_items(input: Option<&Path>) -> Result<Vec<Value>, String> {
-    let mut text = String::new();
+fn read_input(input: Option<&Path>) -> Result<String, String> {
     match input {
-        Some(path) => {
-            text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
         None => {
+            let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(text)
         }
     }
-    let values: Vec<Value> = serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("input is not JSON or JSON Lines: {e}"))?;
-    Ok(match <[Value; 1]>::try_from(values) {
-        Ok([Value::Array(items)]) => items,
-        Ok([one]) => vec![one],
-        Err(values) => values,
-    })
+}
+
+/// The items of a JSON array, or of JSON Lines (any sequence of JSON values, such as one
+/// pretty-printed object), parsed one at a time.
+fn items(text: &str) -> Box<dyn Iterator<Item = serde_json::Result<Value>> + '_> {
+    if text.trim_start().starts_with('[') {
+        // An array is one value: parsed whole, then handed out item by item.
+        return match serde_json::from_str::<Vec<Value>>(text) {
+            Ok(items) => Box::new(items.into_iter().map(Ok)),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+    }
+    Box::new(serde_json::Deserializer::from_str(text).into_iter::<Value>())
 }
