@@ -1,6 +1,6 @@
 //! `ado-sync map`: preview a mapping on raw items, exactly as a resync would map them.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -53,7 +53,7 @@ pub(crate) fn run(
     let mut out = std::io::BufWriter::new(stdout.lock());
     // Each item is mapped as it is parsed, by every block of the kind in turn: the parsed input is
     // never held whole.
-    for (n, item) in items(&text).enumerate() {
+    'items: for (n, item) in items(&text).enumerate() {
         let item = match item {
             Ok(item) => item,
             Err(e) => {
@@ -74,14 +74,15 @@ pub(crate) fn run(
                                 w.message
                             );
                         }
-                        let text = if pretty {
-                            serde_json::to_string_pretty(&entity)
+                        // Straight into the buffered output. A closed output (`| head`) ends the
+                        // run: nobody reads the rest.
+                        let written = if pretty {
+                            serde_json::to_writer_pretty(&mut out, &entity)
                         } else {
-                            serde_json::to_string(&entity)
+                            serde_json::to_writer(&mut out, &entity)
                         };
-                        if let Ok(line) = text {
-                            use std::io::Write;
-                            let _ = writeln!(out, "{line}");
+                        if written.is_err() || out.write_all(b"\n").is_err() {
+                            break 'items;
                         }
                     }
                     ItemOutcome::Filtered { .. } => eprintln!(

@@ -391,7 +391,7 @@ struct Evaluator<'a> {
 impl Evaluator<'_> {
     /// `None` when identifier or blueprint is falsy (or the blueprint is not a string).
     fn entity(&mut self, m: &CompiledMappings) -> Option<Entity> {
-        let identifier = self.node("identifier", &m.identifier);
+        let identifier = self.node(|| "identifier".to_owned(), &m.identifier);
         if !truthy(&identifier) {
             return None;
         }
@@ -409,7 +409,7 @@ impl Evaluator<'_> {
         };
         let title = m.title.as_ref().map(|p| self.jq("title", p));
         let icon = m.icon.as_ref().map(|p| self.icon(p));
-        let team = m.team.as_ref().map(|n| self.node("team", n));
+        let team = m.team.as_ref().map(|n| self.node(|| "team".to_owned(), n));
         let properties = m.properties.as_ref().map(|props| {
             props
                 .iter()
@@ -418,7 +418,7 @@ impl Evaluator<'_> {
         });
         let relations = m.relations.as_ref().map(|rels| {
             rels.iter()
-                .map(|(k, n)| (k.clone(), self.node(&format!("relations.{k}"), n)))
+                .map(|(k, n)| (k.clone(), self.node(|| format!("relations.{k}"), n)))
                 .collect()
         });
         Some(Entity {
@@ -453,10 +453,11 @@ impl Evaluator<'_> {
         }
     }
 
-    fn node(&mut self, field: &str, node: &CompiledNode) -> Value {
+    /// The field name is built only when needed (a warning, a search query), as in [`Self::jq_at`].
+    fn node(&mut self, field: impl FnOnce() -> String, node: &CompiledNode) -> Value {
         match node {
-            CompiledNode::Jq(p) => self.jq(field, p),
-            CompiledNode::Search(q) => self.search(field, q),
+            CompiledNode::Jq(p) => self.jq_at(field, p),
+            CompiledNode::Search(q) => self.search(&field(), q),
         }
     }
 

@@ -80,10 +80,10 @@ impl FastProgram {
     /// The same as [`FastProgram::eval`], straight on the raw JSON: an item whose fields are all simple
     /// is never converted to jaq values at all.
     pub(crate) fn eval_json(&self, input: &Value) -> Option<Value> {
-        let mut v = self.terms[0].eval_json(input)?;
-        for term in &self.terms[1..] {
-            v = add_json(v, term.eval_json(input)?)?;
-        }
+        let mut v = match self.terms.as_slice() {
+            [one] => one.eval_json(input)?,
+            terms => join_json(terms, input)?,
+        };
         if let Some(alt) = &self.alternative
             && matches!(v, Value::Null | Value::Bool(false))
         {
@@ -130,42 +130,59 @@ impl Term {
     fn eval_json(&self, input: &Value) -> Option<Value> {
         match self {
             Term::Const(c) => Some(c.clone()),
-            Term::Path(keys) => {
-                let mut cur = input;
-                for key in keys {
-                    cur = match cur {
-                        Value::Null => cur,
-                        Value::Object(map) => map.get(key.as_str()).unwrap_or(&Value::Null),
-                        _ => return None,
-                    };
-                }
-                Some(cur.clone())
-            }
+            Term::Path(keys) => path_json(input, keys).cloned(),
             Term::Group(program) => program.eval_json(input),
         }
     }
 }
 
-/// jq's `+` where it is simple: null is the identity, two strings join; anything else is jaq's.
+fn path_json<'v>(input: &'v Value, keys: &[String]) -> Option<&'v Value> {
+    let mut cur = input;
+    for key in keys {
+        cur = match cur {
+            Value::Null => cur,
+            Value::Object(map) => map.get(key.as_str()).unwrap_or(&Value::Null),
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// `a + b + …` where every term is a string or null (jq's `+` there: nulls vanish, strings join; all
+/// null is null), written into one buffer without copying the terms first. Anything else is jaq's.
+fn join_json(terms: &[Term], input: &Value) -> Option<Value> {
+    let mut joined: Option<String> = None;
+    let mut push = |s: &str| joined.get_or_insert_with(String::new).push_str(s);
+    for term in terms {
+        match term {
+            Term::Const(Value::Null) => {}
+            Term::Const(Value::String(s)) => push(s),
+            Term::Path(keys) => match path_json(input, keys)? {
+                Value::Null => {}
+                Value::String(s) => push(s),
+                _ => return None,
+            },
+            Term::Group(program) => match program.eval_json(input)? {
+                Value::Null => {}
+                Value::String(s) => push(&s),
+                _ => return None,
+            },
+            Term::Const(_) => return None,
+        }
+    }
+    Some(joined.map_or(Value::Null, Value::String))
+}
+
+/// jq's `+` of strings and nulls: nulls vanish, strings join; anything else is jaq's (as in
+/// [`join_json`], so both paths decline alike).
 fn add(a: Val, b: Val) -> Option<Val> {
     match (a, b) {
-        (Val::Null, v) | (v, Val::Null) => Some(v),
+        (Val::Null, v @ (Val::Null | Val::TStr(_))) | (v @ Val::TStr(_), Val::Null) => Some(v),
         (Val::TStr(a), Val::TStr(b)) => {
             let mut joined = String::with_capacity(a.len() + b.len());
             joined.push_str(std::str::from_utf8(&a).ok()?);
             joined.push_str(std::str::from_utf8(&b).ok()?);
             Some(Val::from(joined))
-        }
-        _ => None,
-    }
-}
-
-fn add_json(a: Value, b: Value) -> Option<Value> {
-    match (a, b) {
-        (Value::Null, v) | (v, Value::Null) => Some(v),
-        (Value::String(mut a), Value::String(b)) => {
-            a.push_str(&b);
-            Some(Value::String(a))
         }
         _ => None,
     }
