@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::Value;
-use shared::mapping::ItemOutcome;
+use serde_json::value::RawValue;
+use shared::mapping::{ItemOutcome, Projection};
 use shared::tenant::compile_mapping;
 
 pub(crate) fn run(
@@ -53,7 +54,16 @@ pub(crate) fn run(
     let mut out = std::io::BufWriter::new(stdout.lock());
     // Each item is mapped as it is parsed, by every block of the kind in turn: the parsed input is
     // never held whole.
-    'items: for (n, item) in items(&text).enumerate() {
+    // When every block reads only known paths, the rest of each item is skipped unbuilt.
+    let projection = resources
+        .iter()
+        .map(|r| r.projection())
+        .try_fold(Projection::default(), |mut all, p| {
+            all.merge(&p?);
+            Some(all)
+        })
+        .filter(|p| !p.is_whole());
+    'items: for (n, item) in items(&text, projection.as_ref()).enumerate() {
         let item = match item {
             Ok(item) => item,
             Err(e) => {
@@ -141,14 +151,25 @@ fn read_input(input: Option<&Path>) -> Result<String, String> {
 }
 
 /// The items of a JSON array, or of JSON Lines (any sequence of JSON values, such as one
-/// pretty-printed object), parsed one at a time.
-fn items(text: &str) -> Box<dyn Iterator<Item = serde_json::Result<Value>> + '_> {
+/// pretty-printed object), parsed one at a time, through `projection` when given.
+fn items<'t>(
+    text: &'t str,
+    projection: Option<&'t Projection>,
+) -> Box<dyn Iterator<Item = serde_json::Result<Value>> + 't> {
+    let parse = move |raw: &RawValue| match projection {
+        Some(p) => p.parse(raw.get()),
+        None => serde_json::from_str(raw.get()),
+    };
     if text.trim_start().starts_with('[') {
-        // An array is one value: parsed whole, then handed out item by item.
-        return match serde_json::from_str::<Vec<Value>>(text) {
-            Ok(items) => Box::new(items.into_iter().map(Ok)),
+        // An array is one value: its items are found first, then parsed one by one.
+        return match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => Box::new(items.into_iter().map(parse)),
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
     }
-    Box::new(serde_json::Deserializer::from_str(text).into_iter::<Value>())
+    Box::new(
+        serde_json::Deserializer::from_str(text)
+            .into_iter::<&RawValue>()
+            .map(move |raw| parse(raw?)),
+    )
 }

@@ -13,6 +13,7 @@ use super::config::{
 };
 use super::items::ItemsToParse;
 use super::jq::{JqOutput, JqProgram, env_object, from_val, to_val, truthy};
+use super::projection::Projection;
 use super::{FieldWarning, ItemOutcome, MappingError, MappingOptions};
 use crate::catalog::Entity;
 
@@ -55,6 +56,29 @@ struct CompiledMappings {
 enum CompiledNode {
     Jq(JqProgram),
     Search(CompiledSearch),
+}
+
+impl CompiledNode {
+    fn add_paths(&self, p: &mut Projection) -> bool {
+        match self {
+            CompiledNode::Jq(q) => q.add_paths(p),
+            CompiledNode::Search(search) => search.add_paths(p),
+        }
+    }
+}
+
+impl CompiledSearch {
+    fn add_paths(&self, p: &mut Projection) -> bool {
+        self.combinator.add_paths(p)
+            && self.rules.iter().all(|rule| match rule {
+                CompiledRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => property.add_paths(p) && operator.add_paths(p) && value.add_paths(p),
+                CompiledRule::Query(inner) => inner.add_paths(p),
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -271,6 +295,31 @@ impl CompiledResource {
             + usize::from(m.team.is_some())
             + m.properties.as_ref().map_or(0, Vec::len)
             + m.relations.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The parts of a raw item this resource reads, when they are known: every program (selector,
+    /// fields, search rules) is a plain path shape and there is no itemsToParse. Mapping an item
+    /// parsed through it gives exactly what mapping the whole item does.
+    pub fn projection(&self) -> Option<Projection> {
+        if self.items.is_some() {
+            return None;
+        }
+        let mut p = Projection::default();
+        let m = &self.mappings;
+        let all_known = self.query.add_paths(&mut p)
+            && m.identifier.add_paths(&mut p)
+            && m.blueprint.add_paths(&mut p)
+            && m.title.iter().chain(&m.icon).all(|q| q.add_paths(&mut p))
+            && m.team.iter().all(|n| n.add_paths(&mut p))
+            && m.properties
+                .iter()
+                .flatten()
+                .all(|(_, q)| q.add_paths(&mut p))
+            && m.relations
+                .iter()
+                .flatten()
+                .all(|(_, n)| n.add_paths(&mut p));
+        all_known.then_some(p)
     }
 
     /// Expands itemsToParse (if set) and maps each resulting item. With `keep_filtered`, items the
@@ -1106,5 +1155,67 @@ relations:
                 .unwrap()
         );
         assert_eq!(cfg.config().extra["useDefaultBranch"], json!(true));
+    }
+
+    #[test]
+    fn a_projected_item_maps_exactly_as_the_whole_item() {
+        let config = PortAppConfig::parse(PEER_DEFAULT).unwrap();
+        let cfg = CompiledConfig::compile(config, &MappingOptions::default(), &no_options).unwrap();
+        let mut projected = 0;
+        for (kind, text) in [("project", PROJECT), ("repository", REPOSITORY)] {
+            let whole: Value = serde_json::from_str(text).unwrap();
+            for res in cfg.resources_of(kind) {
+                let Some(projection) = res.projection() else {
+                    continue;
+                };
+                projected += 1;
+                let part = projection.parse(text).unwrap();
+                assert!(
+                    part.to_string().len() < whole.to_string().len(),
+                    "{kind}: nothing skipped"
+                );
+                assert_eq!(
+                    res.map_item(&part, true),
+                    res.map_item(&whole, true),
+                    "{kind}"
+                );
+            }
+        }
+        assert!(
+            projected >= 2,
+            "the peer's project and repository blocks are plain paths"
+        );
+        // Work-item-like shapes: paths through missing, null and non-object values, `+`, `//`.
+        let work_item = resource(
+            "query: 'true'",
+            r#"identifier: .__project.id + "/" + (.id | tostring) | gsub(" "; "")
+blueprint: '"w"'
+title: .fields."System.Title"
+properties:
+  effort: .fields."Microsoft.VSTS.Scheduling.Effort" // -1
+  odd: .url.path
+  gone: .missing.deep"#,
+        );
+        let res = &work_item.resources()[0];
+        let projection = res.projection().expect("plain paths");
+        for text in [
+            r#"{"id": 5, "__project": {"id": "p 1", "name": "n"}, "fields": {"System.Title": "T", "Other": [1]}, "url": "u", "rev": 3}"#,
+            r#"{"id": 6.5, "__project": null, "fields": {"Microsoft.VSTS.Scheduling.Effort": 8}, "url": {"path": "/x"}}"#,
+            r#"{"id": "7", "__project": {"id": 1}, "fields": "text"}"#,
+        ] {
+            let whole: Value = serde_json::from_str(text).unwrap();
+            let part = projection.parse(text).unwrap();
+            assert_eq!(
+                res.map_item(&part, true),
+                res.map_item(&whole, true),
+                "{text}"
+            );
+        }
+        // A program for jaq may read anything: no projection.
+        let jaq = resource(
+            "query: 'true'",
+            "identifier: .id\nblueprint: '\"x\"'\ntitle: .tags | length",
+        );
+        assert!(jaq.resources()[0].projection().is_none());
     }
 }

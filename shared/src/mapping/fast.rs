@@ -48,6 +48,17 @@ impl FastProgram {
         p.at_end().then_some(program)
     }
 
+    /// Adds every input path this program reads to `p`.
+    pub(crate) fn add_paths(&self, p: &mut super::projection::Projection) {
+        for term in &self.terms {
+            match term {
+                Term::Const(_) => {}
+                Term::Path(keys) => p.add(keys),
+                Term::Group(program) => program.add_paths(p),
+            }
+        }
+    }
+
     /// The single output, or `None` to let jaq decide.
     pub(crate) fn eval(&self, input: &Val) -> Option<Val> {
         let mut v = self.terms[0].eval(input)?;
@@ -95,11 +106,7 @@ impl FastProgram {
                 // jaq holds an integer as an integer only when it fits; anything else goes to jaq.
                 (Op::ToString, Value::Number(n)) => Value::String(n.as_i64()?.to_string()),
                 (Op::ReplaceAll(pattern, replacement), Value::String(text)) => {
-                    if text.contains(pattern.as_str()) {
-                        Value::String(text.replace(pattern.as_str(), replacement))
-                    } else {
-                        Value::String(text)
-                    }
+                    Value::String(replace_all(text, pattern, replacement))
                 }
                 _ => return None,
             };
@@ -148,11 +155,29 @@ fn path_json<'v>(input: &'v Value, keys: &[String]) -> Option<&'v Value> {
     Some(cur)
 }
 
+/// `text` with every `pattern` replaced. Removing one character (`gsub(" "; "")`, the commonest use)
+/// happens in place; otherwise a new string only when the pattern occurs.
+fn replace_all(mut text: String, pattern: &str, replacement: &str) -> String {
+    let mut chars = pattern.chars();
+    if let (Some(only), None, true) = (chars.next(), chars.next(), replacement.is_empty()) {
+        text.retain(|c| c != only);
+        text
+    } else if text.contains(pattern) {
+        text.replace(pattern, replacement)
+    } else {
+        text
+    }
+}
+
 /// `a + b + …` where every term is a string or null (jq's `+` there: nulls vanish, strings join; all
 /// null is null), written into one buffer without copying the terms first. Anything else is jaq's.
 fn join_json(terms: &[Term], input: &Value) -> Option<Value> {
     let mut joined: Option<String> = None;
-    let mut push = |s: &str| joined.get_or_insert_with(String::new).push_str(s);
+    let mut push = |s: &str| {
+        joined
+            .get_or_insert_with(|| String::with_capacity(64))
+            .push_str(s)
+    };
     for term in terms {
         match term {
             Term::Const(Value::Null) => {}

@@ -102,6 +102,18 @@ impl JqProgram {
 
     /// The direct evaluator on raw JSON; `None` when the program has no direct form or the input
     /// needs jaq.
+    /// Adds the input paths this program reads to `p`; `false` when that is not known (a program
+    /// for jaq may read anything).
+    pub(crate) fn add_paths(&self, p: &mut super::projection::Projection) -> bool {
+        match &self.fast {
+            Some(fast) => {
+                fast.add_paths(p);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn fast_json(&self, input: &Value) -> Option<Value> {
         self.fast.as_ref()?.eval_json(input)
     }

@@ -11,6 +11,7 @@ mod fast;
 mod items;
 mod jq;
 mod prelude;
+mod projection;
 mod quotes;
 mod regex_cache;
 pub mod source;
@@ -20,6 +21,7 @@ pub use config::{
     SearchQuery, SearchRule, Selector,
 };
 pub use engine::{CompiledConfig, CompiledResource, ParseOptions, ParsedOptions};
+pub use projection::Projection;
 pub use quotes::rewrite_single_quotes;
 
 use crate::catalog::Entity;
