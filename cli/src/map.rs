@@ -167,9 +167,78 @@ fn items<'t>(
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
     }
-    Box::new(
-        serde_json::Deserializer::from_str(text)
-            .into_iter::<&RawValue>()
-            .map(move |raw| parse(raw?)),
-    )
+    // JSON Lines are cut at newlines (much faster than finding each value's end by parsing); from the
+    // first line that is not one whole value (a pretty-printed object, two values on a line), the
+    // rest is read as a stream of values, which also reports any real error.
+    let mut rest = text;
+    let mut stream: Option<Box<dyn Iterator<Item = serde_json::Result<Value>> + 't>> = None;
+    Box::new(std::iter::from_fn(move || {
+        loop {
+            if let Some(values) = stream.as_mut() {
+                return values.next();
+            }
+            let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+            if line.trim().is_empty() {
+                if after.is_empty() {
+                    return None;
+                }
+                rest = after;
+                continue;
+            }
+            match projection.map_or_else(|| serde_json::from_str(line), |p| p.parse(line)) {
+                Ok(value) => {
+                    rest = after;
+                    return Some(Ok(value));
+                }
+                Err(_) => {
+                    stream = Some(Box::new(
+                        serde_json::Deserializer::from_str(rest)
+                            .into_iter::<&RawValue>()
+                            .map(move |raw| parse(raw?)),
+                    ));
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn all(text: &str, projection: Option<&Projection>) -> Result<Vec<Value>, String> {
+        items(text, projection)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lines_arrays_pretty_values_and_several_per_line_all_read_in_order() {
+        let expected = vec![json!({"id": 1}), json!({"id": 2}), json!({"id": 3})];
+        for text in [
+            "{\"id\": 1}\n{\"id\": 2}\n\n{\"id\": 3}\n",
+            "{\"id\": 1}\r\n{\"id\": 2}\r\n{\"id\": 3}",
+            "[{\"id\": 1}, {\"id\": 2},\n {\"id\": 3}]",
+            "{\"id\": 1}\n{\n  \"id\": 2\n}\n{\"id\": 3}",
+            "{\"id\": 1} {\"id\": 2}\n{\"id\": 3}",
+        ] {
+            assert_eq!(all(text, None).unwrap(), expected, "{text:?}");
+        }
+        assert_eq!(all("", None).unwrap(), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn a_projection_keeps_only_what_the_mapping_reads_and_errors_still_surface() {
+        let mut p = Projection::default();
+        p.add(&["id".to_owned()]);
+        assert_eq!(
+            all("{\"id\": 1, \"big\": [1, 2]}\n{\"id\": 2}", Some(&p)).unwrap(),
+            vec![json!({"id": 1}), json!({"id": 2})]
+        );
+        let e = all("{\"id\": 1}\n{\"id\": 2, \"x\": [1,}\n", Some(&p)).unwrap_err();
+        assert!(e.contains("line"), "{e}");
+        assert!(all("{\"id\": 1}\nnot json\n", None).is_err());
+    }
 }
