@@ -29,8 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRIES: u32 = 2;
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
-/// Why an AWS call failed. Holds the service's error code and message (which name the resource,
-/// never a secret value) or what kept the request from being made.
+/// Why an AWS call failed: the service's error code and message (which name the resource, never a
+/// secret value) or what kept the request from being made. Shown as `Code: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", match .code { Some(code) if .message.is_empty() => code.clone(), Some(code) => format!("{code}: {}", .message), None => .message.clone() })]
 pub struct AwsError {

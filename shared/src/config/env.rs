@@ -422,10 +422,10 @@ mod tests {
             name: "ADO_PAT",
             variable: "ADO_PAT_SECRET_ARN".into(),
             from: Box::new(SecretSource::secrets_manager("ado-pat")),
-            reason: Box::new(secrets::SecretError::Store {
-                code: Some("ResourceNotFoundException".into()),
-                message: "Secrets Manager can't find the specified secret.".into(),
-            }),
+            reason: Box::new(secrets::SecretError::store(
+                "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.",
+            )),
         }];
         let e = Env::parse_with(&Env::default(), problems, |env| {
             crate::config::Settings::from_env(env)

@@ -65,12 +65,8 @@ impl std::fmt::Display for SecretSource {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     /// The store refused or failed the read (not found, access denied, unreachable).
-    #[error("{}", store_message(.code.as_deref(), .message))]
-    Store {
-        /// The service's error code (`ResourceNotFoundException`, `ParameterNotFound`), when it gave one.
-        code: Option<String>,
-        message: String,
-    },
+    #[error(transparent)]
+    Store(#[from] AwsError),
     #[error("the secret has no SecretString (binary secrets are not supported)")]
     Binary,
     #[error("the parameter has no value")]
@@ -91,18 +87,10 @@ pub enum SecretError {
 impl SecretError {
     /// A refusal the store explained with a code and, perhaps, a message.
     pub fn store(code: impl Into<String>, message: impl Into<String>) -> Self {
-        SecretError::Store {
+        SecretError::Store(AwsError {
             code: Some(code.into()),
             message: message.into(),
-        }
-    }
-}
-
-fn store_message(code: Option<&str>, message: &str) -> String {
-    match (code, message.is_empty()) {
-        (Some(code), true) => code.to_owned(),
-        (Some(code), false) => format!("{code}: {message}"),
-        (None, _) => message.to_owned(),
+        })
     }
 }
 
@@ -164,15 +152,6 @@ pub struct AwsSecretStore {
 impl AwsSecretStore {
     pub fn new(access: AwsAccess) -> Self {
         Self { access }
-    }
-}
-
-impl From<AwsError> for SecretError {
-    fn from(e: AwsError) -> Self {
-        SecretError::Store {
-            code: e.code,
-            message: e.message,
-        }
     }
 }
 
@@ -292,7 +271,7 @@ mod tests {
     async fn a_store_refusal_keeps_its_code() {
         let e = read("missing").await.unwrap_err();
         assert!(
-            matches!(&e, SecretError::Store { code: Some(c), .. } if c == "ResourceNotFoundException"),
+            matches!(&e, SecretError::Store(AwsError { code: Some(c), .. }) if c == "ResourceNotFoundException"),
             "{e:?}"
         );
         assert!(matches!(read("blank").await, Err(SecretError::Empty)));
