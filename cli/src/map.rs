@@ -52,8 +52,6 @@ pub(crate) fn run(
     let mut errors = 0usize;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    // Each item is mapped as it is parsed, by every block of the kind in turn: the parsed input is
-    // never held whole.
     // When every block reads only known paths, the rest of each item is skipped unbuilt.
     let projection = resources
         .iter()
@@ -63,6 +61,8 @@ pub(crate) fn run(
             Some(all)
         })
         .filter(|p| !p.is_whole());
+    // Each item is mapped as it is parsed, by every block of the kind in turn: the parsed input is
+    // never held whole.
     'items: for (n, item) in items(&text, projection.as_ref()).enumerate() {
         let item = match item {
             Ok(item) => item,
@@ -156,14 +156,14 @@ fn items<'t>(
     text: &'t str,
     projection: Option<&'t Projection>,
 ) -> Box<dyn Iterator<Item = serde_json::Result<Value>> + 't> {
-    let parse = move |raw: &RawValue| match projection {
-        Some(p) => p.parse(raw.get()),
-        None => serde_json::from_str(raw.get()),
+    let parse = move |text: &str| match projection {
+        Some(p) => p.parse(text),
+        None => serde_json::from_str(text),
     };
     if text.trim_start().starts_with('[') {
         // An array is one value: its items are found first, then parsed one by one.
         return match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => Box::new(items.into_iter().map(parse)),
+            Ok(items) => Box::new(items.into_iter().map(move |raw| parse(raw.get()))),
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
     }
@@ -185,7 +185,7 @@ fn items<'t>(
                 rest = after;
                 continue;
             }
-            match projection.map_or_else(|| serde_json::from_str(line), |p| p.parse(line)) {
+            match parse(line) {
                 Ok(value) => {
                     rest = after;
                     return Some(Ok(value));
@@ -194,7 +194,7 @@ fn items<'t>(
                     stream = Some(Box::new(
                         serde_json::Deserializer::from_str(rest)
                             .into_iter::<&RawValue>()
-                            .map(move |raw| parse(raw?)),
+                            .map(move |raw| parse(raw?.get())),
                     ));
                 }
             }
