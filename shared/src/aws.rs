@@ -238,7 +238,7 @@ impl AwsAccess {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| Attempt::Final(AwsError::local(format!("cannot sign the request: {e}"))))?
+            .map_err(unsigned)?
             .into();
         let signable = SignableRequest::new(
             "POST",
@@ -246,10 +246,8 @@ impl AwsAccess {
             headers.into_iter(),
             SignableBody::Bytes(&body),
         )
-        .map_err(|e| Attempt::Final(AwsError::local(format!("cannot sign the request: {e}"))))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Attempt::Final(AwsError::local(format!("cannot sign the request: {e}"))))?
-            .into_parts();
+        .map_err(unsigned)?;
+        let (instructions, _) = sign(signable, &params).map_err(unsigned)?.into_parts();
         let mut request = self.http.post(&url).body(body);
         for (name, value) in headers.into_iter().chain(instructions.headers()) {
             request = request.header(name, value);
@@ -282,6 +280,11 @@ impl AwsAccess {
             Err(Attempt::Final(error))
         }
     }
+}
+
+/// A request that could not be signed (a malformed endpoint or region): not worth another attempt.
+fn unsigned(e: impl std::fmt::Display) -> Attempt {
+    Attempt::Final(AwsError::local(format!("cannot sign the request: {e}")))
 }
 
 enum Attempt {

@@ -38,6 +38,18 @@ struct Pending {
     source: SecretSource,
 }
 
+impl Pending {
+    /// The problem of a secret setting that could not be read, and why.
+    fn unread(self, reason: secrets::SecretError) -> ConfigError {
+        ConfigError::Secret {
+            name: self.name,
+            variable: self.variable,
+            from: Box::new(self.source),
+            reason: Box::new(reason),
+        }
+    }
+}
+
 impl Env {
     /// The process environment, with secrets fetched as `aws` gives credentials and region (only when
     /// some secret setting names a source: a run without one never touches AWS).
@@ -66,12 +78,7 @@ impl Env {
                     let store = AwsSecretStore::new(access);
                     problems.extend(env.fetch(pending, &store).await);
                 }
-                Err(e) => problems.extend(pending.into_iter().map(|p| ConfigError::Secret {
-                    name: p.name,
-                    variable: p.variable,
-                    from: Box::new(p.source),
-                    reason: Box::new(e.clone().into()),
-                })),
+                Err(e) => problems.extend(pending.into_iter().map(|p| p.unread(e.clone().into()))),
             }
         }
         (env, problems)
@@ -113,12 +120,11 @@ impl Env {
     /// Variables only, for tests and tools that have no secret sources: a secret source is a problem.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let (env, pending, mut problems) = Self::read(get);
-        problems.extend(pending.into_iter().map(|p| ConfigError::Secret {
-            name: p.name,
-            variable: p.variable,
-            from: Box::new(p.source),
-            reason: Box::new(secrets::SecretError::NotReadHere),
-        }));
+        problems.extend(
+            pending
+                .into_iter()
+                .map(|p| p.unread(secrets::SecretError::NotReadHere)),
+        );
         ConfigError::check(problems)?;
         Ok(env)
     }
@@ -242,12 +248,7 @@ impl Env {
                     tracing::info!(setting = p.name, source = %p.source, "secret read");
                     self.values.insert(p.name, Value::Secret(value));
                 }
-                Err(reason) => problems.push(ConfigError::Secret {
-                    name: p.name,
-                    variable: p.variable,
-                    from: Box::new(p.source),
-                    reason: Box::new(reason),
-                }),
+                Err(reason) => problems.push(p.unread(reason)),
             }
         }
         problems
