@@ -4,11 +4,12 @@
 //! start, all together, each with its name.
 //!
 //! One section per concern ([`AdoSettings`], [`CatalogTarget`], [`MappingSettings`],
-//! [`WebhookCredentials`], [`QueueSettings`], [`ResyncSchedule`]), each parsed by its own function that
+//! [`WebhookCredentials`], [`QueueSettings`], [`ResyncSchedule`], [`ActionSettings`]), each parsed by its own function that
 //! reports all of its problems. Sections hold plain typed values: this module imports no adapter, the
 //! adapters build themselves from their section (the webhook's and the subscriptions' settings both
 //! take their credentials from the one [`WebhookCredentials`] parse).
 
+mod actions;
 mod ado;
 mod catalog;
 mod env;
@@ -20,6 +21,7 @@ mod webhook;
 
 use secrecy::SecretString;
 
+pub use actions::ActionSettings;
 pub use ado::AdoSettings;
 pub use catalog::{CatalogTarget, PORT_EU_BASE_URL, PORT_US_BASE_URL};
 pub use env::Env;
@@ -164,6 +166,8 @@ pub struct Settings {
     /// Create the shipped blueprints and the integration record when they are missing (never
     /// overwriting), as the peer's `initializePortResources` does. The peer's default: on.
     pub initialize_port_resources: bool,
+    /// Self-service actions: executing them, reporting their pipelines' outcome.
+    pub actions: ActionSettings,
 }
 
 pub const DEFAULT_INTEGRATION_IDENTIFIER: &str = "ado-sync";
@@ -185,6 +189,7 @@ impl Settings {
         let integration_identifier = problems.take(IntegrationIdentifier::parse(get));
         let initialize_port_resources = problems.take(get.bool("INITIALIZE_PORT_RESOURCES", true));
         let excluded_tags = excluded_tags(get);
+        let actions = problems.take(ActionSettings::parse(get));
         problems.check()?;
         let (
             Some(ado),
@@ -192,12 +197,14 @@ impl Settings {
             Some(mapping),
             Some(IntegrationIdentifier(integration_identifier)),
             Some(initialize_port_resources),
+            Some(actions),
         ) = (
             ado,
             catalog,
             mapping,
             integration_identifier,
             initialize_port_resources,
+            actions,
         )
         else {
             unreachable!("a section without a value reported a problem above")
@@ -209,6 +216,7 @@ impl Settings {
             mapping,
             excluded_tags,
             initialize_port_resources,
+            actions,
         })
     }
 }

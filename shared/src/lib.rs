@@ -10,6 +10,7 @@
 //! - [`retry`]: the backoff and the reading of server-requested waits both remote clients share.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, one per invocation.
 
+pub mod actions;
 pub mod ado;
 pub mod aws;
 pub mod catalog;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::actions::execute::ActionPorts;
+use crate::actions::{self, ActionRuns};
 use crate::ado::kinds::{self, Deployment};
 use crate::ado::{AdoClient, AdoError};
 use crate::catalog::defaults::{self, InitReport};
@@ -23,7 +25,7 @@ use crate::mapping::source::{
     Clock, MappingSource, MappingUnavailable, ResolveMapping, SystemClock,
 };
 use crate::mapping::{CompiledConfig, MappingError, MappingOptions, PortAppConfig};
-use crate::queue::ChangeMessage;
+use crate::queue::{Change, ChangeMessage};
 use crate::resync::preview::{Preview, PreviewCatalog};
 use crate::resync::{self, Observer, ResyncPorts, RunReport};
 use crate::sync::{self, Applied, LivePorts, SyncError};
@@ -290,6 +292,9 @@ pub struct Tenant {
     /// The mapping under its one lifetime rule ([`MappingSource`]): read again at most once a minute
     /// when it came from the source order ([`Tenant::start`]), fixed otherwise.
     pub mapping_source: Arc<MappingSource>,
+    /// The catalog's action runs when they are not the admin side's (the demo's simulated catalog
+    /// beside an embedded one).
+    action_runs: Option<Arc<dyn ActionRuns>>,
 }
 
 impl Tenant {
@@ -369,6 +374,7 @@ impl Tenant {
             catalog,
             admin,
             mapping_source: Arc::new(mapping),
+            action_runs: None,
         }
     }
 
@@ -394,8 +400,34 @@ impl Tenant {
         }
     }
 
-    /// Applies one live change ([`sync::apply`]) with this runtime's ports and the mapping as it is now.
+    /// Takes the action runs from this adapter instead of the catalog's admin side.
+    pub fn with_action_runs(mut self, runs: Arc<dyn ActionRuns>) -> Self {
+        self.action_runs = Some(runs);
+        self
+    }
+
+    /// The catalog's action-run API, when the catalog has one (the Port API does, the embedded
+    /// catalog does not).
+    pub fn action_runs(&self) -> Option<&dyn ActionRuns> {
+        self.action_runs
+            .as_deref()
+            .or_else(|| self.admin.as_deref().and_then(|a| a.action_runs()))
+    }
+
+    /// Applies one queued message with this runtime's ports: an action job is executed
+    /// ([`actions::execute`]); a change is applied ([`sync::apply`]) with the mapping as it is now, and a
+    /// completed pipeline run is reported to the action run that started it ([`actions::complete`])
+    /// when actions are enabled.
     pub async fn apply(&self, message: &ChangeMessage) -> Result<Applied, SyncError> {
+        if let Change::Action(job) = &message.change {
+            let ports = self.action_ports().map_err(|e| *e)?;
+            let executed = actions::execute::execute(ports, job).await?;
+            tracing::info!(action_run = %job.run_id, outcome = ?executed, "action job done");
+            return Ok(Applied {
+                kinds: vec!["action".to_owned()],
+                ..Applied::default()
+            });
+        }
         let mapping = self.mapping().await;
         let ports = LivePorts {
             ado: &self.ado,
@@ -403,7 +435,45 @@ impl Tenant {
             mapping: &mapping,
             excluded_tags: &self.settings.excluded_tags,
         };
-        sync::apply(ports, message).await
+        let applied = sync::apply(ports, message).await?;
+        if let (
+            true,
+            Change::PipelineRun {
+                pipeline_id: Some(pipeline),
+                run_id: Some(run),
+                stage_id: None,
+                completed: true,
+            },
+            Some(project),
+        ) = (
+            self.settings.actions.enabled,
+            &message.change,
+            message.project_id,
+        ) {
+            let completed = actions::complete::complete(
+                self.action_ports().map_err(|e| *e)?,
+                project,
+                *pipeline,
+                *run,
+            )
+            .await?;
+            tracing::info!(pipeline_run = run, outcome = ?completed, "pipeline completion checked");
+        }
+        Ok(applied)
+    }
+
+    /// The action use cases' ports; an action needs the catalog API's action runs.
+    fn action_ports(&self) -> Result<ActionPorts<'_>, Box<SyncError>> {
+        let runs = self.action_runs().ok_or_else(|| Box::new(SyncError::Permanent {
+            context: "executing an action".to_owned(),
+            source: sync::Cause::Catalog(CatalogError::invalid(
+                "self-service actions need the catalog API's action runs (CATALOG_BASE_URL); the embedded catalog has none",
+            )),
+        }))?;
+        Ok(ActionPorts {
+            ado: &self.ado,
+            runs,
+        })
     }
 
     /// `INITIALIZE_PORT_RESOURCES`: creates the missing default blueprints and, when the mapping is the

@@ -109,6 +109,9 @@ impl std::fmt::Debug for AdoClientConfig {
     }
 }
 
+/// The note on the failure of a request that was not repeated after an uncertain outcome.
+pub(crate) const NOT_REPEATED: &str = "not repeated: Azure DevOps may have carried it out";
+
 /// Which api-version a call sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiVersion {
@@ -129,6 +132,10 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     pub api_version: ApiVersion,
     pub body: Option<Value>,
+    /// Whether repeating the request after an uncertain outcome is harmless. Only the run of a
+    /// pipeline is not: it is repeated only when Azure DevOps surely did not carry it out (a 429, a
+    /// refused connection).
+    pub repeatable: bool,
 }
 
 impl Request {
@@ -140,6 +147,7 @@ impl Request {
             query: Vec::new(),
             api_version: ApiVersion::Default,
             body: None,
+            repeatable: true,
         }
     }
 
@@ -148,6 +156,15 @@ impl Request {
             method: Method::POST,
             body: Some(body),
             ..Self::get(path)
+        }
+    }
+
+    /// A POST that creates something each time it is carried out (a pipeline run): never repeated
+    /// after a timeout or a server error, when Azure DevOps may have carried it out already.
+    pub fn post_once(path: impl Into<String>, body: Value) -> Self {
+        Self {
+            repeatable: false,
+            ..Self::post(path, body)
         }
     }
 
@@ -226,6 +243,9 @@ enum Attempt {
     Done(Reply),
     /// `why` names the request; giving up turns it into the error as it is, with a note added.
     Retry {
+        /// The request surely had no effect (throttled, or the connection was refused), so even a
+        /// request that is not repeatable may go again.
+        unsent: bool,
         wait: Option<Duration>,
         why: Failure,
     },
@@ -327,7 +347,10 @@ impl AdoClient {
             match outcome {
                 Attempt::Done(reply) => return Ok(reply),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry { wait, why } => {
+                Attempt::Retry { unsent, wait, why } => {
+                    if !unsent && !req.repeatable {
+                        return Err(AdoError::Transient(why.with_detail(NOT_REPEATED)));
+                    }
                     attempt += 1;
                     if attempt > self.inner.cfg.max_retries {
                         return Err(AdoError::Transient(
@@ -422,6 +445,7 @@ impl AdoClient {
             Ok(r) => r,
             Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
                 return Attempt::Retry {
+                    unsent: e.is_connect(),
                     wait: None,
                     why: failure()
                         .with_detail("transport error")
@@ -439,6 +463,7 @@ impl AdoClient {
             Ok(b) => b,
             Err(e) => {
                 return Attempt::Retry {
+                    unsent: false,
                     wait: None,
                     why: failure()
                         .with_status(status.as_u16())
@@ -507,7 +532,9 @@ impl AdoClient {
                     "429 Too Many Requests",
                 )
                 .await;
+                // Throttled requests are refused before they are carried out.
                 Attempt::Retry {
+                    unsent: true,
                     wait: Some(wait),
                     why: message,
                 }
@@ -516,6 +543,7 @@ impl AdoClient {
             // deployment): every request here is safe to repeat, so it is retried like a 503, and one
             // that persists ends as a transient failure of the kind.
             408 | 500 | 502 | 503 | 504 => Attempt::Retry {
+                unsent: false,
                 wait: retry_after,
                 why: message,
             },

@@ -59,6 +59,12 @@ impl AdoError {
         }
     }
 
+    /// A request that is not repeatable ([`Request::post_once`]) failed in a way that leaves open
+    /// whether Azure DevOps carried it out (a timeout, a 5xx).
+    pub fn may_have_been_carried_out(&self) -> bool {
+        matches!(self, AdoError::Transient(f) if f.mentions(client::NOT_REPEATED))
+    }
+
     /// The HTTP status Azure DevOps answered with, when a request got that far.
     pub fn status(&self) -> Option<u16> {
         self.failure().and_then(Failure::status)

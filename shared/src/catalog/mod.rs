@@ -301,6 +301,10 @@ pub trait CatalogAdmin: Send + Sync {
     /// Reports the sync's state on the integration record (`running`, `completed`, `failed`,
     /// `aborted`, with timestamps), where the catalog shows it.
     async fn patch_resync_state(&self, state: &Value) -> Result<(), CatalogError>;
+    /// The catalog's action-run API (self-service actions), when it has one.
+    fn action_runs(&self) -> Option<&dyn crate::actions::ActionRuns> {
+        None
+    }
 }
 
 #[async_trait]
@@ -325,6 +329,9 @@ impl CatalogAdmin for port::PortClient {
     }
     async fn patch_resync_state(&self, state: &Value) -> Result<(), CatalogError> {
         port::PortClient::patch_resync_state(self, state.clone()).await
+    }
+    fn action_runs(&self) -> Option<&dyn crate::actions::ActionRuns> {
+        Some(self)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::actions::ActionJob;
 use crate::ado::Guid;
 
 /// Schema version of [`ChangeMessage`]; bump when a change is not backwards compatible.
@@ -73,6 +74,9 @@ pub enum Change {
         run_id: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage_id: Option<Guid>,
+        /// A `run-state-changed` delivery whose run had completed: what an action run waits for.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        completed: bool,
     },
     /// ms.vss-release.release-created / abandoned.
     Release {
@@ -87,6 +91,8 @@ pub enum Change {
     },
     /// ms.vss-alerts.* (advanced security).
     SecurityAlert { repository_id: Guid, alert_id: u64 },
+    /// Not an Azure DevOps change: a catalog action run to execute (`actions`).
+    Action(ActionJob),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +135,8 @@ impl ChangeMessage {
                 repository_id,
                 alert_id,
             } => format!("alert:{repository_id}:{alert_id}"),
+            // Run ids are letters, digits, `_` and `-` (at most 64): within SQS's alphabet and length.
+            Change::Action(job) => format!("action:{}", job.run_id),
         }
     }
 
@@ -305,6 +313,7 @@ mod tests {
                 pipeline_id: Some(max),
                 run_id: Some(max),
                 stage_id: Some(repo),
+                completed: true,
             },
             Change::Release {
                 release_id: max,
@@ -331,6 +340,7 @@ mod tests {
                     pipeline_id: p,
                     run_id: r,
                     stage_id: None,
+                    completed: false,
                 },
             )
             .group_id()

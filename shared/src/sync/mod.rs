@@ -95,7 +95,7 @@ impl SyncError {
 
     /// Refused credentials count as transient: a rotated PAT or client secret makes the same message
     /// succeed, and the redrive policy bounds the retries anyway.
-    fn ado(context: impl Into<String>, e: AdoError) -> Self {
+    pub(crate) fn ado(context: impl Into<String>, e: AdoError) -> Self {
         let context = context.into();
         match e {
             AdoError::Transient(_)
@@ -127,7 +127,7 @@ impl SyncError {
         }
     }
 
-    fn catalog(context: impl Into<String>, e: CatalogError) -> Self {
+    pub(crate) fn catalog(context: impl Into<String>, e: CatalogError) -> Self {
         let context = context.into();
         match e {
             CatalogError::Transient(_) | CatalogError::Unauthorized(_) => SyncError::Transient {

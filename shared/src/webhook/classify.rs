@@ -232,7 +232,9 @@ fn readable_without_project(change: &Change) -> Result<(), Unqueueable> {
         Change::WorkItem { .. }
         | Change::PullRequest { .. }
         | Change::Repository { .. }
-        | Change::Push { .. } => Ok(()),
+        | Change::Push { .. }
+        // Never classified from a delivery; named for completeness.
+        | Change::Action(_) => Ok(()),
         Change::Build { .. }
         | Change::PipelineRun { .. }
         | Change::Release { .. }

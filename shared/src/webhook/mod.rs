@@ -210,6 +210,7 @@ mod tests {
             pipeline_id: Some(1),
             run_id: Some(11),
             stage_id: stage.map(guid),
+            completed: false,
         }
     }
 
@@ -277,7 +278,13 @@ mod tests {
             ),
             (
                 "ms.vss-pipelines.run-state-changed-event",
-                pipeline_run(None),
+                // The sample's run has completed: an action run waiting for it is told.
+                Change::PipelineRun {
+                    pipeline_id: Some(1),
+                    run_id: Some(11),
+                    stage_id: None,
+                    completed: true,
+                },
             ),
             (
                 "ms.vss-pipelines.stage-state-changed-event",

@@ -46,6 +46,12 @@ pub enum Rejection {
     MethodNotAllowed,
     /// The client broke off its body.
     IncompleteBody,
+    /// An action invocation whose signature was used before (`actions::push`).
+    Replayed,
+    /// A signed action invocation that names no run or inputs.
+    Malformed,
+    /// The route is not served here (action invocations without `ACTIONS_WEBHOOK_SECRET`).
+    NotFound,
 }
 
 /// Why a delivery is to be sent again.
@@ -68,7 +74,11 @@ impl WebhookOutcome {
             Self::Rejected(Rejection::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
             Self::Rejected(Rejection::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Rejected(Rejection::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Rejected(Rejection::IncompleteBody) => StatusCode::BAD_REQUEST,
+            Self::Rejected(Rejection::IncompleteBody | Rejection::Malformed) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Rejected(Rejection::Replayed) => StatusCode::CONFLICT,
+            Self::Rejected(Rejection::NotFound) => StatusCode::NOT_FOUND,
             Self::RetryLater(RetryLater::QueueUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RetryLater(RetryLater::QueueRejected) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RetryLater(RetryLater::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
@@ -95,6 +105,9 @@ impl WebhookOutcome {
             Self::Rejected(Rejection::TooLarge) => error("payload too large"),
             Self::Rejected(Rejection::MethodNotAllowed) => error("method not allowed"),
             Self::Rejected(Rejection::IncompleteBody) => error("incomplete body"),
+            Self::Rejected(Rejection::Replayed) => error("replayed"),
+            Self::Rejected(Rejection::Malformed) => error("not an action invocation"),
+            Self::Rejected(Rejection::NotFound) => error("not found"),
             Self::RetryLater(RetryLater::QueueUnavailable) => error("queue unavailable"),
             Self::RetryLater(RetryLater::QueueRejected) => error("queue rejected the message"),
             Self::RetryLater(RetryLater::BodyTimeout) => error("body not received in time"),
@@ -177,6 +190,9 @@ mod tests {
             WebhookOutcome::Rejected(Rejection::TooLarge),
             WebhookOutcome::Rejected(Rejection::MethodNotAllowed),
             WebhookOutcome::Rejected(Rejection::IncompleteBody),
+            WebhookOutcome::Rejected(Rejection::Replayed),
+            WebhookOutcome::Rejected(Rejection::Malformed),
+            WebhookOutcome::Rejected(Rejection::NotFound),
             WebhookOutcome::RetryLater(RetryLater::QueueUnavailable),
             WebhookOutcome::RetryLater(RetryLater::QueueRejected),
             WebhookOutcome::RetryLater(RetryLater::BodyTimeout),
@@ -217,6 +233,9 @@ mod tests {
                 (413, "payload too large"),
                 (405, "method not allowed"),
                 (400, "incomplete body"),
+                (409, "replayed"),
+                (400, "not an action invocation"),
+                (404, "not found"),
                 (503, "queue unavailable"),
                 (500, "queue rejected the message"),
                 (408, "body not received in time"),
@@ -276,6 +295,9 @@ mod tests {
             [
                 "EventsAccepted",
                 "EventsIgnored",
+                "EventsRejected",
+                "EventsRejected",
+                "EventsRejected",
                 "EventsRejected",
                 "EventsRejected",
                 "EventsRejected",

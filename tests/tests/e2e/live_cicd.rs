@@ -144,6 +144,7 @@ async fn a_completed_build_refreshes_its_build_run_stages_and_test_runs() {
             pipeline_id: Some(1),
             run_id: Some(2),
             stage_id: Some(stage_id.parse().unwrap()),
+            completed: false,
         },
     );
     let applied = org.runtime.apply(&msg).await.unwrap();

@@ -49,7 +49,28 @@ fn run_changed(r: &Value) -> Result<Change, Unnamed> {
         pipeline_id: live::first_number(r, PIPELINE_ID, "pipeline id")?,
         run_id: Some(live::required_number(r, RUN_ID, "run id")?),
         stage_id: stage_id(r)?,
+        completed: false,
     })
+}
+
+/// A run's own state change; a completed run is marked so the processor reports it to an action run
+/// waiting for it (the result is read back from Azure DevOps, not taken from the delivery).
+fn run_state_changed(r: &Value) -> Result<Change, Unnamed> {
+    let completed = live::at(r, &["run", "state"]).and_then(Value::as_str) == Some("completed");
+    match run_changed(r)? {
+        Change::PipelineRun {
+            pipeline_id,
+            run_id,
+            stage_id,
+            ..
+        } => Ok(Change::PipelineRun {
+            pipeline_id,
+            run_id,
+            stage_id,
+            completed,
+        }),
+        other => Ok(other),
+    }
 }
 
 /// Approvals and checks name the run only on some payload versions; the documented sample has
@@ -65,12 +86,13 @@ fn check_changed(r: &Value) -> Result<Change, Unnamed> {
         pipeline_id,
         run_id,
         stage_id: stage_id(r)?,
+        completed: false,
     })
 }
 
 static RUN_STATE: LiveEvent = LiveEvent {
     spec: EventSpec::pipelines("ms.vss-pipelines.run-state-changed-event", false),
-    name: run_changed,
+    name: run_state_changed,
 };
 static STAGE_STATE: LiveEvent = LiveEvent {
     spec: EventSpec::pipelines("ms.vss-pipelines.stage-state-changed-event", false),
@@ -137,6 +159,7 @@ impl ChangedBuild {
                 pipeline_id,
                 run_id: Some(run_id),
                 stage_id,
+                ..
             } => (*run_id, *pipeline_id, *stage_id),
             _ => return Ok(None),
         };

@@ -2,6 +2,8 @@
 //! same contract). It owns the token, the ownership tag (`User-Agent`, which Port records as
 //! `$datasource`), the bulk limits (≤20 entities and ≤1 MiB per request) and the retry policy.
 
+mod actions;
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
