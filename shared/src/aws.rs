@@ -1,5 +1,6 @@
-//! The two AWS calls the Lambda functions make at cold start, `secretsmanager.GetSecretValue` and
-//! `AmazonSSM.GetParameter`, as signed AWS JSON 1.1 requests over the HTTP client the Azure DevOps and
+//! The AWS calls the processor and resync functions make: the cold-start secret reads,
+//! `secretsmanager.GetSecretValue` and `AmazonSSM.GetParameter`, and the action claimer's
+//! `AmazonSQS.SendMessage`, as signed AWS JSON requests over the HTTP client the Azure DevOps and
 //! catalog clients already use. The SDK's generic runtime (its own HTTP stack, endpoint rules,
 //! credential chain with STS) was a fifth of each function's binary for two requests; `aws-sigv4`
 //! (AWS's own signer) does the part that is not ours. The webhook's SQS client stays the SDK's.
@@ -123,19 +124,33 @@ pub struct Service {
     pub target: &'static str,
     /// The suffix of its `AWS_ENDPOINT_URL_<SERVICE>` variable (the SDK's service id, upper snake).
     pub endpoint_variable: &'static str,
+    /// Its AWS JSON protocol version's content type (SQS speaks 1.0, the others 1.1).
+    pub content_type: &'static str,
 }
 
 pub const SECRETS_MANAGER: Service = Service {
     name: "secretsmanager",
     target: "secretsmanager",
     endpoint_variable: "SECRETS_MANAGER",
+    content_type: JSON_1_1,
 };
 
 pub const SSM: Service = Service {
     name: "ssm",
     target: "AmazonSSM",
     endpoint_variable: "SSM",
+    content_type: JSON_1_1,
 };
+
+/// SQS's JSON protocol: the resync function's claimer queues action jobs with `SendMessage`.
+pub const SQS: Service = Service {
+    name: "sqs",
+    target: "AmazonSQS",
+    endpoint_variable: "SQS",
+    content_type: "application/x-amz-json-1.0",
+};
+
+const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// How the endpoint variables are read (the process environment, or a test's values).
 pub type Variables = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -227,7 +242,7 @@ impl AwsAccess {
             .map_err(|e| Attempt::Final(AwsError::local(e.to_string())))?;
         let target = format!("{}.{operation}", service.target);
         let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
+            ("content-type", service.content_type),
             ("x-amz-target", target.as_str()),
         ];
         let identity = self.credentials.clone().into();

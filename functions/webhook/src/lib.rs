@@ -1,5 +1,6 @@
 //! The webhook function: one Azure DevOps service-hook delivery per invocation (a Function URL or
-//! HTTP API request, payload format 2.0), answered as the shared use case's outcome says
+//! HTTP API request, payload format 2.0), or one signed action invocation at `/actions`, answered as
+//! the shared use case's outcome says
 //! ([`shared::webhook::respond`]).
 
 use base64::Engine;
@@ -7,7 +8,7 @@ use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV
 use lambda_http::http::{HeaderMap, Method};
 use lambda_http::{Body, Request, Response};
 use shared::queue::Queue;
-use shared::webhook::{Rejection, WebhookOutcome, WebhookSettings, accept, respond};
+use shared::webhook::{Rejection, WebhookOutcome, WebhookSettings, accept_at, respond};
 
 /// One delivery as the Lambda runtime hands it over: the Function URL / HTTP API event (payload format
 /// 2.0), read straight into its type. lambda_http's `Request` would first go through an untagged enum
@@ -27,7 +28,8 @@ pub async fn handle_event(
         Some(text) => text.into_bytes(),
     };
     let method = &event.request_context.http.method;
-    let (parts, body) = answer(settings, queue, method, &event.headers, &body)
+    let path = event.raw_path.as_deref().unwrap_or("/");
+    let (parts, body) = answer(settings, queue, method, path, &event.headers, &body)
         .await
         .into_parts();
     let mut response = ApiGatewayV2httpResponse::default();
@@ -49,6 +51,7 @@ pub async fn handle(
         settings,
         queue,
         &parts.method,
+        parts.uri.path(),
         &parts.headers,
         body.as_ref(),
     )
@@ -59,12 +62,13 @@ async fn answer(
     settings: &WebhookSettings,
     queue: &dyn Queue,
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Body> {
-    // Azure DevOps only POSTs; anything else is not a delivery and learns nothing more.
+    // Azure DevOps and the catalog only POST; anything else learns nothing more.
     let outcome = if method == Method::POST {
-        accept(settings, queue, headers, body).await
+        accept_at(settings, queue, path, headers, body).await
     } else {
         WebhookOutcome::Rejected(Rejection::MethodNotAllowed)
     };
@@ -181,7 +185,7 @@ mod tests {
     /// The typed outcome the shared use case gives a sample's request.
     async fn outcome(scenario: &str, queue: &MemoryQueue) -> WebhookOutcome {
         let (parts, body) = request(scenario).into_parts();
-        accept(&settings(), queue, &parts.headers, body.as_ref()).await
+        shared::webhook::accept(&settings(), queue, &parts.headers, body.as_ref()).await
     }
 
     #[tokio::test]
@@ -292,5 +296,44 @@ mod tests {
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "POST");
         assert!(queue.sent().is_empty());
+    }
+
+    /// A webhook action invocation at `/actions`, signed as the catalog signs.
+    fn invocation(path: &str, secret: &str) -> Request {
+        let body = serde_json::json!({"run": {"id": "r_push1"},
+            "payload": {"integrationActionType": "trigger_pipeline",
+                        "integrationActionExecutionProperties": {"project": "p", "pipelineId": 3}}})
+        .to_string();
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = shared::actions::push::signature(secret, &ts, body.as_bytes());
+        lambda_http::http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("https://x.lambda-url.eu-west-1.on.aws{path}"))
+            .header("x-port-timestamp", ts)
+            .header("x-port-signature", signature)
+            .body(Body::Text(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signed_action_invocation_is_queued_and_a_forged_one_is_refused() {
+        let settings = WebhookSettings::from_lookup(|k| match k {
+            "WEBHOOK_SECRET" => Some("webhook-secret".into()),
+            "ACTIONS_WEBHOOK_SECRET" => Some("port-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        let queue = MemoryQueue::new();
+        let forged = handle(&settings, &queue, invocation("/actions", "guess")).await;
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+        assert!(queue.sent().is_empty());
+        let signed = handle(&settings, &queue, invocation("/actions", "port-secret")).await;
+        assert_eq!(signed.status(), StatusCode::ACCEPTED);
+        let sent = queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(&sent[0].change, Change::Action(job) if job.run_id.as_str() == "r_push1"));
+        // Without the secret the route does not exist.
+        let closed = handle(&super::tests::settings(), &queue, invocation("/actions", "port-secret")).await;
+        assert_eq!(closed.status(), StatusCode::NOT_FOUND);
     }
 }

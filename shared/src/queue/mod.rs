@@ -5,6 +5,7 @@ pub mod batch;
 #[cfg(feature = "embedded")]
 pub mod local;
 pub mod memory;
+pub mod sqs_json;
 pub mod message;
 pub mod sqs;
 

@@ -124,6 +124,7 @@ mod tests {
             header: None,
             allow_unauthenticated: false,
             max_body_bytes: 1024,
+            actions: None,
         }
     }
 
@@ -133,6 +134,7 @@ mod tests {
             header: Some(("x-ado-sync-token".into(), SecretString::from("tok-123"))),
             allow_unauthenticated: false,
             max_body_bytes: 1024,
+            actions: None,
         }
     }
 

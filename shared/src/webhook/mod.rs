@@ -40,6 +40,33 @@ pub async fn accept(
     }
 }
 
+/// The path of webhook action invocations, beside the service-hook deliveries at any other path.
+pub const ACTIONS_PATH: &str = "/actions";
+
+/// Whether a request path is the action invocations' (the Function URL passes the path as it came).
+pub fn is_actions_path(path: &str) -> bool {
+    path.trim_end_matches('/') == ACTIONS_PATH
+}
+
+/// One request to the webhook: an action invocation at [`ACTIONS_PATH`] (signature checked,
+/// [`crate::actions::push`]), a service-hook delivery anywhere else ([`accept`]).
+pub async fn accept_at(
+    settings: &WebhookSettings,
+    queue: &dyn Queue,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> WebhookOutcome {
+    if !is_actions_path(path) {
+        return accept(settings, queue, headers, body).await;
+    }
+    if body.len() > settings.max_body_bytes {
+        return too_large(settings, body.len() as u64);
+    }
+    let now = chrono::Utc::now().timestamp();
+    crate::actions::push::accept(settings.actions.as_deref(), queue, headers, body, now).await
+}
+
 /// Proof that a delivery's credentials passed [`admit`].
 #[derive(Debug)]
 pub struct Admitted(());
@@ -176,6 +203,7 @@ mod tests {
             header: None,
             allow_unauthenticated: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            actions: None,
         }
     }
 

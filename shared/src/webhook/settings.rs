@@ -1,8 +1,11 @@
 //! The webhook's settings: which credentials a delivery must carry, and how large it may be.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 
-use crate::config::{ConfigError, Env, WebhookCredentials};
+use crate::actions::push::PushVerifier;
+use crate::config::{ActionSettings, ConfigError, Env, WebhookCredentials};
 
 /// Lambda's own cap on a synchronous request payload (Function URL and API Gateway alike).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -19,6 +22,9 @@ pub struct WebhookSettings {
     /// endpoint lets anyone who finds the URL queue work against Azure DevOps.
     pub allow_unauthenticated: bool,
     pub max_body_bytes: usize,
+    /// The verifier of webhook action invocations (`POST /actions`), when `ACTIONS_WEBHOOK_SECRET` is
+    /// set; shared so its replay memory is one per process.
+    pub actions: Option<Arc<PushVerifier>>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -34,6 +40,7 @@ impl std::fmt::Debug for WebhookSettings {
             )
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("actions", &self.actions.is_some())
             .finish()
     }
 }
@@ -93,6 +100,11 @@ impl WebhookSettings {
                 }
             },
         };
+        let actions = ActionSettings::from_lookup(get)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .and_then(|a| a.webhook_secret)
+            .map(|secret| Arc::new(PushVerifier::new(secret)));
         ConfigError::check(problems)?;
         let WebhookCredentials { basic, header } =
             credentials.expect("unreadable credentials are a problem reported above");
@@ -102,6 +114,7 @@ impl WebhookSettings {
             header: header.map(|(name, value)| (name.to_ascii_lowercase(), value)),
             allow_unauthenticated,
             max_body_bytes,
+            actions,
         })
     }
 
