@@ -282,14 +282,24 @@ impl Org {
         v
     }
 
+    /// The pipeline reference a run carries (`pipeline` of the Runs API and of run events).
+    pub(crate) fn pipeline_ref(&self, base: &str, p: &Project, k: usize) -> Value {
+        let pipeline_id = p.pipeline_first + k as u64;
+        let revision = 1 + h(self.seed, 5, pipeline_id, 0) % 20;
+        json!({
+            "url": format!("{base}/{}/_apis/pipelines/{pipeline_id}?revision={revision}", p.id),
+            "id": pipeline_id,
+            "revision": revision,
+            "name": self.pipeline_name(p, k),
+            "folder": if k.is_multiple_of(2) { "\\" } else { "\\services" },
+        })
+    }
+
     /// A pipeline run: the Runs API's view of a build.
     pub(crate) fn run_json(&self, base: &str, b: &Build) -> Value {
         let p = &self.projects[b.project];
-        let revision = 1 + h(self.seed, 5, b.pipeline_id, 0) % 20;
-        let pipeline_url = format!(
-            "{base}/{}/_apis/pipelines/{}?revision={revision}",
-            p.id, b.pipeline_id
-        );
+        let pipeline = self.pipeline_ref(base, p, b.k);
+        let pipeline_url = pipeline["url"].clone();
         let url = format!(
             "{base}/{}/_apis/pipelines/{}/runs/{}",
             p.id, b.pipeline_id, b.id
@@ -301,13 +311,7 @@ impl Org {
                 "pipeline.web": {"href": format!("{base}/{}/_build/definition?definitionId={}", p.id, b.pipeline_id)},
                 "pipeline": {"href": pipeline_url},
             },
-            "pipeline": {
-                "url": pipeline_url,
-                "id": b.pipeline_id,
-                "revision": revision,
-                "name": self.pipeline_name(p, b.k),
-                "folder": if b.k.is_multiple_of(2) { "\\" } else { "\\services" },
-            },
+            "pipeline": pipeline,
             "state": if b.completed { "completed" } else { "inProgress" },
             "createdDate": fmt_time(b.queued),
             "url": url,
@@ -688,7 +692,10 @@ pub(crate) fn routes(o: &str) -> Router<Arc<AdoSim>> {
             &format!("{o}/{{project}}/_apis/git/repositories/{{repositoryId}}/commits/{{commitId}}"),
             get(commit),
         )
-        .route(&format!("{o}/{{project}}/_apis/pipelines/{{pipelineId}}/runs"), get(list_runs))
+        .route(
+            &format!("{o}/{{project}}/_apis/pipelines/{{pipelineId}}/runs"),
+            get(list_runs).post(super::runs::run_pipeline),
+        )
         .route(
             &format!("{o}/{{project}}/_apis/pipelines/{{pipelineId}}/runs/{{runId}}"),
             get(get_run),
@@ -769,7 +776,7 @@ pub(crate) fn require_preview(q: &[(String, String)]) -> Result<()> {
     }
 }
 
-fn id_of(raw: &str, what: &'static str) -> Result<u64> {
+pub(crate) fn id_of(raw: &str, what: &'static str) -> Result<u64> {
     raw.parse().map_err(|_| {
         AdoError::bad_request(
             "ArgumentException",
@@ -783,6 +790,14 @@ fn build_missing(id: u64) -> AdoError {
         "BuildNotFoundException",
         format!("The requested build {id} could not be found."),
     )
+}
+
+fn project_index(sim: &AdoSim, p: &Project) -> usize {
+    sim.org
+        .projects
+        .iter()
+        .position(|x| x.id == p.id)
+        .unwrap_or_default()
 }
 
 fn time_param(q: &[(String, String)], key: &str) -> Result<Option<DateTime<Utc>>> {
@@ -941,7 +956,7 @@ async fn commit(
     )))
 }
 
-fn pipeline_index(p: &Project, raw: &str) -> Result<usize> {
+pub(crate) fn pipeline_index(p: &Project, raw: &str) -> Result<usize> {
     raw.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_sub(p.pipeline_first))
@@ -964,13 +979,15 @@ async fn list_runs(
     let p = project(&sim, &key)?;
     let k = pipeline_index(p, &pid)?;
     let base = base(&sim, &headers);
-    let value = sim
-        .org
-        .builds_of_pipeline(p, k)
-        .iter()
-        .take(RUNS_CAP)
-        .map(|b| sim.org.run_json(&base, b))
-        .collect();
+    // Runs a client started are the newest.
+    let mut value = super::runs::started_runs_of(&sim, &base, project_index(&sim, p), k);
+    value.extend(
+        sim.org
+            .builds_of_pipeline(p, k)
+            .iter()
+            .map(|b| sim.org.run_json(&base, b)),
+    );
+    value.truncate(RUNS_CAP);
     Ok(Json(list_body(value)))
 }
 
@@ -982,6 +999,10 @@ async fn get_run(
     let p = project(&sim, &key)?;
     let k = pipeline_index(p, &pid)?;
     let id = id_of(&run, "run")?;
+    let base = base(&sim, &headers);
+    if let Some(v) = super::runs::started_run(&sim, &base, project_index(&sim, p), k, id) {
+        return Ok(Json(v));
+    }
     let b = sim
         .org
         .build_by_id(p, id)
@@ -992,7 +1013,7 @@ async fn get_run(
                 format!("Run {id} of pipeline {pid} not found."),
             )
         })?;
-    let mut v = sim.org.run_json(&base(&sim, &headers), &b);
+    let mut v = sim.org.run_json(&base, &b);
     // The single GET also names the resources the run used.
     v["resources"] = json!({"repositories": {"self": {"refName": "refs/heads/main", "version": sim.org.build_source_version(&b)}}});
     v["templateParameters"] = json!({});

@@ -9,6 +9,7 @@ mod hooks;
 mod org;
 mod releases;
 mod routes;
+mod runs;
 mod wiql;
 
 mod content;
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 pub use builds::CicdSpec;
 pub use faults::{Fault, FaultAction, REQUESTS_PER_WINDOW, UNVERSIONED_GET_VERSION, WINDOW_SECS};
 pub use hooks::Delivery;
+pub use runs::{PIPELINE_TEMPLATE_PARAMETERS, RUN_RESULTS};
 pub use server::Flavour;
 
 use faults::{FaultRules, RateWindow};
@@ -110,7 +112,7 @@ impl OrgSpec {
 }
 
 /// How the simulator behaves on the wire.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AdoSimOptions {
     /// Added to every response (async sleep), to model network and service time.
     pub latency: Duration,
@@ -123,6 +125,25 @@ pub struct AdoSimOptions {
     pub unmetered: bool,
     /// Azure DevOps Services (default) or Server (no Graph, entitlements or Advanced Security).
     pub flavour: Flavour,
+    /// How long a run started with Runs - Run Pipeline stays `inProgress` before it completes by
+    /// itself. `None`: only [`AdoSim::complete_run`] (or its `/_sim` route) completes it. Default 300 ms.
+    pub pipeline_run_duration: Option<Duration>,
+    /// The result such a run completes with by itself: `succeeded` (default), `failed` or `canceled`.
+    pub pipeline_run_result: String,
+}
+
+impl Default for AdoSimOptions {
+    fn default() -> Self {
+        AdoSimOptions {
+            latency: Duration::ZERO,
+            fault_rate: 0.0,
+            pat: None,
+            unmetered: false,
+            flavour: Flavour::default(),
+            pipeline_run_duration: Some(Duration::from_millis(300)),
+            pipeline_run_result: "succeeded".into(),
+        }
+    }
 }
 
 /// Field values a test has written over a generated work item.
@@ -138,6 +159,8 @@ pub(crate) struct Overlay {
     pub removed_items: HashSet<u64>,
     pub item_overrides: HashMap<u64, ItemOverride>,
     pub removed_repos: HashSet<String>,
+    /// Runs started with Runs - Run Pipeline, oldest first.
+    pub started_runs: Vec<runs::StartedRun>,
 }
 
 /// The simulator. Build with [`AdoSim::new`], serve [`AdoSim::router`] (and optionally

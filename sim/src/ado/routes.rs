@@ -1004,6 +1004,7 @@ pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
         )
         .route("/_sim/repositories/{id}/delete", post(delete_repository))
         .merge(super::hooks::control_routes())
+        .merge(super::runs::control_routes())
         .with_state(sim.clone())
 }
 
