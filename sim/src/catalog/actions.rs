@@ -4,11 +4,13 @@
 //!   installation (`claim-pending`, which hides them for a visibility timeout as a queue would),
 //!   acknowledges each (`ack`; a second ack is Port's 409, so two workers never both run one), then
 //!   reports progress with logs and `PATCH`es (status, label, links, external run id);
-//! - the push model (a webhook action): the simulator plays Port invoking the webhook, signed as Port
-//!   signs it ([`sign_webhook`]), and the receiver reports back through the same `PATCH` and logs.
+//! - the push model (a webhook action): the simulator plays Port invoking the webhook, signed as
+//!   Port signs it ([`sign_webhook`]), and the receiver reports back through the same `PATCH` and
+//!   logs.
 //!
-//! Runs live in memory only: they are test fixtures, created in process ([`CatalogSim::create_action_run`])
-//! or over `/_sim/catalog/actions/runs`; Port creates them when a user presses the button.
+//! Runs live in memory only: they are test fixtures, created in process
+//! ([`CatalogSim::create_action_run`]) or over `/_sim/catalog/actions/runs`, where Port creates them
+//! when a user presses the action's button.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! It records each request's `User-Agent` as the written entities' `$datasource`, as Port does, and
 //! offers fault injection and request counts for tests (in process, or over `/_sim/catalog/…`).
 //!
-//! It also runs Port's self-service actions ([`actions`]): runs an integration claims and reports on
+//! It also runs Port's self-service actions (`actions.rs`): runs an integration claims and reports on
 //! (pull model), and signed webhook invocations it sends as Port (push model).
 
 mod actions;

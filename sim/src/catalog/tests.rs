@@ -738,4 +738,5 @@ async fn stats_and_faults_are_served_under_sim_catalog() {
     assert_eq!(stats, serde_json::to_value(t.sim.stats()).unwrap());
 }
 
+/// The action-run API (pull and push models), over the same listener.
 mod actions;
