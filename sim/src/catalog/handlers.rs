@@ -17,7 +17,7 @@ use shared::catalog::store::{StoreError, StoredEntity};
 use super::CatalogSim;
 
 type Sim = State<Arc<CatalogSim>>;
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// Port's documented bulk limits.
 const MAX_BULK_ENTITIES: usize = 20;
@@ -90,11 +90,11 @@ impl ApiError {
         }
     }
 
-    fn not_found(what: impl Into<String>) -> Self {
+    pub(super) fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
 }
@@ -116,11 +116,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn ok(body: Value) -> ApiResult {
+pub(super) fn ok(body: Value) -> ApiResult {
     Ok(Json(body).into_response())
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid: {e}")))
 }

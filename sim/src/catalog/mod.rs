@@ -5,7 +5,11 @@
 //!
 //! It records each request's `User-Agent` as the written entities' `$datasource`, as Port does, and
 //! offers fault injection and request counts for tests (in process, or over `/_sim/catalog/…`).
+//!
+//! It also runs Port's self-service actions (`actions.rs`): runs an integration claims and reports on
+//! (pull model), and signed webhook invocations it sends as Port (push model).
 
+mod actions;
 mod control;
 mod handlers;
 
@@ -25,6 +29,7 @@ use shared::catalog::store::CatalogStore;
 
 pub use crate::ado::Fault;
 use crate::ado::faults::{FaultRules, millis, severed};
+pub use actions::{NewActionRun, sign_webhook};
 
 pub struct CatalogSimOptions {
     /// Expected credentials; `None` accepts any.
@@ -133,6 +138,8 @@ pub struct CatalogSim {
     faults: FaultRules<Injected>,
     counts: Mutex<BTreeMap<String, u64>>,
     total: AtomicU64,
+    /// Self-service action runs, in memory only (test fixtures, not catalog data).
+    actions: actions::ActionRuns,
 }
 
 impl std::fmt::Debug for CatalogSim {
@@ -160,6 +167,7 @@ impl CatalogSim {
             faults: FaultRules::default(),
             counts: Mutex::default(),
             total: AtomicU64::new(0),
+            actions: actions::ActionRuns::default(),
         }))
     }
 
@@ -167,6 +175,7 @@ impl CatalogSim {
     /// `/_catalog/entities`. Nest it anywhere; the nest prefix is the catalog base URL.
     pub fn router(self: &Arc<Self>) -> Router {
         handlers::routes()
+            .merge(actions::routes())
             .route_layer(middleware::from_fn_with_state(self.clone(), gate))
             // Bodies over Port's 1 MiB limit must reach the handlers, which answer Port's 413.
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
@@ -174,7 +183,8 @@ impl CatalogSim {
     }
 
     /// `/_sim/catalog/…` controls for out-of-process tests: `GET stats`, `POST`/`DELETE faults` (a
-    /// [`Fault`] as JSON), `POST tokens/expire`. Merge it at the root, beside the ADO side's `/_sim`.
+    /// [`Fault`] as JSON), `POST tokens/expire`, `POST actions/runs` (a [`NewActionRun`] as JSON) and
+    /// `GET actions/runs`. Merge it at the root, beside the ADO side's `/_sim`.
     pub fn control_router(self: &Arc<Self>) -> Router {
         control::routes(self)
     }

@@ -737,3 +737,6 @@ async fn stats_and_faults_are_served_under_sim_catalog() {
     assert_eq!(stats["requests"][BULK], 2);
     assert_eq!(stats, serde_json::to_value(t.sim.stats()).unwrap());
 }
+
+/// The action-run API (pull and push models), over the same listener.
+mod actions;
