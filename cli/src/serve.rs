@@ -153,6 +153,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let limits = args.limits;
     let app = Router::new()
         .route("/webhook", post(webhook_handler))
+        .route(shared::webhook::ACTIONS_PATH, post(actions_handler))
         .route("/health", get(|| async { StatusCode::OK }))
         .with_state(Arc::new(AppState {
             webhook,
@@ -173,6 +174,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         consume(queue.as_ref(), stop_rx.clone(), async |message| {
             apply_change(&runtime, message).await
         }),
+        claim_loop(runtime.as_ref(), queue.as_ref(), stop_rx.clone()),
         resync_loop(runtime.as_ref(), resync_interval, stop_rx),
     );
     ExitCode::SUCCESS
@@ -224,29 +226,9 @@ async fn webhook_handler(
         Ok(a) => a,
         Err(refused) => return unread_body(answer(&refused)),
     };
-    let limit = state.webhook.max_body_bytes;
-    // A `Content-Length` over the limit; a chunked body counts 0 here and is cut while it is read.
-    let announced = body.size_hint().lower();
-    if announced > limit as u64 {
-        return unread_body(answer(&too_large(&state.webhook, announced)));
-    }
-    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await;
-    let body = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return unread_body(answer(&too_large(&state.webhook, limit as u64 + 1)));
-        }
-        Ok(Err(e)) => {
-            debug!(error = %e, "the client broke off its delivery's body");
-            return unread_body(answer(&WebhookOutcome::Rejected(Rejection::IncompleteBody)));
-        }
-        Err(_) => {
-            warn!(
-                timeout_secs = state.body_timeout.as_secs(),
-                "webhook delivery body not received in time"
-            );
-            return unread_body(answer(&WebhookOutcome::RetryLater(RetryLater::BodyTimeout)));
-        }
+    let body = match read_body(&state, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let queue: &dyn Queue = state.queue.as_ref();
     let queued = tokio::time::timeout(
@@ -263,6 +245,95 @@ async fn webhook_handler(
         WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)
     });
     answer(&outcome)
+}
+
+/// The body, up to the size limit and within the body timeout; else the answer that refuses it.
+async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, Response> {
+    let limit = state.webhook.max_body_bytes;
+    // A `Content-Length` over the limit; a chunked body counts 0 here and is cut while it is read.
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        return Err(unread_body(answer(&too_large(&state.webhook, announced))));
+    }
+    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await;
+    match read {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(unread_body(answer(&too_large(
+            &state.webhook,
+            limit as u64 + 1,
+        )))),
+        Ok(Err(e)) => {
+            debug!(error = %e, "the client broke off its delivery's body");
+            Err(unread_body(answer(&WebhookOutcome::Rejected(
+                Rejection::IncompleteBody,
+            ))))
+        }
+        Err(_) => {
+            warn!(
+                timeout_secs = state.body_timeout.as_secs(),
+                "webhook delivery body not received in time"
+            );
+            Err(unread_body(answer(&WebhookOutcome::RetryLater(
+                RetryLater::BodyTimeout,
+            ))))
+        }
+    }
+}
+
+/// A webhook action invocation (`POST /actions`): its signature covers the body, so the body is read
+/// first (bounded as a delivery's), then checked and queued ([`shared::actions::push`]).
+async fn actions_handler(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if state.webhook.actions.is_none() {
+        return unread_body(answer(&WebhookOutcome::Rejected(Rejection::NotFound)));
+    }
+    let body = match read_body(&state, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let queue: &dyn Queue = state.queue.as_ref();
+    let now = chrono::Utc::now().timestamp();
+    let verifier = state.webhook.actions.as_deref();
+    let queued = tokio::time::timeout(
+        QUEUE_SEND_TIMEOUT,
+        shared::actions::push::accept(verifier, queue, &headers, &body, now),
+    )
+    .await;
+    answer(&queued.unwrap_or(WebhookOutcome::RetryLater(RetryLater::QueueUnavailable)))
+}
+
+/// With `ACTIONS_ENABLED`, claims the catalog's pending action runs every ten seconds (the peer's
+/// poll) into the queue the consumer applies, until a stop is asked for.
+async fn claim_loop(runtime: &Tenant, queue: &dyn ServeQueue, mut stop: watch::Receiver<bool>) {
+    let actions = &runtime.settings.actions;
+    let Some(runs) = runtime.action_runs().filter(|_| actions.enabled) else {
+        return;
+    };
+    let queue: &dyn Queue = queue;
+    loop {
+        let round = shared::actions::claim::claim(
+            runs,
+            queue,
+            &runtime.settings.integration_identifier,
+            Duration::ZERO,
+            actions.run_timeout,
+        );
+        tokio::select! {
+            report = round => {
+                for e in &report.errors {
+                    warn!(error = %e, "action claimer");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared::actions::claim::POLL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// The outcome's answer, as the webhook function gives it ([`respond`]).

@@ -1,13 +1,16 @@
 //! The scheduled resync function: one full pass per invocation (an EventBridge Scheduler or rule event;
-//! the payload itself carries nothing we need).
+//! the payload itself carries nothing we need), or, for the event `{"job": "claim-actions"}` of the
+//! actions schedule, one round of the self-service action claimer ([`claim`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
+use shared::actions::claim;
 use shared::ado::hooks::{SubscriptionSettings, sync_subscriptions};
 use shared::ado::kinds::FetchContext;
 use shared::metrics::{self, Metrics};
+use shared::queue::Queue;
 use shared::resync::{Quiet, RunReport};
 use shared::tenant::Tenant;
 use tokio::time::Instant;
@@ -94,6 +97,62 @@ pub async fn handle_with(
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
     } else {
         Err(ResyncFailed(report))
+    }
+}
+
+/// The actions schedule's event asks for the claimer instead of a pass.
+pub fn is_claim(payload: &Value) -> bool {
+    payload.get("job").and_then(Value::as_str) == Some("claim-actions")
+}
+
+/// A claimer round with errors: reported as a function error so the error alarm sees it.
+#[derive(Debug)]
+pub struct ClaimFailed(pub String);
+
+impl From<ClaimFailed> for Diagnostic {
+    fn from(e: ClaimFailed) -> Self {
+        Diagnostic {
+            error_type: "ClaimFailed".into(),
+            error_message: e.0,
+        }
+    }
+}
+
+/// Claims pending action runs for the claim window (`ACTIONS_CLAIM_SECS`, bounded by the invocation's
+/// deadline), queues them for the processor, and fails runs whose pipeline never completed.
+pub async fn claim(
+    runtime: &Tenant,
+    queue: Option<&dyn Queue>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, ClaimFailed> {
+    let actions = &runtime.settings.actions;
+    let (true, Some(runs), Some(queue)) = (actions.enabled, runtime.action_runs(), queue) else {
+        return Err(ClaimFailed(
+            "the claimer needs ACTIONS_ENABLED=true, the catalog API and QUEUE_URL".into(),
+        ));
+    };
+    let mut window = actions.claim_window;
+    if let Some(deadline) = pass_deadline(event.context.deadline, SystemTime::now()) {
+        window = window.min(deadline.saturating_duration_since(Instant::now()));
+    }
+    let report = claim::claim(
+        runs,
+        queue,
+        &runtime.settings.integration_identifier,
+        window,
+        actions.run_timeout,
+    )
+    .await;
+    let value = serde_json::to_value(&report).unwrap_or(Value::Null);
+    if report.succeeded() {
+        Ok(value)
+    } else {
+        Err(ClaimFailed(format!(
+            "claimer: {} queued, {} errors; first: {}",
+            report.queued,
+            report.errors.len(),
+            report.errors[0]
+        )))
     }
 }
 

@@ -333,7 +333,12 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert!(matches!(&sent[0].change, Change::Action(job) if job.run_id.as_str() == "r_push1"));
         // Without the secret the route does not exist.
-        let closed = handle(&super::tests::settings(), &queue, invocation("/actions", "port-secret")).await;
+        let closed = handle(
+            &super::tests::settings(),
+            &queue,
+            invocation("/actions", "port-secret"),
+        )
+        .await;
         assert_eq!(closed.status(), StatusCode::NOT_FOUND);
     }
 }

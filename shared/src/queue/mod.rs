@@ -5,9 +5,9 @@ pub mod batch;
 #[cfg(feature = "embedded")]
 pub mod local;
 pub mod memory;
-pub mod sqs_json;
 pub mod message;
 pub mod sqs;
+pub mod sqs_json;
 
 use async_trait::async_trait;
 

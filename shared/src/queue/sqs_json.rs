@@ -50,7 +50,8 @@ impl Queue for SqsSender {
                 .unwrap_or_default()
                 .to_owned()),
             Err(e) => {
-                let failure = Failure::request(Route::new("SQS", "SendMessage")).with_detail(e.to_string());
+                let failure =
+                    Failure::request(Route::new("SQS", "SendMessage")).with_detail(e.to_string());
                 // The service's refusals name themselves (no such queue, access denied, a bad
                 // parameter); what failed to reach it may work later.
                 Err(if e.code.is_some() {
