@@ -1,5 +1,6 @@
 //! End-to-end flows across the functions, the simulator and the catalog server, on real HTTP.
 
+mod actions;
 mod faults;
 mod flow;
 mod helpers;
