@@ -197,3 +197,26 @@ fn the_webhook_url_is_an_output_for_either_endpoint() {
         assert!(t["Outputs"].get(output).is_some(), "{output}");
     }
 }
+
+#[test]
+fn the_action_claimer_schedule_sends_the_event_the_resync_function_claims_on() {
+    let t = template();
+    let resync = &t["Resources"]["ResyncFunction"]["Properties"];
+    let claim = &resync["Events"]["ClaimActions"]["Properties"];
+    assert_eq!(claim["ScheduleExpression"], "rate(1 minute)");
+    let input: Value = serde_json::from_str(claim["Input"].as_str().unwrap()).unwrap();
+    assert!(resync_function::is_claim(&input), "{input}");
+    let scheduled: Value = serde_json::from_str(crate::helpers::SCHEDULED_EVENT).unwrap();
+    assert!(!resync_function::is_claim(&scheduled));
+    // Both the functions that act on actions read the one parameter.
+    for function in ["ProcessorFunction", "ResyncFunction"] {
+        let vars = &t["Resources"][function]["Properties"]["Environment"]["Variables"];
+        assert_eq!(vars["ACTIONS_ENABLED"], "ActionsEnabled", "{function}");
+    }
+    let webhook = &t["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(webhook.get("ACTIONS_WEBHOOK_SECRET_SECRET_ARN").is_some());
+    assert_eq!(
+        t["Resources"]["WebhookHttpApiActionsRoute"]["Properties"]["RouteKey"],
+        "POST /actions"
+    );
+}
