@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use shared::catalog::port::{PortClient, PortConfig};
 use shared::catalog::store::CatalogStore;
 use shared::config::Settings;
 use shared::tenant::Tenant;
@@ -57,8 +60,18 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
             vars.insert(passthrough, v);
         }
     }
+    vars.insert("ACTIONS_ENABLED", "true".into());
     let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
-    let runtime = Tenant::new(settings)?;
+    // Entities go to the embedded catalog; self-service action runs live in the simulated catalog
+    // API beside it (the embedded catalog has no action runs).
+    let mut port = PortConfig::new(
+        "demo",
+        "demo".to_owned().into(),
+        settings.integration_identifier.clone(),
+        shared::tenant::VERSION,
+    );
+    port.base_url = server.catalog_base_url().parse()?;
+    let runtime = Tenant::new(settings)?.with_action_runs(Arc::new(PortClient::new(port)?));
     let report = runtime.resync(&Progress::new()).await;
     let live = live_change(&server, &runtime, db).await;
     drop(runtime);
@@ -81,9 +94,15 @@ async fn demo(size: Size, db: &Path) -> anyhow::Result<bool> {
             serde_json::to_string_pretty(&sample.to_json())?
         );
     }
-    let live_ok = live.is_ok();
+    let live_ok = matches!(live, Ok((_, Ok(_))));
     match live {
-        Ok(line) => println!("\nLive change: {line}"),
+        Ok((line, action)) => {
+            println!("\nLive change: {line}");
+            match action {
+                Ok(line) => println!("\nSelf-service action: {line}"),
+                Err(e) => println!("\nSelf-service action failed: {e:#}"),
+            }
+        }
         Err(e) => println!("\nLive change failed: {e:#}"),
     }
     println!(
@@ -101,8 +120,7 @@ async fn live_change(
     server: &sim::RunningSim,
     runtime: &Tenant,
     db: &Path,
-) -> anyhow::Result<String> {
-    use std::sync::Arc;
+) -> anyhow::Result<(String, anyhow::Result<String>)> {
     use std::time::Duration;
 
     use shared::queue::QueueConsumer;
@@ -200,13 +218,84 @@ async fn live_change(
         queue.ack(&received.receipt).await?;
         applied += 1;
     }
+    let action = action_run(server, runtime, queue.as_ref()).await;
     hook_server.abort();
     let after = store
         .get("azureDevopsWorkItem", &key)?
         .and_then(|e| e.title)
         .unwrap_or_default();
+    Ok((
+        format!(
+            "{} subscriptions created; work item {key} renamed in Azure DevOps; {applied} event(s) went webhook -> queue -> processor; catalog title {before:?} -> {after:?}",
+            subscriptions.totals().0
+        ),
+        action,
+    ))
+}
+
+/// Shows a self-service action end to end: a `trigger_pipeline` run is requested in the (simulated)
+/// portal, the claimer takes it into the queue, the processor runs the pipeline in Azure DevOps and
+/// records the run's link, and the pipeline's `run-state-changed` delivery comes back through the
+/// webhook to report the outcome on the action run.
+async fn action_run(
+    server: &sim::RunningSim,
+    runtime: &Tenant,
+    queue: &shared::queue::local::LocalQueue,
+) -> anyhow::Result<String> {
+    use std::time::Duration;
+
+    use shared::queue::QueueConsumer;
+
+    let runs = runtime
+        .action_runs()
+        .ok_or_else(|| anyhow::anyhow!("no action runs"))?;
+    let project = runtime.ado.get("/_apis/projects").await?.body["value"][0].clone();
+    let project_name = project["name"].as_str().unwrap_or_default().to_owned();
+    let pipelines = runtime
+        .ado
+        .get(format!(
+            "/{}/_apis/pipelines",
+            project["id"].as_str().unwrap_or_default()
+        ))
+        .await?
+        .body;
+    let pipeline = pipelines["value"][0]["id"].as_u64().unwrap_or(1);
+    let run = server.catalog.create_action_run(sim::catalog::NewActionRun {
+        action: "trigger_pipeline".into(),
+        installation_id: Some(runtime.settings.integration_identifier.clone()),
+        integration_action_type: shared::actions::TRIGGER_PIPELINE.into(),
+        properties: serde_json::json!({"project": project_name, "pipelineId": pipeline, "branch": "main"}),
+    });
+    let claimed = shared::actions::claim::claim(
+        runs,
+        queue,
+        &runtime.settings.integration_identifier,
+        Duration::ZERO,
+        runtime.settings.actions.run_timeout,
+    )
+    .await;
+    anyhow::ensure!(claimed.queued == 1, "claimer: {claimed:?}");
+    // Apply what arrives (the job, then the pipeline's state deliveries) until the run has finished.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let finished = loop {
+        for received in queue.receive(10, Duration::from_millis(500)).await? {
+            let message: shared::queue::ChangeMessage = serde_json::from_str(&received.body)?;
+            runtime.apply(&message).await?;
+            queue.ack(&received.receipt).await?;
+        }
+        let now = server.catalog.action_run(&run).unwrap_or_default();
+        if now["status"] != "IN_PROGRESS" {
+            break now;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the action run did not finish: {now}"
+        );
+    };
+    let link = finished["link"][0].as_str().unwrap_or("-");
     Ok(format!(
-        "{} subscriptions created; work item {key} renamed in Azure DevOps; {applied} event(s) went webhook -> queue -> processor; catalog title {before:?} -> {after:?}",
-        subscriptions.totals().0
+        "run {run} (trigger_pipeline, pipeline {pipeline} of {project_name:?}) claimed -> queue -> processor started the pipeline ({link}); its completion came back through the webhook: {} ({})",
+        finished["status"].as_str().unwrap_or("-"),
+        finished["summary"].as_str().unwrap_or("-"),
     ))
 }

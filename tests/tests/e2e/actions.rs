@@ -150,7 +150,11 @@ impl Actions {
         let ado = &self.org.runtime.ado;
         let project = ado.get("/_apis/projects").await.unwrap().body["value"][0].clone();
         let id = project["id"].as_str().unwrap().to_owned();
-        let pipelines = ado.get(format!("/{id}/_apis/pipelines")).await.unwrap().body;
+        let pipelines = ado
+            .get(format!("/{id}/_apis/pipelines"))
+            .await
+            .unwrap()
+            .body;
         let pipeline = pipelines["value"][0]["id"].as_u64().unwrap();
         (project["name"].as_str().unwrap().to_owned(), id, pipeline)
     }
@@ -189,9 +193,11 @@ fn logs(run: &Value) -> String {
 async fn a_claimed_run_starts_one_pipeline_and_its_success_is_reported_once() {
     let a = start(AdoSimOptions::default()).await;
     let (project, project_id, pipeline) = a.pipeline().await;
-    let run = a.pending(json!({"project": project, "pipelineId": pipeline.to_string(), "branch": "main",
+    let run = a.pending(
+        json!({"project": project, "pipelineId": pipeline.to_string(), "branch": "main",
                                "templateParameters": {"environment": "staging"},
-                               "variables": {"greeting": "hello"}}));
+                               "variables": {"greeting": "hello"}}),
+    );
 
     let report = a.claim().await;
     assert_eq!(report["queued"], 1, "{report}");
@@ -212,7 +218,10 @@ async fn a_claimed_run_starts_one_pipeline_and_its_success_is_reported_once() {
         format!("ado_{project_id}_{pipeline}_{pipeline_run}")
     );
     assert!(
-        action["link"][0].as_str().unwrap().contains("_build/results"),
+        action["link"][0]
+            .as_str()
+            .unwrap()
+            .contains("_build/results"),
         "{action}"
     );
     assert!(logs(&action).contains(&format!("Pipeline run {pipeline_run} started")));
@@ -248,7 +257,10 @@ async fn a_claimed_run_starts_one_pipeline_and_its_success_is_reported_once() {
     };
     a.org.runtime.apply(&completion).await.unwrap();
     assert_eq!(a.org.sim.ado.started_runs().len(), 1);
-    assert_eq!(a.org.sim.catalog.action_run_status_changes(&run), ["SUCCESS"]);
+    assert_eq!(
+        a.org.sim.catalog.action_run_status_changes(&run),
+        ["SUCCESS"]
+    );
     // Claimed and acknowledged once: nothing is pending any more.
     assert_eq!(a.claim().await["queued"], 0);
 }
@@ -326,7 +338,13 @@ async fn forged_and_replayed_invocations_are_refused_and_nothing_is_queued() {
     assert_eq!(status, 401);
     assert_eq!(a.pump().await, 0, "a forged invocation queued nothing");
 
-    let body = a.org.sim.catalog.webhook_invocation(&run).unwrap().to_string();
+    let body = a
+        .org
+        .sim
+        .catalog
+        .webhook_invocation(&run)
+        .unwrap()
+        .to_string();
     let ts = chrono::Utc::now().timestamp().to_string();
     let signature = sign_webhook(PORT_SECRET, &ts, body.as_bytes());
     let post = || {
@@ -344,7 +362,10 @@ async fn forged_and_replayed_invocations_are_refused_and_nothing_is_queued() {
     let old = reqwest::Client::new()
         .post(&url)
         .header("x-port-timestamp", &stale)
-        .header("x-port-signature", sign_webhook(PORT_SECRET, &stale, body.as_bytes()))
+        .header(
+            "x-port-signature",
+            sign_webhook(PORT_SECRET, &stale, body.as_bytes()),
+        )
         .body(body.clone())
         .send()
         .await
@@ -404,5 +425,8 @@ async fn a_pipeline_that_never_completes_fails_its_action_run_after_the_timeout(
     );
     let done = a.org.sim.catalog.action_run(&run).unwrap();
     assert_eq!(done["status"], "FAILURE");
-    assert!(logs(&done).contains("did not complete within 24 hours"), "{done}");
+    assert!(
+        logs(&done).contains("did not complete within 24 hours"),
+        "{done}"
+    );
 }
