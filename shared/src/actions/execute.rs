@@ -243,3 +243,134 @@ async fn fail(runs: &dyn ActionRuns, run: &ActionRun, reason: &str) -> Result<Ex
         .map_err(|e| SyncError::catalog("reporting the failure", e))?;
     Ok(Executed::Failed(reason.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    use super::*;
+    use crate::actions::{Acked, Invocation, RunId};
+    use crate::ado::{AdoClientConfig, OrgUrl};
+    use crate::catalog::CatalogError;
+
+    /// One action run in memory, recording what the executor wrote to it.
+    struct OneRun {
+        run: ActionRun,
+        logs: Mutex<Vec<String>>,
+        patches: Mutex<Vec<RunPatch>>,
+    }
+
+    #[async_trait]
+    impl ActionRuns for OneRun {
+        async fn claim_pending(
+            &self,
+            _: &str,
+            _: usize,
+            _: Duration,
+        ) -> Result<Vec<Value>, CatalogError> {
+            Ok(Vec::new())
+        }
+        async fn ack(&self, _: &RunId) -> Result<Acked, CatalogError> {
+            Ok(Acked::Taken)
+        }
+        async fn run(&self, id: &RunId) -> Result<Option<ActionRun>, CatalogError> {
+            Ok((*id == self.run.id).then(|| self.run.clone()))
+        }
+        async fn find_by_external_id(&self, _: &str) -> Result<Option<ActionRun>, CatalogError> {
+            Ok(None)
+        }
+        async fn in_progress(&self) -> Result<Vec<ActionRun>, CatalogError> {
+            Ok(Vec::new())
+        }
+        async fn log(&self, _: &RunId, message: &str) -> Result<(), CatalogError> {
+            self.logs.lock().unwrap().push(message.to_owned());
+            Ok(())
+        }
+        async fn patch(&self, _: &RunId, patch: &RunPatch) -> Result<(), CatalogError> {
+            self.patches.lock().unwrap().push(patch.clone());
+            Ok(())
+        }
+    }
+
+    fn run(status: &str, label: Option<&str>, external: Option<&str>) -> OneRun {
+        OneRun {
+            run: ActionRun {
+                id: RunId::parse("r_1").unwrap(),
+                status: status.into(),
+                status_label: label.map(str::to_owned),
+                external_run_id: external.map(str::to_owned),
+                inputs: json!({}),
+                action_type: None,
+                created_at: None,
+            },
+            logs: Mutex::default(),
+            patches: Mutex::default(),
+        }
+    }
+
+    /// Nothing listens there: a test that reaches Azure DevOps fails.
+    fn unreachable_ado() -> AdoClient {
+        let mut cfg = AdoClientConfig::new(
+            OrgUrl::parse("http://127.0.0.1:9/org").unwrap(),
+            SecretString::from("pat".to_owned()),
+        );
+        cfg.max_retries = 0;
+        AdoClient::new(cfg).unwrap()
+    }
+
+    fn job(action_type: &str) -> ActionJob {
+        ActionJob {
+            run_id: RunId::parse("r_1").unwrap(),
+            action_type: action_type.into(),
+            inputs: json!({"project": "p", "pipelineId": 1}),
+            via: Invocation::Claimed,
+        }
+    }
+
+    async fn execute_on(runs: &OneRun, job: &ActionJob) -> (Executed, u64) {
+        let ado = unreachable_ado();
+        let ports = ActionPorts { ado: &ado, runs };
+        let executed = execute(ports, job).await.unwrap();
+        (executed, ado.requests_made())
+    }
+
+    #[tokio::test]
+    async fn a_run_already_started_or_finished_is_left_alone() {
+        for runs in [
+            run("IN_PROGRESS", None, Some("ado_x_1_2")),
+            run("SUCCESS", None, None),
+        ] {
+            let (executed, requests) = execute_on(&runs, &job(TRIGGER_PIPELINE)).await;
+            assert!(matches!(executed, Executed::Skipped(_)), "{executed:?}");
+            assert_eq!(requests, 0);
+            assert!(runs.patches.lock().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_left_unconfirmed_is_reported_not_repeated() {
+        let runs = run("IN_PROGRESS", Some(STARTING_LABEL), None);
+        let (executed, requests) = execute_on(&runs, &job(TRIGGER_PIPELINE)).await;
+        assert!(
+            matches!(&executed, Executed::Failed(r) if r.contains("may have started")),
+            "{executed:?}"
+        );
+        assert_eq!(requests, 0, "Azure DevOps is not asked again");
+        let patches = runs.patches.lock().unwrap();
+        assert_eq!(patches.last().unwrap().status, Some(super::super::FAILURE));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_action_type_fails_the_run_with_its_name() {
+        let runs = run("IN_PROGRESS", None, None);
+        let (executed, requests) = execute_on(&runs, &job("delete_everything")).await;
+        assert!(matches!(&executed, Executed::Failed(r) if r.contains("delete_everything")));
+        assert_eq!(requests, 0);
+        assert!(runs.logs.lock().unwrap()[0].contains("delete_everything"));
+    }
+}

@@ -710,6 +710,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pipeline_start_is_never_repeated_after_a_server_error_but_is_after_throttling() {
+        let run = || Request::post_once("/p/_apis/pipelines/1/runs", serde_json::json!({}));
+        let failing = answering(503, "0").await;
+        let err = failing.send(&run()).await.unwrap_err();
+        assert_eq!(failing.requests_made(), 1, "sent once");
+        assert!(err.may_have_been_carried_out(), "{err}");
+        // The same answer to a repeatable request is retried.
+        let reads = answering(503, "0").await;
+        let err = reads
+            .send(&Request::get("/p/_apis/pipelines"))
+            .await
+            .unwrap_err();
+        assert_eq!(reads.requests_made(), 3);
+        assert!(!err.may_have_been_carried_out());
+        // A 429 is refused before anything runs: the start may go again.
+        let throttled = answering(429, "0").await;
+        let err = throttled.send(&run()).await.unwrap_err();
+        assert_eq!(throttled.requests_made(), 3);
+        assert!(!err.may_have_been_carried_out(), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_refused_request_keeps_its_status_route_and_body() {
         let client = answering(404, "0").await;
         let err = client.get("/proj/_apis/wit/workitems/7").await.unwrap_err();
