@@ -149,7 +149,8 @@ impl SqsQueue {
     }
 }
 
-fn body_of(message: &ChangeMessage) -> Result<String, QueueError> {
+/// The message as the body SQS takes, refused when over the queue's limit.
+pub(crate) fn body_of(message: &ChangeMessage) -> Result<String, QueueError> {
     let body = serde_json::to_string(message)
         .map_err(|e| QueueError::invalid(format!("message does not serialise: {e}")))?;
     if body.len() > MAX_MESSAGE_BYTES {

@@ -10,9 +10,6 @@ use super::{ChangeMessage, Queue, QueueError};
 use crate::aws::{AwsAccess, SQS};
 use crate::failure::{Failure, Route};
 
-/// SQS's limit on a message body.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct SqsSender {
     aws: AwsAccess,
@@ -28,14 +25,7 @@ impl SqsSender {
 #[async_trait]
 impl Queue for SqsSender {
     async fn send(&self, message: &ChangeMessage) -> Result<String, QueueError> {
-        let body = serde_json::to_string(message)
-            .map_err(|e| QueueError::invalid(format!("serializing the message: {e}")))?;
-        if body.len() > MAX_MESSAGE_BYTES {
-            return Err(QueueError::invalid(format!(
-                "message of {} bytes exceeds the SQS limit of {MAX_MESSAGE_BYTES}",
-                body.len()
-            )));
-        }
+        let body = super::sqs::body_of(message)?;
         let input = json!({
             "QueueUrl": self.queue_url,
             "MessageBody": body,

@@ -7,19 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use shared::actions::{ActionJob, Invocation, RunId, TRIGGER_PIPELINE};
 use shared::ado::hooks::{SubscriptionSettings, sync_subscriptions};
 use shared::ado::kinds::FetchContext;
 use shared::queue::sqs_json::SqsSender;
-use shared::queue::{Change, ChangeMessage, Queue, QueueConsumer, Received};
+use shared::queue::{Change, ChangeMessage, Queue, QueueConsumer};
 use shared::webhook::{WebhookSettings, accept_at};
 use sim::ado::AdoSimOptions;
 use sim::catalog::{NewActionRun, sign_webhook};
 
-use crate::helpers::{Setup, TestOrg, failed_ids};
+use crate::helpers::{Setup, TestOrg, as_sqs_record, failed_ids};
 use crate::moto::{FifoPair, aws_access, fifo_pair};
 
 const PORT_SECRET: &str = "port-webhook-secret";
@@ -93,23 +93,6 @@ async fn start(ado: AdoSimOptions) -> Actions {
     }
 }
 
-fn as_sqs_record(m: &Received) -> SqsMessage {
-    let mut record = SqsMessage::default();
-    record.message_id = Some(m.message_id.clone());
-    record.receipt_handle = Some(m.receipt.clone());
-    record.body = Some(m.body.clone());
-    record.attributes.insert(
-        "ApproximateReceiveCount".into(),
-        m.receive_count.to_string(),
-    );
-    if let Ok(msg) = serde_json::from_str::<ChangeMessage>(&m.body) {
-        record
-            .attributes
-            .insert("MessageGroupId".into(), msg.group_id());
-    }
-    record
-}
-
 impl Actions {
     /// One poll of the event source mapping into the processor's handler; the messages processed.
     async fn pump(&self) -> usize {
@@ -159,10 +142,20 @@ impl Actions {
         (project["name"].as_str().unwrap().to_owned(), id, pipeline)
     }
 
+    /// A run of an integration action, pending for this installation's claimer.
     fn pending(&self, inputs: Value) -> String {
+        self.new_run(Some("e2e"), inputs)
+    }
+
+    /// A run of a webhook action, which the catalog invokes by POSTing it.
+    fn webhook_run(&self, inputs: Value) -> String {
+        self.new_run(None, inputs)
+    }
+
+    fn new_run(&self, installation: Option<&str>, inputs: Value) -> String {
         self.org.sim.catalog.create_action_run(NewActionRun {
             action: "trigger_pipeline".into(),
-            installation_id: Some("e2e".into()),
+            installation_id: installation.map(str::to_owned),
             integration_action_type: TRIGGER_PIPELINE.into(),
             properties: inputs,
         })
@@ -274,12 +267,7 @@ async fn a_signed_webhook_run_reports_a_failed_pipeline_and_a_canceled_one_disti
     .await;
     let (project, _, pipeline) = a.pipeline().await;
     let url = format!("{}/actions", a.webhook_url);
-    let failing = a.org.sim.catalog.create_action_run(NewActionRun {
-        action: "trigger_pipeline".into(),
-        installation_id: None,
-        integration_action_type: TRIGGER_PIPELINE.into(),
-        properties: json!({"project": project, "pipelineId": pipeline}),
-    });
+    let failing = a.webhook_run(json!({"project": project, "pipelineId": pipeline}));
     let (status, _) = a
         .org
         .sim
@@ -293,12 +281,7 @@ async fn a_signed_webhook_run_reports_a_failed_pipeline_and_a_canceled_one_disti
     assert!(logs(&done).contains("failed"), "{done}");
 
     // A run canceled in Azure DevOps says so.
-    let canceled = a.org.sim.catalog.create_action_run(NewActionRun {
-        action: "trigger_pipeline".into(),
-        installation_id: None,
-        integration_action_type: TRIGGER_PIPELINE.into(),
-        properties: json!({"project": project, "pipelineId": pipeline}),
-    });
+    let canceled = a.webhook_run(json!({"project": project, "pipelineId": pipeline}));
     let (status, _) = a
         .org
         .sim
@@ -321,12 +304,7 @@ async fn a_signed_webhook_run_reports_a_failed_pipeline_and_a_canceled_one_disti
 async fn forged_and_replayed_invocations_are_refused_and_nothing_is_queued() {
     let a = start(AdoSimOptions::default()).await;
     let (project, _, pipeline) = a.pipeline().await;
-    let run = a.org.sim.catalog.create_action_run(NewActionRun {
-        action: "trigger_pipeline".into(),
-        installation_id: None,
-        integration_action_type: TRIGGER_PIPELINE.into(),
-        properties: json!({"project": project, "pipelineId": pipeline}),
-    });
+    let run = a.webhook_run(json!({"project": project, "pipelineId": pipeline}));
     let url = format!("{}/actions", a.webhook_url);
     let (status, _) = a
         .org

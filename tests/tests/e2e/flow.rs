@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-use shared::queue::{ChangeMessage, QueueConsumer, Received};
+use shared::queue::QueueConsumer;
 use shared::webhook::{WebhookSettings, accept};
 
-use crate::helpers::{Setup, TestOrg, failed_ids};
+use crate::helpers::{Setup, TestOrg, as_sqs_record, failed_ids};
 use crate::moto::{FifoPair, fifo_pair};
 
 const UPDATED: &str = include_str!("../../../events/ado/workitem.updated.json");
@@ -49,24 +49,6 @@ fn delivery(sample: &str, event_id: &str, project: &str, work_item: u64) -> Vec<
         r["id"] = json!(work_item);
     }
     serde_json::to_vec(&d).unwrap()
-}
-
-fn as_sqs_record(m: &Received) -> SqsMessage {
-    let mut record = SqsMessage::default();
-    record.message_id = Some(m.message_id.clone());
-    record.receipt_handle = Some(m.receipt.clone());
-    record.body = Some(m.body.clone());
-    record.event_source = Some("aws:sqs".into());
-    record.attributes.insert(
-        "ApproximateReceiveCount".into(),
-        m.receive_count.to_string(),
-    );
-    if let Ok(msg) = serde_json::from_str::<ChangeMessage>(&m.body) {
-        record
-            .attributes
-            .insert("MessageGroupId".into(), msg.group_id());
-    }
-    record
 }
 
 /// One poll of the event source mapping: receive a batch, invoke the processor, delete what succeeded and

@@ -179,6 +179,27 @@ pub fn set_message(
 }
 
 /// The message ids a batch response reports as failed.
+/// A received message as the event source mapping hands it to the processor.
+pub fn as_sqs_record(m: &shared::queue::Received) -> aws_lambda_events::event::sqs::SqsMessage {
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use shared::queue::ChangeMessage;
+    let mut record = SqsMessage::default();
+    record.message_id = Some(m.message_id.clone());
+    record.receipt_handle = Some(m.receipt.clone());
+    record.body = Some(m.body.clone());
+    record.event_source = Some("aws:sqs".into());
+    record.attributes.insert(
+        "ApproximateReceiveCount".into(),
+        m.receive_count.to_string(),
+    );
+    if let Ok(msg) = serde_json::from_str::<ChangeMessage>(&m.body) {
+        record
+            .attributes
+            .insert("MessageGroupId".into(), msg.group_id());
+    }
+    record
+}
+
 pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
     response
         .batch_item_failures
