@@ -338,3 +338,94 @@ async fn sigterm_answers_the_delivery_in_hand_before_exiting() {
         "the delivery answered 202 is applied, or queued for the next start"
     );
 }
+
+#[tokio::test]
+async fn serve_claims_a_pending_action_run_runs_its_pipeline_and_refuses_forged_invocations() {
+    let (_sim, urls) = start_sim();
+    let org = urls["ado_org_url"].as_str().unwrap().trim_end_matches('/');
+    let root = org.rsplit_once('/').unwrap().0.to_owned();
+    let client = reqwest::Client::new();
+    let project = client
+        .get(format!("{org}/_apis/projects?api-version=7.1"))
+        .basic_auth("", Some("pat"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["value"][0]["name"]
+        .clone();
+    let created: Value = client
+        .post(format!("{root}/_sim/catalog/actions/runs"))
+        .json(
+            &json!({"action": "trigger_pipeline", "installationId": "serve-actions",
+                      "integrationActionType": "trigger_pipeline",
+                      "properties": {"project": project, "pipelineId": 1}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = created["id"].as_str().unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &dir.path().join("q.db"),
+        &[
+            ("ADO_ORG_URL", org.to_owned()),
+            ("ADO_PAT", "anything".into()),
+            (
+                "CATALOG_BASE_URL",
+                urls["catalog_base_url"].as_str().unwrap().to_owned(),
+            ),
+            ("CATALOG_CLIENT_ID", "id".into()),
+            ("CATALOG_CLIENT_SECRET", "secret".into()),
+            ("INTEGRATION_IDENTIFIER", "serve-actions".into()),
+            ("INITIALIZE_PORT_RESOURCES", "false".into()),
+            ("ACTIONS_ENABLED", "true".into()),
+            ("ACTIONS_WEBHOOK_SECRET", "port-secret".into()),
+        ],
+        &[],
+    );
+    let forged = client
+        .post(serve.url("/actions"))
+        .header("x-port-timestamp", "1")
+        .header("x-port-signature", "v1,AAAA")
+        .body(r#"{"run": {"id": "r_x"}, "inputs": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // The claim loop takes the run at once; the consumer starts the simulated pipeline.
+    let started = Instant::now();
+    loop {
+        let runs: Value = client
+            .get(format!("{root}/_sim/catalog/actions/runs"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ours = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == run.as_str())
+            .cloned()
+            .unwrap();
+        if ours["externalRunId"].is_string() {
+            assert!(ours["externalRunId"].as_str().unwrap().starts_with("ado_"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run was never started: {ours}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(serve.terminate().await.code(), Some(0));
+}
