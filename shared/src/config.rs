@@ -22,7 +22,7 @@ mod webhook;
 use secrecy::SecretString;
 
 pub use actions::ActionSettings;
-pub use ado::AdoSettings;
+pub use ado::{AdoCredential, AdoSettings, DEFAULT_AUTHORITY, ServicePrincipal};
 pub use catalog::{CatalogTarget, PORT_EU_BASE_URL, PORT_US_BASE_URL};
 pub use env::Env;
 pub use mapping::{MappingSetting, MappingSettings};

@@ -13,8 +13,9 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
+use super::entra::TokenSource;
 use super::{AdoError, Failure, OrgUrl, Route, Service};
-use crate::config::AdoSettings;
+use crate::config::{AdoCredential, AdoSettings};
 use crate::retry::{Backoff, server_wait};
 
 /// Our own waits between retries when Azure DevOps names none: 0.5–1 s for the first, doubling, never
@@ -29,7 +30,7 @@ tokio::task_local! {
 #[derive(Clone)]
 pub struct AdoClientConfig {
     pub org_url: OrgUrl,
-    pub pat: SecretString,
+    pub credential: AdoCredential,
     /// Sent as `api-version` on every call (ADO picks "latest" when it is missing, and the shapes drift).
     /// 7.1 on Services; Azure DevOps Server 2022 supports 7.0 at most.
     pub api_version: String,
@@ -47,10 +48,15 @@ pub struct AdoClientConfig {
 }
 
 impl AdoClientConfig {
+    /// A client signing in with a personal access token.
     pub fn new(org_url: OrgUrl, pat: SecretString) -> Self {
+        Self::signing_in(org_url, AdoCredential::Pat(pat))
+    }
+
+    pub fn signing_in(org_url: OrgUrl, credential: AdoCredential) -> Self {
         Self {
             org_url,
-            pat,
+            credential,
             api_version: "7.1".to_owned(),
             max_concurrency: 16,
             timeout: Duration::from_secs(30),
@@ -68,7 +74,7 @@ impl AdoClientConfig {
     /// 2022 serves 7.0 at most; Services serves 7.1).
     pub fn from_settings(settings: &AdoSettings) -> Result<Self, AdoError> {
         let org_url = OrgUrl::parse(settings.org_url.as_str())?;
-        let mut cfg = Self::new(org_url, settings.pat.clone());
+        let mut cfg = Self::signing_in(org_url, settings.credential.clone());
         cfg.api_version = match &settings.api_version {
             Some(v) => v.clone(),
             None if cfg.org_url.is_cloud() => "7.1".into(),
@@ -92,7 +98,7 @@ impl std::fmt::Debug for AdoClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdoClientConfig")
             .field("org_url", &self.org_url.to_string())
-            .field("pat", &"[redacted]")
+            .field("credential", &self.credential)
             .field("api_version", &self.api_version)
             .field("max_concurrency", &self.max_concurrency)
             .field("timeout", &self.timeout)
@@ -222,13 +228,21 @@ pub struct AdoClient {
 struct Inner {
     http: reqwest::Client,
     cfg: AdoClientConfig,
-    auth: SecretString,
+    auth: Auth,
     extra: HeaderMap,
     permits: Semaphore,
     /// When ADO says to slow down (429, or `Retry-After` on a success), every request waits until then:
     /// the budget is shared, so one task's throttle is everyone's.
     paused_until: Mutex<Option<Instant>>,
     requests: AtomicU64,
+}
+
+/// Where a request's `Authorization` comes from.
+enum Auth {
+    /// `Basic` of the PAT, fixed.
+    Fixed(SecretString),
+    /// Entra ID Bearer tokens, refreshed before they expire.
+    Entra(Arc<TokenSource>),
 }
 
 impl std::fmt::Debug for AdoClient {
@@ -266,8 +280,16 @@ impl AdoClient {
             .map_err(|e| {
                 AdoError::Invalid(Failure::new("cannot build the HTTP client").with_source(e))
             })?;
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!(":{}", cfg.pat.expose_secret()));
+        let auth = match &cfg.credential {
+            AdoCredential::Pat(pat) => {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!(":{}", pat.expose_secret()));
+                Auth::Fixed(SecretString::from(format!("Basic {token}")))
+            }
+            AdoCredential::ServicePrincipal(p) => {
+                Auth::Entra(Arc::new(TokenSource::new(p.clone())?))
+            }
+        };
         let mut extra = HeaderMap::new();
         for (name, value) in &cfg.extra_headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -287,7 +309,7 @@ impl AdoClient {
             inner: Arc::new(Inner {
                 http,
                 permits: Semaphore::new(cfg.max_concurrency.max(1)),
-                auth: SecretString::from(format!("Basic {token}")),
+                auth,
                 extra,
                 cfg,
                 paused_until: Mutex::new(None),
@@ -330,8 +352,10 @@ impl AdoClient {
     pub async fn send(&self, req: &Request) -> Result<Reply, AdoError> {
         let mut attempt: u32 = 0;
         let mut backoff = BACKOFF.waits();
+        let mut token_refreshed = false;
         loop {
             self.wait_for_throttle().await;
+            let (authorization, generation) = self.authorization().await?;
             let outcome = {
                 let _permit = self
                     .inner
@@ -342,10 +366,20 @@ impl AdoClient {
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
                 // Attributes the request to the work that is counting (a resource block of a resync).
                 let _ = REQUEST_COUNTER.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
-                self.attempt(req).await
+                self.attempt(req, &authorization).await
             };
             match outcome {
                 Attempt::Done(reply) => return Ok(reply),
+                // An Entra token can be revoked or lapse early: one fresh token is tried before the
+                // refusal counts (a refused request had no effect, so even a run start may go again).
+                Attempt::Fail(AdoError::Unauthorized(_))
+                    if !token_refreshed && matches!(self.inner.auth, Auth::Entra(_)) =>
+                {
+                    token_refreshed = true;
+                    if let Auth::Entra(source) = &self.inner.auth {
+                        source.invalidate(generation).await;
+                    }
+                }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { unsent, wait, why } => {
                     if !unsent && !req.repeatable {
@@ -424,7 +458,15 @@ impl AdoClient {
         }
     }
 
-    async fn attempt(&self, req: &Request) -> Attempt {
+    /// The `Authorization` value for the next request and, for Entra tokens, its generation.
+    async fn authorization(&self) -> Result<(SecretString, u64), AdoError> {
+        match &self.inner.auth {
+            Auth::Fixed(header) => Ok((header.clone(), 0)),
+            Auth::Entra(source) => source.header().await,
+        }
+    }
+
+    async fn attempt(&self, req: &Request, authorization: &SecretString) -> Attempt {
         let mut builder = self
             .inner
             .http
@@ -434,7 +476,7 @@ impl AdoClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .header(
                 reqwest::header::AUTHORIZATION,
-                self.inner.auth.expose_secret(),
+                authorization.expose_secret(),
             )
             .headers(self.inner.extra.clone());
         if let Some(body) = &req.body {
@@ -729,6 +771,63 @@ mod tests {
         let err = throttled.send(&run()).await.unwrap_err();
         assert_eq!(throttled.requests_made(), 3);
         assert!(!err.may_have_been_carried_out(), "{err}");
+    }
+
+    /// A tenant's token endpoint and an Azure DevOps that accepts only the latest token it issued.
+    async fn entra_stand_in() -> (AdoClient, Arc<AtomicU64>) {
+        use axum::http::{HeaderMap as Headers, StatusCode as Code};
+        let issued = Arc::new(AtomicU64::new(0));
+        let (mint, check) = (issued.clone(), issued.clone());
+        let app = axum::Router::new()
+            .route(
+                "/tenant-1/oauth2/v2.0/token",
+                axum::routing::post(move || {
+                    let n = mint.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        axum::Json(serde_json::json!({
+                            "token_type": "Bearer", "expires_in": 3599, "access_token": format!("t{n}")
+                        }))
+                    }
+                }),
+            )
+            .fallback(move |headers: Headers| {
+                let latest = format!("Bearer t{}", check.load(Ordering::SeqCst));
+                async move {
+                    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+                    if given == Some(latest.as_str()) {
+                        (Code::OK, axum::Json(serde_json::json!({"count": 0, "value": []})))
+                    } else {
+                        (Code::UNAUTHORIZED, axum::Json(serde_json::json!({"message": "expired"})))
+                    }
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let principal = crate::config::ServicePrincipal {
+            tenant_id: "tenant-1".into(),
+            client_id: "app".into(),
+            client_secret: SecretString::from("s".to_owned()),
+            authority: url::Url::parse(&format!("http://{addr}")).unwrap(),
+        };
+        let cfg = AdoClientConfig::signing_in(
+            OrgUrl::parse(&format!("http://{addr}/org")).unwrap(),
+            AdoCredential::ServicePrincipal(principal),
+        );
+        (AdoClient::new(cfg).unwrap(), issued)
+    }
+
+    #[tokio::test]
+    async fn a_service_principal_s_token_is_reused_and_fetched_again_once_when_refused() {
+        let (client, issued) = entra_stand_in().await;
+        for _ in 0..3 {
+            client.get("/_apis/projects").await.unwrap();
+        }
+        assert_eq!(issued.load(Ordering::SeqCst), 1, "one token for every request");
+        // The service revokes it (a newer one exists): the next request refetches once and succeeds.
+        issued.fetch_add(1, Ordering::SeqCst);
+        client.get("/_apis/projects").await.unwrap();
+        assert_eq!(issued.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The Azure DevOps REST client: organisation URLs, auth, paging, rate limits and retries; one module per kind.
 
 mod client;
+pub mod entra;
 pub mod hooks;
 pub mod ids;
 pub mod kinds;

@@ -62,6 +62,10 @@ pub const SETTINGS: &[Setting] = &[
         "ADO_PAT",
         &[same("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN")],
     ),
+    plain("ADO_CLIENT_ID", &[]),
+    secret("ADO_CLIENT_SECRET", &[]),
+    plain("ADO_TENANT_ID", &[]),
+    plain("ADO_AUTHORITY_URL", &[]),
     plain("ADO_API_VERSION", &[]),
     plain("ADO_MAX_CONCURRENCY", &[]),
     plain("ADO_TIMEOUT_SECS", &[]),
@@ -161,15 +165,15 @@ pub const PEER_IGNORED: &[(&str, &str)] = &[
     ),
     (
         "OCEAN__INTEGRATION__CONFIG__CLIENT_ID",
-        "service-principal sign-in is not supported: set ADO_PAT",
+        "the peer uses it only with Multiple Accounts; for one organisation set ADO_CLIENT_ID, ADO_CLIENT_SECRET and ADO_TENANT_ID",
     ),
     (
         "OCEAN__INTEGRATION__CONFIG__CLIENT_SECRET",
-        "service-principal sign-in is not supported: set ADO_PAT",
+        "the peer uses it only with Multiple Accounts; for one organisation set ADO_CLIENT_ID, ADO_CLIENT_SECRET and ADO_TENANT_ID",
     ),
     (
         "OCEAN__INTEGRATION__CONFIG__TENANT_ID",
-        "service-principal sign-in is not supported: set ADO_PAT",
+        "the peer uses it only with Multiple Accounts; for one organisation set ADO_CLIENT_ID, ADO_CLIENT_SECRET and ADO_TENANT_ID",
     ),
 ];
 

@@ -77,7 +77,10 @@ async fn secret_settings_resolve_from_secrets_manager_and_a_secure_string_parame
     .await
     .expect("every secret resolves");
     let settings = Settings::from_env(&env).expect("settings");
-    assert_eq!(settings.ado.pat.expose_secret(), "pat-from-secrets-manager");
+    let shared::config::AdoCredential::Pat(pat) = &settings.ado.credential else {
+        panic!("{:?}", settings.ado.credential)
+    };
+    assert_eq!(pat.expose_secret(), "pat-from-secrets-manager");
     let CatalogTarget::Port {
         client_id,
         client_secret,
