@@ -1,6 +1,6 @@
 //! Local servers for tests, the demo and benchmarks: an Azure DevOps organisation ([`ado`]) and a catalog
 //! ([`catalog`]), served together on one port: ADO at `/{org}`, the catalog at `/catalog`, controls at `/_sim`
-//! (the catalog's at `/_sim/catalog`).
+//! (the catalog's at `/_sim/catalog`), and Microsoft Entra's token endpoint at `/{tenantId}/oauth2/v2.0/token`.
 
 pub mod ado;
 pub mod catalog;
@@ -28,6 +28,11 @@ impl RunningSim {
     /// The organisation URL to give `ADO_ORG_URL` (the Azure DevOps Server form: host + collection).
     pub fn ado_org_url(&self) -> String {
         format!("http://{}/{}", self.addr, self.ado.org_name())
+    }
+
+    /// The Microsoft Entra authority (the token endpoint is `{authority}/{tenantId}/oauth2/v2.0/token`).
+    pub fn entra_authority(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The catalog base URL to give `CATALOG_BASE_URL`.

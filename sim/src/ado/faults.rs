@@ -1,6 +1,6 @@
-//! The request gate every org request passes: counting, latency, PAT check (203 sign-in page),
-//! injected faults, the api-version rule, and the rate-limit headers ADO attaches. Also ADO's error
-//! body shape, and the fault rules both simulators share ([`Fault`]).
+//! The request gate every org request passes: counting, latency, PAT check (203 sign-in page), Entra
+//! bearer-token check (401), injected faults, the api-version rule, and the rate-limit headers ADO
+//! attaches. Also ADO's error body shape, and the fault rules both simulators share ([`Fault`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AdoSim;
+use super::entra::{Caller, bad_bearer};
 use super::org::mix;
 
 /// An injected fault: which requests it hits and what it does to them. `A` is the side's action
@@ -239,21 +240,19 @@ impl IntoResponse for AdoError {
 /// What ADO serves a GET or POST with a bad or missing PAT: not a 401 but a 203 with an HTML page.
 const SIGN_IN_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en-US\">\n<head><meta charset=\"utf-8\"><title>Azure DevOps Services | Sign In</title></head>\n<body>\n<div id=\"signin\">\n<h1>Sign in to Azure DevOps</h1>\n<p>You need to sign in to access this organization.</p>\n<a href=\"https://app.vssps.visualstudio.com/_signin\">Sign in</a>\n</div>\n</body>\n</html>\n";
 
+/// The PAT of a Basic `Authorization` header (bearer tokens are Entra's, checked apart).
 fn pat_of(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("basic") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        // The user part is ignored by ADO; the PAT is everything after the first colon.
-        text.split_once(':').map(|(_, pat)| pat.to_string())
-    } else if scheme.eq_ignore_ascii_case("bearer") {
-        Some(rest.trim().to_string())
-    } else {
-        None
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
     }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    // The user part is ignored by ADO; the PAT is everything after the first colon.
+    text.split_once(':').map(|(_, pat)| pat.to_string())
 }
 
 fn has_api_version(req: &Request) -> bool {
@@ -356,7 +355,7 @@ impl AdoSim {
     }
 }
 
-fn fault_response(status: u16) -> Response {
+pub(crate) fn fault_response(status: u16) -> Response {
     match status {
         429 => {
             let mut r = AdoError::new(
@@ -414,11 +413,16 @@ pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, mut req: Request, next:
     if !sim.opts.latency.is_zero() {
         tokio::time::sleep(sim.opts.latency).await;
     }
-    let signed_in = sim
-        .opts
-        .pat
-        .as_ref()
-        .is_none_or(|want| pat_of(req.headers()).as_deref() == Some(want.as_str()));
+    let caller = sim.caller(req.headers());
+    let signed_in = match caller {
+        Caller::Bearer => true,
+        Caller::BadBearer => false,
+        Caller::Other => sim
+            .opts
+            .pat
+            .as_ref()
+            .is_none_or(|want| pat_of(req.headers()).as_deref() == Some(want.as_str())),
+    };
     let fault = if signed_in {
         sim.fault_for(
             req.method().as_str(),
@@ -429,7 +433,9 @@ pub(crate) async fn gate(State(sim): State<Arc<AdoSim>>, mut req: Request, next:
     } else {
         None
     };
-    let mut resp = if !signed_in {
+    let mut resp = if matches!(caller, Caller::BadBearer) {
+        bad_bearer(&sim)
+    } else if !signed_in {
         (
             StatusCode::NON_AUTHORITATIVE_INFORMATION,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

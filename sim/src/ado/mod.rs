@@ -3,6 +3,7 @@
 //! mutation and fault-injection controls for tests, the demo and benchmarks.
 
 mod builds;
+mod entra;
 pub(crate) mod faults;
 mod git_policy;
 mod hooks;
@@ -28,6 +29,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use builds::CicdSpec;
+pub use entra::{
+    ADO_RESOURCE_ID, ADO_SCOPE, ADO_SCOPE_URI, DEFAULT_TOKEN_TTL, EntraApp, TOKEN_ROUTE,
+};
 pub use faults::{Fault, FaultAction, REQUESTS_PER_WINDOW, UNVERSIONED_GET_VERSION, WINDOW_SECS};
 pub use hooks::Delivery;
 pub use runs::{PIPELINE_TEMPLATE_PARAMETERS, RUN_RESULTS};
@@ -118,8 +122,14 @@ pub struct AdoSimOptions {
     pub latency: Duration,
     /// Share of requests (0..1) answered 429 (with `retry-after`) or 503, in a deterministic sequence.
     pub fault_rate: f64,
-    /// When set, any other PAT (or none) gets ADO's 203 HTML sign-in page.
+    /// When set, any other PAT (or none) gets ADO's 203 HTML sign-in page. A bearer token is checked
+    /// apart from this: it must be one the Entra token endpoint issued and still in date.
     pub pat: Option<String>,
+    /// The service principal the Entra token endpoint (`POST /{tenantId}/oauth2/v2.0/token`) knows.
+    /// `None` (default): any client id and secret get a token, in any tenant named by a GUID or domain.
+    pub entra: Option<EntraApp>,
+    /// How long a token the Entra endpoint issues works. Default [`DEFAULT_TOKEN_TTL`] (3599 s).
+    pub entra_token_ttl: Duration,
     /// No TSTU budget headers (`x-ratelimit-*`): a client never learns it should slow down. For
     /// benchmarks that measure how well a client uses its concurrency, apart from the budget.
     pub unmetered: bool,
@@ -138,6 +148,8 @@ impl Default for AdoSimOptions {
             latency: Duration::ZERO,
             fault_rate: 0.0,
             pat: None,
+            entra: None,
+            entra_token_ttl: DEFAULT_TOKEN_TTL,
             unmetered: false,
             flavour: Flavour::default(),
             pipeline_run_duration: Some(Duration::from_millis(300)),
@@ -178,6 +190,8 @@ pub struct AdoSim {
     pub(crate) rate: Mutex<RateWindow>,
     pub(crate) hooks: hooks::Hooks,
     pub(crate) content: content::ContentOverlay,
+    /// Tokens the Entra token endpoint has issued.
+    pub(crate) entra: entra::EntraTokens,
 }
 
 impl AdoSim {
@@ -194,16 +208,18 @@ impl AdoSim {
             rate: Mutex::new(RateWindow::default()),
             hooks: hooks::Hooks::default(),
             content: Default::default(),
+            entra: Default::default(),
         })
     }
 
-    /// Serves the org under `/{org}/…`; unknown paths get an ADO-style 404. It carries the only
+    /// Serves the org under `/{org}/…` and the Entra token endpoint at `/{tenantId}/oauth2/v2.0/token`
+    /// (so the server root is the authority URL); unknown paths get an ADO-style 404. It carries the only
     /// fallback, so it merges cleanly with [`AdoSim::control_router`] and other fallback-free routers.
     pub fn router(self: &Arc<Self>) -> Router {
         routes::router(self)
     }
 
-    /// `/_sim/…` endpoints for out-of-process tests: stats, faults and mutations.
+    /// `/_sim/…` endpoints for out-of-process tests: stats, faults, mutations and Entra tokens.
     pub fn control_router(self: &Arc<Self>) -> Router {
         routes::control_router(self)
     }

@@ -118,6 +118,8 @@ pub(crate) fn router(sim: &Arc<AdoSim>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone())
+        // Outside the org gate: the token endpoint needs no `api-version` and no Azure DevOps sign-in.
+        .merge(super::entra::routes(sim))
 }
 
 async fn not_found() -> AdoError {
@@ -1005,6 +1007,7 @@ pub(crate) fn control_router(sim: &Arc<AdoSim>) -> Router {
         .route("/_sim/repositories/{id}/delete", post(delete_repository))
         .merge(super::hooks::control_routes())
         .merge(super::runs::control_routes())
+        .merge(super::entra::control_routes())
         .with_state(sim.clone())
 }
 
