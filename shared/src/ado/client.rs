@@ -823,7 +823,11 @@ mod tests {
         for _ in 0..3 {
             client.get("/_apis/projects").await.unwrap();
         }
-        assert_eq!(issued.load(Ordering::SeqCst), 1, "one token for every request");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "one token for every request"
+        );
         // The service revokes it (a newer one exists): the next request refetches once and succeeds.
         issued.fetch_add(1, Ordering::SeqCst);
         client.get("/_apis/projects").await.unwrap();

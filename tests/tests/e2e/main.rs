@@ -1,6 +1,7 @@
 //! End-to-end flows across the functions, the simulator and the catalog server, on real HTTP.
 
 mod actions;
+mod entra;
 mod faults;
 mod flow;
 mod helpers;
