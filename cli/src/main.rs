@@ -8,6 +8,7 @@ mod map;
 mod progress;
 mod serve;
 mod subscriptions;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -163,6 +164,9 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// The hosted service's tenant registry: add, list, show, remove tenants and rotate their webhook
+    /// secrets, in a SQLite file (--tenants-db FILE) or the DynamoDB table TENANTS_TABLE.
+    Tenants(Box<tenants::TenantsArgs>),
 }
 
 #[derive(Subcommand)]
@@ -291,6 +295,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Dlq { command } => dlq::run(command).await,
+            Command::Tenants(args) => tenants::run(*args).await,
         }
     })
 }

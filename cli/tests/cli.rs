@@ -509,3 +509,141 @@ fn with_log_format_json_every_line_on_stderr_is_json_and_uncoloured() {
     );
     assert!(!stderr.contains('\u{1b}'), "no colour codes off a terminal");
 }
+
+/// `ado-sync tenants … --tenants-db FILE`: the admin commands against a SQLite registry.
+fn tenants(db: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("tenants")
+        .arg("--tenants-db")
+        .arg(db)
+        .args(args)
+        .env_remove("TENANTS_TABLE")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tenants_are_added_once_shown_without_secrets_rotated_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tenants.db");
+    let add = [
+        "add",
+        "--id",
+        "acme",
+        "--catalog-client-id",
+        "env:ACME_CLIENT_ID",
+        "--catalog-client-secret",
+        "/acme/catalog-secret",
+        "--org",
+        "https://dev.azure.com/acme",
+        "--org",
+        "https://dev.azure.com/acme-labs",
+        "--sp-client-id",
+        "app-id",
+        "--sp-tenant-id",
+        "contoso.onmicrosoft.com",
+        "--sp-client-secret",
+        "env:ACME_SP_SECRET",
+        "--generate-webhook-secret",
+        "--public-url",
+        "https://hooks.example.com/",
+    ];
+    let (code, out, err) = tenants(&db, &add);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("webhook URL:      https://hooks.example.com/t/acme/webhook"),
+        "{out}"
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook secret:   "))
+        .unwrap()
+        .to_owned();
+    assert!(secret.len() >= 43, "{secret}");
+
+    let (code, _, err) = tenants(&db, &add);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already exists"), "{err}");
+
+    let (code, shown, _) = tenants(&db, &["show", "acme"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        !shown.contains(&secret),
+        "the secret is never stored or shown again"
+    );
+    let record: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(record["webhook"]["secret"]["type"], "hash");
+    assert_eq!(record["organizations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        record["organizations"][1]["auth"]["type"],
+        "service-principal"
+    );
+
+    let (code, out, _) = tenants(&db, &["rotate-webhook-secret", "acme"]);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains(&secret), "a new secret: {out}");
+    let (_, after, _) = tenants(&db, &["show", "acme"]);
+    assert_ne!(after, shown, "the stored hash changed");
+
+    let (code, listed, _) = tenants(&db, &["list"]);
+    assert_eq!(code, Some(0));
+    assert!(listed.starts_with("acme "), "{listed}");
+
+    assert_eq!(tenants(&db, &["remove", "acme"]).0, Some(0));
+    let (code, _, err) = tenants(&db, &["remove", "acme"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no tenant acme"), "{err}");
+}
+
+#[test]
+fn a_secret_value_where_a_reference_belongs_is_refused_without_being_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tenants.db");
+    let (code, out, err) = tenants(
+        &db,
+        &[
+            "add",
+            "--id",
+            "acme",
+            "--catalog-client-id",
+            "env:ID",
+            "--catalog-client-secret",
+            "pasted-secret-value",
+            "--org",
+            "https://dev.azure.com/acme",
+            "--pat",
+            "env:PAT",
+            "--generate-webhook-secret",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--catalog-client-secret: not a secret reference"),
+        "{err}"
+    );
+    assert!(!err.contains("pasted-secret-value") && !out.contains("pasted-secret-value"));
+    let (code, _, err) = tenants(
+        &db,
+        &[
+            "add",
+            "--id",
+            "Bad/Id",
+            "--catalog-client-id",
+            "env:A",
+            "--catalog-client-secret",
+            "env:B",
+            "--org",
+            "https://dev.azure.com/x",
+            "--pat",
+            "env:P",
+            "--generate-webhook-secret",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(tenants(&db, &["list"]).1.trim(), "no tenants");
+}

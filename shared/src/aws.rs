@@ -150,6 +150,14 @@ pub const SQS: Service = Service {
     content_type: "application/x-amz-json-1.0",
 };
 
+/// DynamoDB's JSON protocol: the tenant registry of the hosted service.
+pub const DYNAMODB: Service = Service {
+    name: "dynamodb",
+    target: "DynamoDB_20120810",
+    endpoint_variable: "DYNAMODB",
+    content_type: "application/x-amz-json-1.0",
+};
+
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// How the endpoint variables are read (the process environment, or a test's values).
@@ -285,10 +293,15 @@ impl AwsAccess {
             });
         }
         let error = service_error(status, &text);
-        let throttled = error
-            .code
-            .as_deref()
-            .is_some_and(|c| c.contains("Throttl") || c == "TooManyRequestsException");
+        let throttled = error.code.as_deref().is_some_and(|c| {
+            c.contains("Throttl")
+                || matches!(
+                    c,
+                    "TooManyRequestsException"
+                        | "ProvisionedThroughputExceededException"
+                        | "RequestLimitExceeded"
+                )
+        });
         if status.is_server_error() || status.as_u16() == 429 || throttled {
             Err(Attempt::Retryable(error))
         } else {

@@ -6,6 +6,7 @@
 //! - [`catalog`]: the catalog port, the Port API client and the embedded catalog.
 //! - [`resync`]: the full pass and the stale-entity plan.
 //! - [`sync`]: applying one queued live change.
+//! - [`tenants`]: the hosted service's tenant registry (DynamoDB, SQLite).
 //! - [`actions`]: self-service actions: the queued job, its executor, completion reports, the claimer.
 //! - [`failure`]: the typed detail of a failed remote call (route, status, retry-after, body, cause).
 //! - [`retry`]: the backoff and the reading of server-requested waits both remote clients share.
@@ -25,4 +26,5 @@ pub mod resync;
 pub mod retry;
 pub mod sync;
 pub mod tenant;
+pub mod tenants;
 pub mod webhook;

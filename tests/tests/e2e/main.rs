@@ -19,3 +19,4 @@ mod resync;
 mod secrets;
 mod server;
 mod template;
+mod tenants_dynamo;
