@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Acked, ActionJob, ActionRun, ActionRuns, Invocation, RunPatch, TRIGGER_PIPELINE};
+use super::{Acked, ActionJob, ActionRun, ActionRuns, Invocation, TRIGGER_PIPELINE};
+use crate::catalog::CatalogError;
 use crate::queue::Queue;
 
 /// Runs claimed per request; a full batch is followed by another claim at once.
@@ -72,7 +73,7 @@ pub async fn claim(
     }
     match time_out(runs, run_timeout, Utc::now()).await {
         Ok(n) => report.timed_out = n,
-        Err(e) => report.errors.push(e),
+        Err(e) => report.errors.push(e.to_string()),
     }
     tracing::info!(
         claims = report.claims,
@@ -123,11 +124,7 @@ async fn take(
         Ok(_) => report.queued += 1,
         Err(e) => {
             let reason = format!("The run could not be queued for execution: {e}");
-            let failed = runs.log(&run.id, &reason).await.and(
-                runs.patch(&run.id, &RunPatch::finished(false, &reason))
-                    .await,
-            );
-            report.errors.push(match failed {
+            report.errors.push(match runs.fail(&run.id, &reason).await {
                 Ok(()) => format!("queueing {}: {e}", run.id),
                 Err(f) => format!("queueing {}: {e}; reporting it failed too: {f}", run.id),
             });
@@ -141,11 +138,11 @@ pub async fn time_out(
     runs: &dyn ActionRuns,
     timeout: Duration,
     now: DateTime<Utc>,
-) -> Result<usize, String> {
+) -> Result<usize, CatalogError> {
     let active = runs
         .in_progress()
         .await
-        .map_err(|e| format!("listing runs in progress: {e}"))?;
+        .map_err(|e| e.context("listing runs in progress"))?;
     let limit = chrono::TimeDelta::from_std(timeout).unwrap_or(chrono::TimeDelta::MAX);
     let mut ended = 0;
     for run in active {
@@ -161,13 +158,9 @@ pub async fn time_out(
             "The pipeline run did not complete within {} hours; the action run is ended as failed.",
             timeout.as_secs_f64() / 3600.0
         );
-        runs.log(&run.id, &reason)
+        runs.fail(&run.id, &reason)
             .await
-            .and(
-                runs.patch(&run.id, &RunPatch::finished(false, &reason))
-                    .await,
-            )
-            .map_err(|e| format!("timing out {}: {e}", run.id))?;
+            .map_err(|e| e.context(format!("timing out {}", run.id)))?;
         ended += 1;
     }
     Ok(ended)

@@ -233,12 +233,7 @@ async fn mark(
 /// Ends the run as a FAILURE: the reason in its log and its summary.
 async fn fail(runs: &dyn ActionRuns, run: &ActionRun, reason: &str) -> Result<Executed, SyncError> {
     tracing::warn!(action_run = %run.id, reason, "action run failed");
-    runs.log(&run.id, reason)
-        .await
-        .map_err(|e| SyncError::catalog("logging the failure", e))?;
-    let mut patch = RunPatch::finished(false, reason);
-    patch.status_label = Some(None);
-    runs.patch(&run.id, &patch)
+    runs.fail(&run.id, reason)
         .await
         .map_err(|e| SyncError::catalog("reporting the failure", e))?;
     Ok(Executed::Failed(reason.to_owned()))

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::ado::{Guid, ProjectName};
+use crate::ado::{Guid, InvalidId, ProjectName};
 use crate::catalog::CatalogError;
 use crate::queue::message::MESSAGE_VERSION;
 use crate::queue::{Change, ChangeMessage};
@@ -151,6 +151,22 @@ pub struct TriggerPipeline {
     pub variables: Option<Map<String, Value>>,
 }
 
+/// Why a `trigger_pipeline` input cannot be used; shown in the action run's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("the action's inputs are not an object")]
+    NotAnObject,
+    #[error("input {0} is required")]
+    Missing(&'static str),
+    #[error("input {input} must be {expected}")]
+    Wrong {
+        input: &'static str,
+        expected: &'static str,
+    },
+    #[error("input project: {0} or a project id")]
+    ProjectName(#[source] InvalidId),
+}
+
 /// A project named by id or by name (both work in the project GET).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProjectRef {
@@ -168,49 +184,47 @@ impl fmt::Display for ProjectRef {
 }
 
 impl TriggerPipeline {
-    /// Reads the inputs; the error is the sentence the run's log shows.
-    pub fn parse(inputs: &Value) -> Result<Self, String> {
-        let obj = inputs
-            .as_object()
-            .ok_or("the action's inputs are not an object")?;
+    /// Reads the inputs; the error's text is the sentence the run's log shows.
+    pub fn parse(inputs: &Value) -> Result<Self, InvalidInput> {
+        let obj = inputs.as_object().ok_or(InvalidInput::NotAnObject)?;
+        let wrong = |input, expected| InvalidInput::Wrong { input, expected };
         let project = match obj.get("project") {
             Some(Value::String(s)) if !s.trim().is_empty() => {
                 let s = s.trim();
                 match Guid::parse(s) {
                     Ok(g) => ProjectRef::Id(g),
-                    Err(_) => ProjectRef::Name(
-                        ProjectName::parse(s)
-                            .map_err(|e| format!("input project: {e} or a project id"))?,
-                    ),
+                    Err(_) => {
+                        ProjectRef::Name(ProjectName::parse(s).map_err(InvalidInput::ProjectName)?)
+                    }
                 }
             }
-            Some(_) => return Err("input project must be a project name or id".into()),
-            None => return Err("input project is required".into()),
+            Some(_) => return Err(wrong("project", "a project name or id")),
+            None => return Err(InvalidInput::Missing("project")),
         };
         let pipeline_id = match obj.get("pipelineId") {
             Some(Value::Number(n)) => n.as_u64(),
             Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
-            None => return Err("input pipelineId is required".into()),
+            None => return Err(InvalidInput::Missing("pipelineId")),
             _ => None,
         }
         .filter(|id| *id > 0)
-        .ok_or("input pipelineId must be a positive whole number")?;
+        .ok_or(wrong("pipelineId", "a positive whole number"))?;
         let ref_name = match obj.get("branch") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
             Some(Value::String(s)) if s.trim().starts_with("refs/") => Some(s.trim().to_owned()),
             Some(Value::String(s)) => Some(format!("refs/heads/{}", s.trim())),
-            Some(_) => return Err("input branch must be a branch name".into()),
+            Some(_) => return Err(wrong("branch", "a branch name")),
         };
         let report_status = match obj.get("reportPipelineStatus") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err("input reportPipelineStatus must be true or false".into()),
+            Some(_) => return Err(wrong("reportPipelineStatus", "true or false")),
         };
-        let object = |name: &str| match obj.get(name) {
+        let object = |name: &'static str| match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m.clone())),
-            Some(_) => Err(format!("input {name} must be an object")),
+            Some(_) => Err(wrong(name, "an object")),
         };
         let template_parameters = object("templateParameters")?;
         let variables = object("variables")?.map(|vars| {
@@ -357,6 +371,14 @@ pub trait ActionRuns: Send + Sync {
     async fn in_progress(&self) -> Result<Vec<ActionRun>, CatalogError>;
     async fn log(&self, run: &RunId, message: &str) -> Result<(), CatalogError>;
     async fn patch(&self, run: &RunId, patch: &RunPatch) -> Result<(), CatalogError>;
+
+    /// Ends the run as a FAILURE: the reason in its log and its summary, its label cleared.
+    async fn fail(&self, run: &RunId, reason: &str) -> Result<(), CatalogError> {
+        self.log(run, reason).await?;
+        let mut patch = RunPatch::finished(false, reason);
+        patch.status_label = Some(None);
+        self.patch(run, &patch).await
+    }
 }
 
 #[cfg(test)]
@@ -427,7 +449,7 @@ mod tests {
             ),
             (json!("p"), "not an object"),
         ] {
-            let e = TriggerPipeline::parse(&inputs).unwrap_err();
+            let e = TriggerPipeline::parse(&inputs).unwrap_err().to_string();
             assert!(e.contains(named), "{inputs}: {e}");
         }
     }

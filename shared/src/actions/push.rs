@@ -115,15 +115,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Why a signed body is not an action invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidInvocation {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("the invocation names no run (run.id or context.runId)")]
+    NoRun,
+    #[error(transparent)]
+    RunId(#[from] super::InvalidRunId),
+    #[error("the invocation carries no inputs")]
+    NoInputs,
+}
+
 /// The job an invocation body asks for: the run id from `run.id` (or `context.runId`, `runId`), the
 /// inputs from the integration payload (or `inputs`, `properties`), the type from
 /// `payload.integrationActionType` (default `trigger_pipeline`).
-pub fn job_of(body: &Value) -> Result<ActionJob, String> {
+pub fn job_of(body: &Value) -> Result<ActionJob, InvalidInvocation> {
     let run_id = ["/run/id", "/context/runId", "/runId"]
         .iter()
         .find_map(|p| body.pointer(p).and_then(Value::as_str))
-        .ok_or("the invocation names no run (run.id or context.runId)")?;
-    let run_id = RunId::parse(run_id).map_err(|e| e.to_string())?;
+        .ok_or(InvalidInvocation::NoRun)?;
+    let run_id = RunId::parse(run_id)?;
     let inputs = [
         "/payload/integrationActionExecutionProperties",
         "/inputs",
@@ -132,7 +145,7 @@ pub fn job_of(body: &Value) -> Result<ActionJob, String> {
     .iter()
     .find_map(|p| body.pointer(p).filter(|v| v.is_object()))
     .cloned()
-    .ok_or("the invocation carries no inputs")?;
+    .ok_or(InvalidInvocation::NoInputs)?;
     let action_type = body
         .pointer("/payload/integrationActionType")
         .and_then(Value::as_str)
@@ -166,12 +179,12 @@ pub async fn accept(
         });
     }
     let job = match serde_json::from_slice::<Value>(body)
-        .map_err(|e| format!("not JSON: {e}"))
+        .map_err(InvalidInvocation::from)
         .and_then(|v| job_of(&v))
     {
         Ok(job) => job,
         Err(reason) => {
-            tracing::warn!(reason, "action invocation unreadable");
+            tracing::warn!(%reason, "action invocation unreadable");
             return WebhookOutcome::Rejected(Rejection::Malformed);
         }
     };

@@ -80,6 +80,33 @@ impl SqliteRegistry {
     }
 }
 
+impl SqliteRegistry {
+    /// One conditional write of `record` (`?1` id, `?2` record, `?3` updated at); `unchanged` is the
+    /// error when it wrote no row.
+    async fn write(
+        &self,
+        sql: &'static str,
+        record: &TenantRecord,
+        unchanged: fn(TenantId) -> RegistryError,
+    ) -> Result<(), RegistryError> {
+        let (id, text, at) = (
+            record.id.clone(),
+            encode(record)?,
+            record.updated_at.clone(),
+        );
+        self.with(move |c| {
+            let n = c
+                .execute(sql, params![id.as_str(), text, at])
+                .map_err(refused)?;
+            if n == 0 {
+                return Err(unchanged(id));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn encode(record: &TenantRecord) -> Result<String, RegistryError> {
     serde_json::to_string(record).map_err(|e| RegistryError::Corrupt(e.to_string()))
 }
@@ -91,45 +118,14 @@ fn decode(id: &str, text: &str) -> Result<TenantRecord, RegistryError> {
 #[async_trait]
 impl TenantRegistry for SqliteRegistry {
     async fn add(&self, record: &TenantRecord) -> Result<(), RegistryError> {
-        let (id, text, at) = (
-            record.id.clone(),
-            encode(record)?,
-            record.updated_at.clone(),
-        );
-        self.with(move |c| {
-            let n = c
-                .execute(
-                    "INSERT OR IGNORE INTO tenants (id, record, updated_at) VALUES (?1, ?2, ?3)",
-                    params![id.as_str(), text, at],
-                )
-                .map_err(refused)?;
-            if n == 0 {
-                return Err(RegistryError::Exists(id));
-            }
-            Ok(())
-        })
-        .await
+        const SQL: &str =
+            "INSERT OR IGNORE INTO tenants (id, record, updated_at) VALUES (?1, ?2, ?3)";
+        self.write(SQL, record, RegistryError::Exists).await
     }
 
     async fn replace(&self, record: &TenantRecord) -> Result<(), RegistryError> {
-        let (id, text, at) = (
-            record.id.clone(),
-            encode(record)?,
-            record.updated_at.clone(),
-        );
-        self.with(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE tenants SET record = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id.as_str(), text, at],
-                )
-                .map_err(refused)?;
-            if n == 0 {
-                return Err(RegistryError::NotFound(id));
-            }
-            Ok(())
-        })
-        .await
+        const SQL: &str = "UPDATE tenants SET record = ?2, updated_at = ?3 WHERE id = ?1";
+        self.write(SQL, record, RegistryError::NotFound).await
     }
 
     async fn get(&self, id: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {

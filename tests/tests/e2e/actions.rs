@@ -392,14 +392,18 @@ async fn a_pipeline_that_never_completes_fails_its_action_run_after_the_timeout(
     let day = Duration::from_secs(24 * 3600);
     let now = chrono::Utc::now();
     assert_eq!(
-        shared::actions::claim::time_out(runs, day, now).await,
-        Ok(0),
+        shared::actions::claim::time_out(runs, day, now)
+            .await
+            .unwrap(),
+        0,
         "not yet"
     );
     let later = now + chrono::TimeDelta::hours(25);
     assert_eq!(
-        shared::actions::claim::time_out(runs, day, later).await,
-        Ok(1)
+        shared::actions::claim::time_out(runs, day, later)
+            .await
+            .unwrap(),
+        1
     );
     let done = a.org.sim.catalog.action_run(&run).unwrap();
     assert_eq!(done["status"], "FAILURE");

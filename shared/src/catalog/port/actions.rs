@@ -14,8 +14,6 @@ use super::{Agent, PortClient};
 use crate::actions::{Acked, ActionRun, ActionRuns, RunId, RunPatch};
 use crate::catalog::CatalogError;
 
-const ACK: &str = "acknowledging an action run";
-
 /// Runs asked for at once by the timeout sweep.
 const IN_PROGRESS_PAGE: usize = 100;
 
@@ -28,11 +26,7 @@ impl PortClient {
         what: &str,
     ) -> Result<super::Answer, CatalogError> {
         let body = body.map(|b| Bytes::from(b.to_string()));
-        // An acknowledgement repeated after a lost answer would read our own ack's 409 as someone
-        // else's: it goes once.
-        let retryable = what != ACK;
-        self.call(method, url, Agent::Plain, body, retryable, what)
-            .await
+        self.call(method, url, Agent::Plain, body, true, what).await
     }
 
     fn runs_of(answer: &super::Answer, what: &str) -> Result<Vec<ActionRun>, CatalogError> {
@@ -74,10 +68,12 @@ impl ActionRuns for PortClient {
     }
 
     async fn ack(&self, run: &RunId) -> Result<Acked, CatalogError> {
-        let what = ACK;
+        let what = "acknowledging an action run";
         let url = self.url(&["v1", "actions", "runs", "ack"]);
+        let body = Bytes::from(json!({"runId": run}).to_string());
+        // Sent once: a repeat after a lost answer would read our own ack's 409 as someone else's.
         let answer = self
-            .action_call(Method::PATCH, url, Some(json!({"runId": run})), what)
+            .call(Method::PATCH, url, Agent::Plain, Some(body), false, what)
             .await?;
         match answer.status.as_u16() {
             200..=299 => Ok(Acked::Taken),
